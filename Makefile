@@ -1,0 +1,42 @@
+# Every target installs what it needs first: `make test` on a fresh clone does everything.
+PYTHON ?= python3
+VENV ?= .venv
+# The exact torch wheel; torch==2.13.0 is a CPU build on this machine's disk. Override for CUDA,
+# e.g. make install TORCH_SPEC='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: install test test-all lint train predict samples clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev,dashboard]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest $(ARGS)
+
+# Also the slow and gpu tests (gpu ones skip without a GPU).
+test-all: install
+	$(PY) -m pytest -m "" $(ARGS)
+
+lint: install
+	$(PY) -m ruff check sweep models data_pipeline tests
+
+train: install
+	$(PY) -m sweep train $(ARGS)
+
+predict: install
+	$(PY) -m sweep predict $(ARGS)
+
+samples: install
+	$(PY) -m sweep samples $(ARGS)
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,43 @@
+"""``python -m sweep <command>``: one command line for training, prediction and sweeps.
+
+Each command lives in its own module exposing ``add_parser(subparsers)``; the parser it adds
+sets ``func`` to a function of the parsed arguments that returns an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from sweep.errors import USER_ERRORS, one_line
+
+# Modules that contribute commands, in the order `--help` lists them.
+COMMAND_MODULES = ["sweep.cli_train"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sweep", description="Seeded UNet/SegNet training and Ray Tune sweeps.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as error:
+        # Bad input is the user's to fix: one line, no traceback, exit 2 (as argparse does).
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

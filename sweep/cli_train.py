@@ -1,0 +1,131 @@
+"""`train`, `predict` and `samples`: the commands a Pytorch-UNet user already knows."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import typing
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from sweep.config import TrainConfig
+from sweep.strict import ConfigError, load_yaml
+
+log = logging.getLogger(__name__)
+
+# Pytorch-UNet's flag names for our settings, beside the generated --field-name flags.
+ALIASES = {
+    "epochs": ["-e"], "batch_size": ["-b"], "lr": ["-l", "--learning-rate"],
+    "load": ["-f"], "scale": ["-s"], "val_percent": ["-v", "--validation"], "classes": ["-c"],
+}
+
+
+def add_parser(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train one model (Pytorch-UNet's train.py)",
+                                  description="Train UNet or SegNet. Flags override --config.")
+    train.add_argument("--config", help="YAML file of settings (flags override it)")
+    add_config_flags(train)
+    train.set_defaults(func=run_train)
+
+    predict = subparsers.add_parser("predict", help="predict masks (Pytorch-UNet's predict.py)")
+    predict.add_argument("-m", "--model", default="MODEL.pth", metavar="FILE",
+                         help="checkpoint: this project's or Pytorch-UNet's")
+    predict.add_argument("-i", "--input", nargs="+", required=True, metavar="INPUT")
+    predict.add_argument("-o", "--output", nargs="+", metavar="OUTPUT",
+                         help="mask files (default: INPUT_OUT.png)")
+    predict.add_argument("--viz", action="store_true",
+                         help="also write INPUT_viz.png: image, mask and overlay side by side")
+    predict.add_argument("-n", "--no-save", action="store_true", help="do not save the masks")
+    predict.add_argument("-t", "--mask-threshold", type=float, default=0.5)
+    predict.add_argument("-s", "--scale", type=float, default=1.0)
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(func=run_predict)
+
+    samples = subparsers.add_parser("samples", help="write a few image/mask pairs as PNGs")
+    samples.add_argument("--config", help="YAML file of settings")
+    samples.add_argument("-n", "--count", type=int, default=8)
+    add_config_flags(samples)
+    samples.set_defaults(func=run_samples)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; None defaults tell us which flags were given."""
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("settings (see sweep/config.py)")
+    for field in dataclasses.fields(TrainConfig):
+        names = ALIASES.get(field.name, []) + ["--" + field.name.replace("_", "-")]
+        kind = hints[field.name]
+        if kind is bool:
+            group.add_argument(*names, dest=field.name, default=None,
+                               action=argparse.BooleanOptionalAction,
+                               help=f"default {field.default}")
+        else:
+            group.add_argument(*names, dest=field.name, type=kind, default=None,
+                               metavar=field.name.upper(), help=f"default {field.default!r}")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = load_yaml(args.config) if args.config else {}
+    if values:
+        TrainConfig.from_dict(values, str(args.config))  # name the file in errors
+    for field in dataclasses.fields(TrainConfig):
+        if getattr(args, field.name) is not None:
+            values[field.name] = getattr(args, field.name)
+    return TrainConfig.from_dict(values, "command line")
+
+
+def load_data_for(config: TrainConfig):
+    from data_pipeline import load_data
+
+    return load_data(config.data_dir, scale=config.scale, mask_suffix=config.mask_suffix,
+                     n_classes=config.classes, synthetic_images=config.synthetic_images,
+                     synthetic_size=config.synthetic_size, synthetic_seed=config.synthetic_seed)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from sweep.training import train
+
+    config = config_from_args(args)
+    data = load_data_for(config)
+    log.info("data: %d images %s, model: %s width %d, out: %s", len(data),
+             "x".join(map(str, data.images.shape[1:])), config.model, config.width,
+             config.out_dir)
+    result = train(config, data)
+    best = result.best
+    log.info("best val_dice %.4f at epoch %d; checkpoints in %s", best["val_dice"],
+             best["epoch"], Path(config.out_dir) / "checkpoints")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from sweep.predict import load_predictor, predict_mask, visualise
+
+    if args.output and len(args.output) != len(args.input):
+        raise ConfigError(f"{len(args.input)} inputs but {len(args.output)} outputs")
+    predictor = load_predictor(args.model, args.device)
+    outputs = args.output or [str(Path(p).with_name(Path(p).stem + "_OUT.png"))
+                              for p in args.input]
+    for source, target in zip(args.input, outputs):
+        try:
+            image = Image.open(source)
+            image.load()
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
+            raise ConfigError(f"{source}: cannot read image ({type(error).__name__})") from None
+        mask = predict_mask(predictor, image, args.scale, args.mask_threshold)
+        if not args.no_save:
+            Image.fromarray(mask).save(target)
+            log.info("mask: %s", target)
+        if args.viz:
+            viz = visualise(image, mask, Path(target).with_name(Path(source).stem + "_viz.png"))
+            log.info("visualisation: %s", viz)
+    return 0
+
+
+def run_samples(args: argparse.Namespace) -> int:
+    from data_pipeline.samples import write_samples
+
+    config = config_from_args(args)
+    written = write_samples(load_data_for(config), Path(config.out_dir) / "samples", args.count)
+    log.info("wrote %d files; contact sheet: %s", len(written), written[-1] if written else "-")
+    return 0

@@ -1,0 +1,52 @@
+"""Seeding and deterministic execution for one training run."""
+from __future__ import annotations
+
+import os
+import random
+import warnings
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+    return device
+
+
+def configure_determinism(device: torch.device, enabled: bool) -> None:
+    """Deterministic kernels where torch has them; warn (not fail) where it has none."""
+    if device.type == "cuda":
+        # Must be set before cuBLAS starts; harmless if CUDA is already up with the same value.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = not enabled
+        torch.backends.cudnn.deterministic = enabled
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+
+
+def nondeterministic_ops(model_name: str, bilinear: bool, device: torch.device) -> list[str]:
+    """Ops of this model that have no deterministic CUDA kernel (so results may vary a little
+    from run to run on a GPU). On CPU every op we use is deterministic."""
+    if device.type != "cuda":
+        return []
+    ops = []
+    if model_name == "segnet":
+        ops.append("MaxUnpool2d (SegNet decoder: max_unpooling2d forward)")
+    if model_name == "unet" and bilinear:
+        ops.append("upsample_bilinear2d backward (UNet with bilinear=True)")
+    return ops
+
+
+def quiet_determinism_warnings() -> None:
+    """Torch warns on every call of such an op; we name them once at start instead."""
+    warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")

@@ -1,0 +1,16 @@
+"""Errors that mean bad input (exit 2, one line) rather than a bug (traceback)."""
+from __future__ import annotations
+
+from data_pipeline.folder import DataFolderError
+from sweep.checkpoints import CheckpointError
+from sweep.strict import ConfigError
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, DataFolderError,
+                                            FileNotFoundError)
+
+
+def one_line(error: Exception) -> str:
+    """The message as one line; a data folder's faults keep their own line each."""
+    if isinstance(error, DataFolderError):
+        return str(error)
+    return " ".join(str(error).split())

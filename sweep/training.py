@@ -1,0 +1,268 @@
+"""The seeded training loop. It knows nothing of Ray or W&B: callers pass ``report`` to hear of
+each epoch (the Ray Tune trainable turns it into ``tune.report``)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from data_pipeline import SegmentationData, split_indices
+from data_pipeline.loader import SegmentationDataset, make_loader
+from models import create_model
+from sweep import checkpoints as ckpt
+from sweep.config import TrainConfig
+from sweep.determinism import (configure_determinism, nondeterministic_ops,
+                               quiet_determinism_warnings, resolve_device, seed_everything)
+from sweep.losses import confusion_counts, dice_and_iou, predict_classes, segmentation_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochState:
+    """What ``report`` gets beside the metrics: enough to checkpoint or inspect the model."""
+    epoch: int
+    checkpoint_path: Path
+    model: nn.Module
+    config: TrainConfig
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]
+    out_dir: Path
+    last_checkpoint: Path | None
+    nondeterministic_ops: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> dict:
+        return max(self.history, key=lambda m: m["val_dice"]) if self.history else {}
+
+
+Report = Callable[[dict, EpochState], None]
+
+
+def train(config: TrainConfig, data: SegmentationData, report: Report | None = None) -> TrainResult:
+    # ---- settings and determinism -------------------------------------------------------
+    check_data(config, data)
+    device = resolve_device(config.device)
+    configure_determinism(device, config.deterministic)
+    quiet_determinism_warnings()
+    unstable_ops = nondeterministic_ops(config.model, config.bilinear, device)
+    if unstable_ops and config.deterministic:
+        log.warning("no deterministic CUDA kernel for: %s; results may differ slightly between "
+                    "runs on this GPU", "; ".join(unstable_ops))
+    if config.threads:
+        # Fixed intra-op threads: reduction order (and so the last bits) can depend on them.
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    out_dir = Path(config.out_dir)
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+
+    # ---- model, optimiser, schedule -----------------------------------------------------
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = create_model(config.model, n_channels=data.channels, n_classes=config.classes,
+                         bilinear=config.bilinear, width=config.width)
+    model = model.to(device=device, memory_format=memory_format)
+    optimizer = make_optimizer(config, model)
+    scheduler = make_scheduler(config, optimizer)
+    amp_dtype = autocast_dtype(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    start_epoch = 1
+    if config.load:
+        start_epoch = load_into(config, model, optimizer, scheduler, scaler)
+
+    # ---- data ---------------------------------------------------------------------------
+    train_idx, val_idx = split_indices(len(data), config.val_percent, config.split_seed)
+    pin = config.pin_memory and device.type == "cuda"
+    train_loader = make_loader(
+        SegmentationDataset(data.images, data.masks, train_idx, config.seed, config.augment),
+        config.batch_size, config.seed, shuffle=True, num_workers=config.num_workers,
+        pin_memory=pin)
+    val_loader = make_loader(
+        SegmentationDataset(data.images, data.masks, val_idx, config.seed, augment=False),
+        config.eval_batch_size, config.seed, shuffle=False, num_workers=config.num_workers,
+        pin_memory=pin)
+
+    # ---- epochs ---------------------------------------------------------------------------
+    history = read_history(out_dir / "metrics.jsonl", before_epoch=start_epoch)
+    last_checkpoint = None
+    for epoch in range(start_epoch, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        lr = optimizer.param_groups[0]["lr"]
+        train_loader.sampler.set_epoch(epoch)
+        train_loss, train_seconds = train_one_epoch(
+            model, train_loader, optimizer, scaler, config, device, amp_dtype, memory_format,
+            desc=f"Epoch {epoch}/{config.epochs}")
+        val_loss, val_dice, val_iou = evaluate(model, val_loader, config, device, amp_dtype,
+                                               memory_format)
+        step_scheduler(scheduler, val_dice)
+        last_checkpoint = ckpt.save_checkpoint(
+            out_dir / "checkpoints" / f"checkpoint_epoch{epoch}.pth",
+            model=model.state_dict(), optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict() if scheduler else {}, scaler=scaler.state_dict(),
+            epoch=epoch, config=config.to_dict(), mask_values=data.mask_values)
+        ckpt.prune_checkpoints(out_dir / "checkpoints", config.keep_checkpoints)
+        metrics = {
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+            "val_dice": val_dice, "val_iou": val_iou, "lr": lr,
+            "epoch_seconds": time.perf_counter() - epoch_start,
+            "samples_per_s": len(train_idx) / train_seconds,
+        }
+        if device.type == "cuda":
+            metrics["gpu_peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        history.append(metrics)
+        append_jsonl(out_dir / "metrics.jsonl", metrics)
+        log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_dice %.4f  val_iou %.4f  "
+                 "%.1f img/s", epoch, config.epochs, train_loss, val_loss, val_dice, val_iou,
+                 metrics["samples_per_s"])
+        if report is not None:
+            report(dict(metrics), EpochState(epoch, last_checkpoint, model, config))
+    return TrainResult(history, out_dir, last_checkpoint, unstable_ops)
+
+
+def check_data(config: TrainConfig, data: SegmentationData) -> None:
+    if len(data.mask_values) > max(config.classes, 2):
+        raise ValueError(f"masks hold {len(data.mask_values)} values {data.mask_values[:8]} "
+                         f"but classes={config.classes}")
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 on GPUs that have it (no loss scaling needed), else fp16; None means float32."""
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "rmsprop":  # Pytorch-UNet's choice
+        return torch.optim.RMSprop(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                   weight_decay=config.weight_decay, foreach=True)
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                             foreach=True)
+
+
+def make_scheduler(config: TrainConfig, optimizer):
+    if config.scheduler == "plateau":  # on validation Dice, as Pytorch-UNet
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=5)
+    if config.scheduler == "cosine":  # spans config.epochs: resume with the same epochs
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
+def step_scheduler(scheduler, val_dice: float) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_dice)
+    elif scheduler is not None:
+        scheduler.step()
+
+
+ARCHITECTURE_KEYS = ("model", "width", "bilinear", "classes")
+
+
+def load_into(config: TrainConfig, model, optimizer, scheduler, scaler) -> int:
+    """Load ``config.load``; return the first epoch still to run."""
+    payload = ckpt.load_checkpoint(config.load)
+    if not ckpt.is_full_checkpoint(payload):
+        weights, _ = ckpt.weights_and_mask_values(payload)
+        load_weights(model, weights, config.load)
+        log.warning("%s holds weights only (Pytorch-UNet format): training starts from these "
+                    "weights at epoch 1 with a fresh optimizer", config.load)
+        return 1
+    saved = payload["config"]
+    mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k) != getattr(config, k)]
+    if mismatched:
+        raise ckpt.CheckpointError(
+            f"{config.load}: trained with " + ", ".join(f"{k}={saved.get(k)!r}" for k in mismatched)
+            + "; this run asks for " + ", ".join(f"{k}={getattr(config, k)!r}" for k in mismatched))
+    load_weights(model, payload["model"], config.load)
+    optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None and payload["scheduler"]:
+        scheduler.load_state_dict(payload["scheduler"])
+    scaler.load_state_dict(payload["scaler"])
+    ckpt.restore_rng_state(payload["rng"])
+    log.info("resuming %s after epoch %d", config.load, payload["epoch"])
+    return payload["epoch"] + 1
+
+
+def load_weights(model: nn.Module, weights: dict, path: str) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ckpt.CheckpointError(f"{path}: weights do not fit this model "
+                                   f"({str(error).splitlines()[1].strip()[:120]})") from None
+
+
+def to_device(images, masks, device, memory_format):
+    # uint8 travels to the device; the float conversion happens there (4x less to copy).
+    images = images.to(device, non_blocking=True).float().div_(255)
+    return images.contiguous(memory_format=memory_format), masks.to(device, non_blocking=True)
+
+
+def train_one_epoch(model, loader, optimizer, scaler, config, device, amp_dtype, memory_format,
+                    desc: str) -> tuple[float, float]:
+    model.train()
+    start = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+    seen = 0
+    with tqdm(total=len(loader.dataset), desc=desc, unit="img", disable=None, leave=False) as bar:
+        for images, masks in loader:
+            images, masks = to_device(images, masks, device, memory_format)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                loss = segmentation_loss(model(images), masks)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach() * len(images)
+            seen += len(images)
+            bar.update(len(images))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return float(loss_sum) / max(seen, 1), time.perf_counter() - start
+
+
+@torch.inference_mode()
+def evaluate(model, loader, config, device, amp_dtype, memory_format) -> tuple[float, float, float]:
+    model.eval()
+    counts = torch.zeros((max(config.classes, 2), 3), dtype=torch.long, device=device)
+    loss_sum, seen = torch.zeros((), device=device), 0
+    for images, masks in loader:
+        images, masks = to_device(images, masks, device, memory_format)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            logits = model(images)
+        loss_sum += segmentation_loss(logits, masks) * len(images)
+        seen += len(images)
+        counts += confusion_counts(predict_classes(logits), masks, config.classes)
+    dice, iou = dice_and_iou(counts.cpu())
+    return float(loss_sum) / max(seen, 1), dice, iou
+
+
+def read_history(path: Path, before_epoch: int) -> list[dict]:
+    """Earlier epochs of a resumed run; later lines (from a run that went further) are dropped."""
+    if before_epoch <= 1 or not path.exists():
+        path.unlink(missing_ok=True)
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["epoch"] < before_epoch]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")

@@ -1,0 +1,41 @@
+"""Hermetic tests: HOME, TMPDIR, Ray's and W&B's folders point into one temporary folder that
+is removed at the end; W&B is offline; one Ray session (if any test needs Ray) is shared."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+# Before anything imports ray, wandb or matplotlib. The path is short on purpose: Ray's unix
+# socket paths live under it and must stay under 107 characters.
+_ROOT = tempfile.mkdtemp(prefix="cs-", dir="/tmp")
+for name, sub in [("HOME", "home"), ("TMPDIR", "tmp"), ("RAY_TMPDIR", "ray"),
+                  ("WANDB_DIR", "wandb"), ("WANDB_CACHE_DIR", "wandb-cache"),
+                  ("WANDB_CONFIG_DIR", "wandb-config"), ("MPLCONFIGDIR", "mpl")]:
+    os.environ[name] = os.path.join(_ROOT, sub)
+    os.makedirs(os.environ[name], exist_ok=True)
+os.environ["WANDB_MODE"] = "offline"
+os.environ.pop("WANDB_API_KEY", None)
+os.environ["MPLBACKEND"] = "Agg"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+tempfile.tempdir = None  # re-read TMPDIR
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hermetic_root() -> str:
+    return _ROOT
+
+
+@pytest.fixture
+def gpu():
+    """A CUDA device, or a clean skip where there is none."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    return torch.device("cuda")
