@@ -39,3 +39,15 @@ def gpu():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     return torch.device("cuda")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for every test that needs it (ray.init costs ~5 s here)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        # address="local": never join a cluster a developer left running (or its stale file).
+        ray.init(address="local", num_cpus=2, include_dashboard=False,
+                 _temp_dir=os.environ["RAY_TMPDIR"], log_to_driver=False)
+    yield ray
+    ray.shutdown()
