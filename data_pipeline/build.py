@@ -7,7 +7,7 @@ from data_pipeline.synthetic import CRACK_VALUE, make_synthetic
 
 
 def load_data(data_dir: str = "", *, scale: float = 1.0, mask_suffix: str = "auto",
-              n_classes: int = 2, synthetic_images: int = 96, synthetic_size: int = 128,
+              n_classes: int = 2, synthetic_images: int = 160, synthetic_size: int = 128,
               synthetic_seed: int = 0) -> SegmentationData:
     """A folder in Pytorch-UNet's layout, or (empty data_dir) the synthetic crack set."""
     if data_dir:

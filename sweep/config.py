@@ -21,7 +21,7 @@ class TrainConfig:
     channels_last: bool = False
     # Data ('' = the embedded synthetic crack set)
     data_dir: str = ""
-    synthetic_images: int = 96
+    synthetic_images: int = 160
     synthetic_size: int = 128
     synthetic_seed: int = 0
     scale: float = 1.0
