@@ -87,7 +87,8 @@ def edge_point(size: int, rng: np.random.Generator) -> tuple[float, float]:
 def random_walk_crack(draw, start, heading, size, rng, width, depth):
     """Draw one crack; it wanders, thins out and sometimes branches (at most two levels)."""
     x, y = start
-    steps = int(rng.uniform(0.6, 1.3) * size / 2) if depth == 0 else int(rng.uniform(0.1, 0.4) * size)
+    reach = rng.uniform(0.3, 0.65) if depth == 0 else rng.uniform(0.1, 0.4)
+    steps = int(reach * size)
     for _ in range(steps):
         heading += rng.normal(0, 0.25)
         length = rng.uniform(1.5, 3.0)

@@ -5,7 +5,7 @@ keyword arguments so each model's own defaults survive a config that leaves them
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

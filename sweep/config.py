@@ -52,7 +52,7 @@ class TrainConfig:
     load: str = ""  # checkpoint to resume (ours) or to start from (Pytorch-UNet weights)
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
         config = build(cls, values, source)
         config.validate(source)
         return config
@@ -60,7 +60,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes}, "replace")
 
     def validate(self, source: str = "config") -> None:

@@ -42,8 +42,8 @@ def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
         raise ckpt.CheckpointError(f"{path}: weights do not fit "
                                    f"({str(error).splitlines()[1].strip()[:120]})") from None
     target = resolve_device(device)
-    return Predictor(model.to(target).eval(), mask_values, target,
-                     f"{path} ({'this project' if ckpt.is_full_checkpoint(payload) else 'Pytorch-UNet'})")
+    origin = "this project" if ckpt.is_full_checkpoint(payload) else "Pytorch-UNet"
+    return Predictor(model.to(target).eval(), mask_values, target, f"{path} ({origin})")
 
 
 def _first_conv(weights: dict) -> torch.Tensor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -18,8 +18,13 @@ from data_pipeline.loader import SegmentationDataset, make_loader
 from models import create_model
 from sweep import checkpoints as ckpt
 from sweep.config import TrainConfig
-from sweep.determinism import (configure_determinism, nondeterministic_ops,
-                               quiet_determinism_warnings, resolve_device, seed_everything)
+from sweep.determinism import (
+    configure_determinism,
+    nondeterministic_ops,
+    quiet_determinism_warnings,
+    resolve_device,
+    seed_everything,
+)
 from sweep.losses import confusion_counts, dice_and_iou, predict_classes, segmentation_loss
 
 log = logging.getLogger(__name__)
