@@ -40,3 +40,11 @@ samples: install
 
 clean:
 	rm -rf runs .pytest_cache
+
+# The compare-runs report: report.html, report.md and trials.csv into the (first) run directory.
+# Several runs: make report RUN="runs/crack_unet runs/crack_segnet"
+EXP ?= quickstart
+RUN ?= runs/$(EXP)
+.PHONY: report
+report: install
+	$(PY) -m sweep report $(RUN) $(ARGS)

@@ -1,0 +1,183 @@
+"""Seed-aware ranking, edge-of-range warnings and parameter importance. The statistics are
+scipy's (t interval, Welch's t-test) and Optuna's (PED-ANOVA importance), not hand-rolled."""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sweep.report.load import RunData
+from sweep.report.space import NOISE, SPEED_ONLY, position_in_range
+
+ALPHA = 0.05
+EDGE = 0.1  # the outer 10 % of a range (log scale for log parameters) counts as its edge
+GROUP_COLUMNS = ["configuration", "n", "mean", "std", "ci95_low", "ci95_high", "trials"]
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def config_label(values: dict) -> str:
+    return ", ".join(f"{k}={fmt(v)}" for k, v in values.items()) or "(no searched parameter)"
+
+
+def result_params(run: RunData) -> list[str]:
+    """Searched parameters that can change results: not the seed, not speed-only settings."""
+    return [p for p in run.params if p not in NOISE and p not in SPEED_ONLY]
+
+
+def seed_groups(run: RunData) -> pd.DataFrame:
+    """Complete trials grouped by configuration without seed (and without speed-only settings)."""
+    trials = run.trials
+    if trials.empty:
+        return pd.DataFrame(columns=GROUP_COLUMNS)
+    done = trials[(trials["status"] == "complete") & trials["best_val_dice"].notna()]
+    keys = [f"config/{p}" for p in result_params(run)]
+    rows = []
+    groups = done.groupby(keys, dropna=False, sort=False) if keys else [((), done)]
+    for values, group in groups:
+        if group.empty:
+            continue
+        values = values if isinstance(values, tuple) else (values,)
+        label = config_label(dict(zip(result_params(run), values)))
+        rows.append(group_row(label, group["best_val_dice"].to_list(),
+                              ", ".join(group["trial_id"].astype(str))))
+    return rank(rows)
+
+
+def confirm_groups(run: RunData) -> pd.DataFrame:
+    """confirm.json: the top configurations rerun with fresh seeds, full length."""
+    configs = (run.confirm or {}).get("configs") or []
+    shown = result_params(run)
+    rows = []
+    for entry in configs:
+        config = {k: v for k, v in (entry.get("config") or {}).items() if k in shown or not shown}
+        scores = [float(v) for v in entry.get("val_dice") or [] if v is not None]
+        if scores:
+            rows.append(group_row(config_label(config), scores,
+                                  f"from trial {entry.get('source_trial', '?')}"))
+    return rank(rows)
+
+
+def group_row(label: str, scores: list[float], trials: str) -> dict:
+    low, high = interval95(scores)
+    return {"configuration": label, "n": len(scores), "mean": float(np.mean(scores)),
+            "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
+            "ci95_low": low, "ci95_high": high, "trials": trials, "scores": scores}
+
+
+def rank(rows: list[dict]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=[*GROUP_COLUMNS, "scores"])
+    return table.sort_values("mean", ascending=False, ignore_index=True)
+
+
+def interval95(scores: list[float]) -> tuple[float, float]:
+    """Student-t 95 % interval of the mean; undefined for one seed."""
+    if len(scores) < 2 or np.std(scores) == 0:
+        mean = float(np.mean(scores)) if scores else math.nan
+        return (mean, mean) if len(scores) >= 2 else (math.nan, math.nan)
+    low, high = stats.t.interval(0.95, len(scores) - 1, loc=np.mean(scores),
+                                 scale=stats.sem(scores))
+    return float(low), float(high)
+
+
+def verdict(groups: pd.DataFrame, source: str) -> str:
+    """One plain sentence: does #1 beat #2 beyond seed noise?"""
+    if len(groups) == 0:
+        return f"No {source} to rank."
+    if len(groups) == 1:
+        return f"Only one configuration among the {source}: nothing to compare it with."
+    first, second = groups.iloc[0], groups.iloc[1]
+    head = (f"#1 ({first.configuration}: mean val_dice {first['mean']:.4f}, n={first.n}) vs "
+            f"#2 ({second.configuration}: {second['mean']:.4f}, n={second.n})")
+    if min(first.n, second.n) < 2:
+        short = " and ".join(f"#{i} has {g.n} seed" for i, g in ((1, first), (2, second))
+                             if g.n < 2)
+        return (f"{head}: cannot tell whether #1 beats #2 beyond seed noise — Welch's t-test "
+                f"needs at least 2 seeds of each, and {short} (run `python -m sweep confirm`).")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # identical scores: scipy warns and returns nan
+        test = stats.ttest_ind(first.scores, second.scores, equal_var=False)
+    if math.isnan(test.pvalue):
+        return f"{head}: Welch's t-test is undefined (the seeds gave identical scores)."
+    beats = test.pvalue < ALPHA
+    outcome = ("#1 beats #2 beyond seed noise" if beats
+               else "the difference is within seed noise: #1 does not clearly beat #2")
+    return f"{head}: {outcome} (Welch's t-test, two-sided, p = {test.pvalue:.3g}, α = {ALPHA})."
+
+
+@dataclass
+class EdgeWarning:
+    name: str
+    side: str  # "lower" | "upper"
+    message: str
+
+
+def edge_warnings(run: RunData, top: int = 3) -> list[EdgeWarning]:
+    """Best values piled at one end of a searched range suggest the optimum lies beyond it."""
+    if run.trials.empty:
+        return []
+    trials = run.trials
+    best = trials[(trials["status"] == "complete") & trials["best_val_dice"].notna()].head(top)
+    out = []
+    for name in result_params(run):
+        spec = run.space.get(name)
+        if spec is None or best.empty or f"config/{name}" not in best:
+            continue
+        values = best[f"config/{name}"].to_list()
+        where = [position_in_range(spec, v) for v in values]
+        if any(w is None for w in where):
+            continue
+        side = "lower" if max(where) <= EDGE else "upper" if min(where) >= 1 - EDGE else None
+        if side:
+            shown = ", ".join(fmt(v) for v in values)
+            out.append(EdgeWarning(name, side, (
+                f"The best {name} values ({shown}, top {len(values)} complete trials) sit at the "
+                f"{side} edge of the searched range ({spec.describe()}): the optimum may lie "
+                f"beyond it.")))
+    return out
+
+
+def param_importances(study) -> tuple[dict[str, float], str]:
+    """Optuna's parameter importances on the persisted study, or why there are none."""
+    if study is None:
+        return {}, "No Optuna study could be read, so no parameter importance."
+    import optuna
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}, (f"Parameter importance needs at least 2 complete trials in the study; "
+                    f"it has {len(complete)}.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Optuna's default, PED-ANOVA: how the best trials' parameter values differ from
+            # all trials'. Unlike fANOVA it needs no scikit-learn.
+            values = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError, ZeroDivisionError) as error:
+        return {}, f"Optuna could not compute importances: {error}"
+    note = (f"Optuna's PedAnovaImportanceEvaluator (its default) on the {len(complete)} complete "
+            "trials of the study: how much the best trials' values of each parameter differ "
+            "from those of all trials.")
+    if len(complete) < 20:
+        note += " With so few trials, treat the ranking as a hint, not a measurement."
+    if "seed" in values:
+        note += " A large share for `seed` means seed noise is as large as real effects."
+    return values, note
+
+
+def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
+    if trials.empty:
+        return pd.DataFrame(columns=["status", "trials", "share"])
+    counts = trials["status"].value_counts()
+    table = counts.rename_axis("status").reset_index(name="trials")
+    table["share"] = (table["trials"] / table["trials"].sum()).map(lambda s: f"{s:.0%}")
+    return table
