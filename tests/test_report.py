@@ -55,14 +55,14 @@ def trial_rows(trial_id: str, config: dict, epochs: int, drop: tuple = ()) -> li
 
 def write_run(root: Path, trials: list[dict], name: str = "toy", study: bool = True,
               status: bool = True, experiment: bool = True, confirm: dict | None = None,
-              space: dict = SPACE) -> Path:
+              space: dict = SPACE, model: str = "unet") -> Path:
     """trials: dicts of id, config, epochs, status, reason and optionally drop (metric keys)
     or no_results (a trial that died before its first report)."""
     run = root / name
     (run / "tune").mkdir(parents=True)
     if experiment:
         (run / "experiment.yaml").write_text(yaml.safe_dump(
-            {"name": name, "train": {"model": "unet", "width": 8}, "space": space,
+            {"name": name, "train": {"model": model, "width": 8}, "space": space,
              "scheduler": {"max_epochs": MAX_EPOCHS, "grace_period": 1,
                            "reduction_factor": 2}}, sort_keys=False))
     statuses = {}
@@ -382,7 +382,7 @@ def test_two_runs_side_by_side(tmp_path):
     unet = write_run(tmp_path, twelve_trials(), name="unet")
     segnet_trials = [{"id": f"g{i}", "status": "complete", "epochs": MAX_EPOCHS,
                       "config": config(lr, seed=i)} for i, lr in enumerate([1e-3, 2e-3])]
-    segnet = write_run(tmp_path, segnet_trials, name="segnet")
+    segnet = write_run(tmp_path, segnet_trials, name="segnet", model="segnet")
     paths = write_report([unet, segnet])
     assert paths["html"].parent == unet
     report = parse(paths["html"])
@@ -392,6 +392,8 @@ def test_two_runs_side_by_side(tmp_path):
     markdown = paths["md"].read_text()
     side_by_side = markdown.split("## Runs side by side")[1].split("## ")[0]
     assert f"| best trial | {load_run(unet).trials.trial_id[0]} | g1 |" in side_by_side
+    assert "| model | unet | segnet |" in side_by_side  # fixed settings that differ
+    assert "| width |" not in side_by_side  # the same in both: left out
     assert set(pd.read_csv(paths["csv"]).run) == {"unet", "segnet"}
 
 
@@ -406,3 +408,20 @@ def test_cli_missing_run_directory_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
     error = capsys.readouterr().err.strip()
     assert error == f"error: {tmp_path / 'nope'}: no such run directory"
+
+
+def test_categorical_parameters_plot_and_group(tmp_path):
+    """crack_unet searches optimizer (strings) and bilinear (booleans) beside numbers."""
+    space = {**SPACE, "optimizer": {"choice": ["rmsprop", "adamw"]},
+             "bilinear": {"choice": [False, True]}}
+    trials = [{"id": f"c{i}", "status": "complete", "epochs": MAX_EPOCHS,
+               "config": {**config(3e-3, seed=i), "optimizer": ["rmsprop", "adamw"][i % 2],
+                          "bilinear": i < 2}} for i in range(4)]
+    run = write_run(tmp_path, trials, space=space, study=False)
+    groups = seed_groups(load_run(run))
+    assert sorted(groups.n) == [1, 1, 1, 1]
+    assert "lr=0.003, batch_size=4, optimizer=adamw, bilinear=True" in set(groups.configuration)
+    report = parse(write_report([run])["html"])
+    assert "parallel coordinates of the searched parameters" in [i["alt"] for i in report.images]
+    for image in report.images:
+        decode_png(image["src"])

@@ -95,9 +95,9 @@ def headline(run: RunData) -> str:
         return f"{len(trials)} trials ({outcome}); none reported a val_dice."
     best = scored.iloc[0]
     config = stats.config_label({p: best[f"config/{p}"] for p in run.params})
+    epoch = sections.number(best.best_epoch, 0)
     return (f"{len(trials)} trials ({outcome}). Best: trial `{best.trial_id}` ({best.status}) "
-            f"reached val_dice {best.best_val_dice:.4f} at epoch {sections.number(best.best_epoch, 0)}"
-            f" with {config}.")
+            f"reached val_dice {best.best_val_dice:.4f} at epoch {epoch} with {config}.")
 
 
 def next_steps(run: RunData, verdict: str, edge: list[stats.EdgeWarning]) -> list[str]:
@@ -140,11 +140,14 @@ def comparison(runs: list[RunData]) -> Section:
 
 
 def best_config(run: RunData) -> dict:
+    """The best trial's settings: the experiment's fixed ones (model, width, ...) under its own."""
     scored = run.trials.dropna(subset=["best_val_dice"]) if not run.trials.empty else run.trials
     if scored.empty:
         return {}
     best = scored.iloc[0]
-    return {c.removeprefix("config/"): best[c] for c in scored if c.startswith("config/")}
+    fixed = run.experiment.get("train") if isinstance(run.experiment.get("train"), dict) else {}
+    searched = {c.removeprefix("config/"): best[c] for c in scored if c.startswith("config/")}
+    return {**fixed, **searched}
 
 
 def best_column(run: RunData) -> dict[str, str]:

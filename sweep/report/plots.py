@@ -220,6 +220,7 @@ def best_curves(runs: list[RunData]) -> Figure | None:
     if not drawn:
         return None
     ax.set(xlabel="epoch", ylabel="val_dice", title="best trial of each run")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return figure
