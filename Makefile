@@ -48,3 +48,12 @@ RUN ?= runs/$(EXP)
 .PHONY: report
 report: install
 	$(PY) -m sweep report $(RUN) $(ARGS)
+
+# Benchmarks (issue 6): every CPU one, full size (~30 min on 2 cores); writes bench/results.json
+# and bench/results.md. `make bench ARGS=loop` runs one; `make bench-tiny` proves the code runs.
+.PHONY: bench bench-tiny
+bench: install
+	$(PY) -m sweep bench $(ARGS)
+
+bench-tiny: install
+	$(PY) -m sweep bench --tiny $(ARGS)

@@ -1,0 +1,70 @@
+"""The benchmarks by name. Each entry points at a ``run(context) -> Outcome`` function, imported
+only when that benchmark runs (so listing them, or running one, loads nothing the others need)."""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    what: str
+    goal: str
+    target: str  # "module:function" taking a Context, returning an Outcome
+    needs: str = "cpu"  # cpu | gpu (gpu ones are left out of a plain `bench`)
+
+    def load(self) -> Callable[[Context], Outcome]:
+        module_name, _, function_name = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), function_name)
+
+
+@dataclass
+class Context:
+    tiny: bool  # tiny mode proves the code runs; its figures mean nothing
+    work_dir: Path  # scratch space for this benchmark (under bench/out/)
+    repeats: int | None = None  # override the benchmark's own number of repeats
+
+
+@dataclass
+class Outcome:
+    ratio: float  # the headline figure
+    headline: str  # the figure in words, e.g. "ours 1.8x the reference's samples/s"
+    met: bool | None  # goal met? None where the goal is not a threshold
+    figures: dict = field(default_factory=dict)  # every number behind the headline
+    notes: list[str] = field(default_factory=list)  # how it was measured, caveats, misses
+
+
+BENCHMARKS = {b.name: b for b in [
+    Benchmark("loop", "training samples/s of our loop vs a Pytorch-UNet-style reference loop "
+              "(same model, width, data, batch size, epochs); val_dice of both",
+              ">= 1.5x", "sweep.bench.loop:run"),
+    Benchmark("overhead", "wall time of an N-trial sweep vs the same trainings as plain "
+              "processes at the same concurrency", "<= 1.10", "sweep.bench.sweeps:run_overhead"),
+    Benchmark("search", "trial-epochs to reach a target val_dice: TPE + ASHA vs random search "
+              "without early stopping, over >= 3 search seeds", ">= 3x fewer",
+              "sweep.bench.sweeps:run_search"),
+    Benchmark("memory", "peak memory of a sweep with 1, 2 (and 4) concurrent trials; the data "
+              "set is held once", "growth per trial ~ model + activations",
+              "sweep.bench.sweeps:run_memory"),
+    Benchmark("wandb", "the same sweep with and without W&B mirroring", "<= 1.05",
+              "sweep.bench.sweeps:run_wandb"),
+    Benchmark("gpu", "bf16 AMP + channels_last vs float32 and vs the reference loop; 1, 2, 4 "
+              "trainings sharing the GPU", ">= 2x; >= 2.5x", "sweep.bench.gpu_bench:run",
+              needs="gpu"),
+]}
+
+
+def select(names: list[str]) -> list[Benchmark]:
+    """The named benchmarks, or every CPU one when none is named."""
+    if not names:
+        return [b for b in BENCHMARKS.values() if b.needs == "cpu"]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        from sweep.strict import ConfigError
+
+        raise ConfigError(f"unknown benchmark(s) {', '.join(unknown)}; "
+                          f"choose from {', '.join(BENCHMARKS)}")
+    return [BENCHMARKS[n] for n in dict.fromkeys(names)]

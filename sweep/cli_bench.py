@@ -1,0 +1,50 @@
+"""`bench`: run benchmarks by name and write bench/results.json plus a Markdown table."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sweep.bench.registry import BENCHMARKS
+
+
+def add_parser(subparsers) -> None:
+    bench = subparsers.add_parser(
+        "bench", help="run benchmarks (every figure a side-by-side ratio)",
+        description="Run benchmarks (default: every CPU one) and write their figures, each with "
+                    "the machine it came from, to a JSON file and a Markdown table beside it.")
+    bench.add_argument("names", nargs="*", metavar="NAME",
+                       help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all but gpu)")
+    bench.add_argument("--tiny", action="store_true",
+                       help="tiny sizes: proves the code runs in seconds; figures mean nothing")
+    bench.add_argument("--results", type=Path,
+                       help="JSON file to write (default: bench/results.json, or "
+                            "bench/out/tiny/results.json with --tiny)")
+    bench.add_argument("--scratch", type=Path, default=Path("bench/out"),
+                       help="scratch folder for data and runs (default: bench/out)")
+    bench.add_argument("--repeats", type=int, help="override each benchmark's repeats")
+    bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    bench.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from sweep.bench.registry import select
+    from sweep.strict import ConfigError
+
+    if args.list:
+        for b in BENCHMARKS.values():
+            print(f"{b.name:9} goal {b.goal:38} {b.what}")
+        return 0
+    if args.repeats is not None and args.repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
+    select(args.names)  # unknown names fail before anything runs
+    from sweep.bench.results import markdown_table
+    from sweep.bench.runner import run_benchmarks
+
+    mode = "tiny" if args.tiny else "full"
+    results_path = args.results or (Path("bench/out/tiny/results.json") if args.tiny
+                                    else Path("bench/results.json"))
+    results, failed = run_benchmarks(args.names, args.tiny, results_path,
+                                     args.scratch / mode, args.repeats)
+    print(markdown_table(results), end="")
+    print(f"\nwrote {results_path} and {results_path.with_suffix('.md')}")
+    return 1 if failed else 0
