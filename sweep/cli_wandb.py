@@ -1,0 +1,59 @@
+"""`wandb-sync` and `wandb-view`: a sweep's W&B runs, uploaded or browsed locally."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from sweep.strict import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> None:
+    sync = subparsers.add_parser(
+        "wandb-sync", help="upload a sweep's offline W&B runs and create its W&B sweep",
+        description="Upload runs/NAME/wandb/ with `wandb sync`, then create a W&B sweep "
+                    "(runs/NAME/wandb_sweep.yaml) holding those runs. Needs an API key.")
+    sync.add_argument("run_dir", help="the sweep's run directory, e.g. runs/quickstart")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="stage the runs and print what would be uploaded, upload nothing")
+    sync.add_argument("--force", action="store_true",
+                      help="upload again although an earlier wandb-sync did (a new sweep)")
+    sync.set_defaults(func=run_sync)
+
+    view = subparsers.add_parser("wandb-view", help="browse a sweep's W&B runs locally "
+                                                    "(`wandb leet`, no network)")
+    view.add_argument("run_dir", help="the sweep's run directory, e.g. runs/quickstart")
+    view.set_defaults(func=run_view)
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from sweep.wandb_mirror.sync import SyncError, sync_run_dir
+
+    try:
+        done = sync_run_dir(args.run_dir, dry_run=args.dry_run, force=args.force)
+    except SyncError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        log.info("would upload %d trial runs (%s) with:\n  %s", len(done["prior_runs"]),
+                 ", ".join(done["prior_runs"]), " ".join(done["command"]))
+        log.info("then create a W&B sweep from %s/wandb_sweep.yaml holding them",
+                 args.run_dir)
+        return 0
+    where = "/".join(filter(None, [done["entity"], done["project"]]))
+    log.info("uploaded %d trial runs to %s; W&B sweep %s holds them (open it from the "
+             "project's Sweeps tab)", len(done["prior_runs"]), where, done["sweep_id"])
+    return 0
+
+
+def run_view(args: argparse.Namespace) -> int:
+    folder = Path(args.run_dir) / "wandb"
+    if not folder.is_dir():
+        raise ConfigError(f"{args.run_dir}: no W&B runs here ({folder} is missing)")
+    wandb_cli = str(Path(sys.executable).with_name("wandb"))
+    os.execv(wandb_cli, [wandb_cli, "leet", str(folder)])
+    return 0  # not reached: leet replaced this process

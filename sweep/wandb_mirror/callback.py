@@ -1,0 +1,164 @@
+"""The driver-side Tune callback: it only turns Tune events into small records and queues them;
+the writer process does every W&B call. Build it with ``make_wandb_callback``."""
+from __future__ import annotations
+
+import atexit
+import logging
+from pathlib import Path
+
+from ray.tune import Callback
+
+from sweep.wandb_mirror import records
+from sweep.wandb_mirror.channel import MirrorChannel
+from sweep.wandb_mirror.settings import WandbSettings, resolve_mode
+from sweep.wandb_mirror.sweep_config import local_sweep_id, write_sweep_yaml
+
+log = logging.getLogger(__name__)
+
+
+# Mirrors started in this process, so the end of a sweep (run or resume) can find its own.
+ACTIVE: list[WandbMirrorCallback] = []
+
+
+def make_wandb_callback(settings: dict | WandbSettings | None, experiment_name: str,
+                        run_dir: str | Path, *, metric: str = "val_dice", mode: str = "max",
+                        max_epochs: int | None = None, sweep_config: dict | None = None,
+                        dataset: dict | None = None, fixed_config: dict | None = None,
+                        status_log=None) -> WandbMirrorCallback | None:
+    """The mirror for one sweep, or None when W&B is disabled.
+
+    ``sweep_config`` (from ``sweep_config.build_sweep_config``) is written to
+    ``run_dir/wandb_sweep.yaml``; ``dataset`` is ``{"fingerprint": .., "source": {..}}``;
+    ``fixed_config`` holds the settings every trial shares (a run's config is those plus the
+    trial's own); ``status_log``, a callback listed before this one whose ``statuses`` map
+    trial ids to ``{"status", "reason"}``, decides each trial's final state.
+    """
+    if not isinstance(settings, WandbSettings):
+        settings = WandbSettings.from_dict(settings, "wandb")
+    wandb_mode = resolve_mode(settings)
+    if wandb_mode == "disabled":
+        return None
+    run_dir = Path(run_dir).resolve()
+    sweep_config = sweep_config or {"name": experiment_name, "method": "bayes",
+                                     "metric": {"name": metric}, "parameters": {}}
+    write_sweep_yaml(run_dir / "wandb_sweep.yaml", sweep_config)
+    sweep_id = local_sweep_id(run_dir)
+    plan = {
+        "experiment": experiment_name, "run_dir": str(run_dir), "mode": wandb_mode,
+        "project": settings.resolved_project(), "entity": settings.resolved_entity(),
+        "sweep_id": sweep_id, "summary_run_id": f"summary-{sweep_id}",
+        "sweep_config": sweep_config, "metric": metric, "metric_mode": mode,
+        "max_epochs": max_epochs, "dataset": dataset or {}, "artifacts": settings.artifacts,
+        "fixed_config": records.json_safe(fixed_config or {}),
+    }
+    return WandbMirrorCallback(plan, settings.drain_timeout_s, status_log)
+
+
+class WandbMirrorCallback(Callback):
+    def __init__(self, plan: dict, drain_timeout_s: float = 120.0, status_log=None):
+        self.plan = plan
+        self.drain_timeout_s = drain_timeout_s
+        self.status_log = status_log
+        self.channel: MirrorChannel | None = None
+
+    # Tune pickles its callbacks with the experiment (for resume): the process stays behind.
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "channel": None}
+
+    def setup(self, **info) -> None:
+        self.start()
+
+    def start(self) -> None:
+        if self.channel is None:
+            self.channel = MirrorChannel(self.plan)
+            ACTIVE.append(self)
+            atexit.register(self.close)  # a driver that forgets close() still loses nothing
+
+    def send(self, record: dict) -> None:
+        self.start()
+        self.channel.send(record)
+
+    # ---- Tune events -------------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        config = records.run_config({**self.plan["fixed_config"], **trial.config},
+                                    trial.trial_id, self.plan["experiment"],
+                                    {"data_fingerprint": self.plan["dataset"].get("fingerprint")})
+        self.send({"kind": "trial_start", "trial_id": trial.trial_id,
+                   "run_id": records.run_id(trial.trial_id),
+                   "name": records.run_name(self.plan["experiment"], trial.trial_id),
+                   "config": config})
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        image = result.get(records.IMAGE_KEY)
+        if isinstance(image, str) and trial.path and not Path(image).is_absolute():
+            image = str(Path(trial.path) / image)
+        self.send({"kind": "result", "trial_id": trial.trial_id, "step": records.step_of(result),
+                   "row": records.metric_row(result),
+                   "image": image if isinstance(image, str) else None})
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.end_trial(trial, errored=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.end_trial(trial, errored=True)
+
+    def end_trial(self, trial, errored: bool) -> None:
+        state, reason = self.final_state(trial, errored)
+        self.send({"kind": "trial_end", "trial_id": trial.trial_id, "state": state,
+                   "reason": reason})
+
+    def final_state(self, trial, errored: bool) -> tuple[str, str]:
+        """The sweep's own verdict when it has one (its words: complete -> finished)."""
+        entry = getattr(self.status_log, "statuses", {}).get(trial.trial_id, {})
+        if entry.get("status") in ("complete", "pruned", "infeasible", "failed"):
+            state = "finished" if entry["status"] == "complete" else entry["status"]
+            return state, entry.get("reason", "")
+        reason = error_line(trial) if errored else ""
+        max_epochs = trial.config.get("epochs", self.plan["max_epochs"])
+        state = records.final_state(errored, reason, trial.last_result or {}, max_epochs)
+        if state == "pruned":
+            reason = f"stopped by the scheduler after epoch {records.step_of(trial.last_result)}"
+        return state, reason
+
+    # ---- after the sweep -------------------------------------------------------------------
+    def log_best_model(self, path: str | Path, config: dict, metrics: dict,
+                       trial_id: str | None = None) -> None:
+        """The sweep's best checkpoint (``best.pth``) as a model artifact, at ``close``."""
+        self.send({"kind": "model", "path": str(Path(path).resolve()),
+                   "config": records.json_safe(config), "metrics": records.metric_row(metrics),
+                   "trial_id": trial_id})
+
+    def close(self) -> bool:
+        """Finish every run and wait for the writer (at most ``drain_timeout_s``)."""
+        channel, self.channel = self.channel, None
+        if channel is None:
+            return True
+        atexit.unregister(self.close)
+        if self in ACTIVE:
+            ACTIVE.remove(self)
+        channel.send({"kind": "close"})
+        return channel.close(self.drain_timeout_s)
+
+
+def finish_mirror(run_dir: str | Path, best_checkpoint: str | Path | None = None,
+                  best_config: dict | None = None, best_metrics: dict | None = None,
+                  best_trial: str | None = None) -> None:
+    """End of a sweep (run or resume): hand over the best model, finish every run, wait.
+
+    A no-op where no mirror runs for ``run_dir`` (W&B disabled)."""
+    run_dir = str(Path(run_dir).resolve())
+    for mirror in [m for m in ACTIVE if m.plan["run_dir"] == run_dir]:
+        if best_checkpoint and Path(best_checkpoint).is_file():
+            mirror.log_best_model(best_checkpoint, best_config or {}, best_metrics or {},
+                                  best_trial)
+        mirror.close()
+
+
+def error_line(trial) -> str:
+    """The last line of the trial's error (the exception itself), or ''."""
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""

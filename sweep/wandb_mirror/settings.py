@@ -1,0 +1,82 @@
+"""The experiment's ``wandb:`` section: strict settings and how the mode is resolved."""
+from __future__ import annotations
+
+import netrc
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from sweep.strict import ConfigError, build, require
+
+MODES = ("auto", "online", "offline", "disabled")
+DEFAULT_PROJECT = "crack-sweep"
+
+
+@dataclass
+class WandbSettings:
+    enabled: bool = True
+    # auto: online when an API key is configured (and WANDB_MODE does not say otherwise),
+    # else offline; runs written offline are uploaded later with `make wandb-sync`.
+    mode: str = "auto"
+    project: str = ""  # '' = $WANDB_PROJECT or "crack-sweep"
+    entity: str = ""  # '' = $WANDB_ENTITY or the key's default entity
+    # Epochs at which trials render validation images; -1 = a trial's last epoch.
+    image_epochs: list[int] = field(default_factory=lambda: [1, -1])
+    image_count: int = 4  # validation images per panel; 0 = no images
+    artifacts: bool = True  # data set and best-model artifacts
+    drain_timeout_s: float = 120.0  # how long the end of a sweep waits for W&B writing
+
+    @classmethod
+    def from_dict(cls, values: dict | None, source: str = "wandb") -> WandbSettings:
+        settings = build(cls, values or {}, source, prefix="wandb.")
+        settings.validate(source)
+        return settings
+
+    def validate(self, source: str) -> None:
+        require(self.mode in MODES, source, "wandb.mode", self.mode, " | ".join(MODES))
+        for i, epoch in enumerate(self.image_epochs):
+            require(epoch >= 1 or epoch == -1, source, f"wandb.image_epochs[{i}]", epoch,
+                    "an epoch (1 or more) or -1 for the last")
+        require(0 <= self.image_count <= 16, source, "wandb.image_count", self.image_count,
+                "between 0 and 16")
+        require(self.drain_timeout_s > 0, source, "wandb.drain_timeout_s", self.drain_timeout_s,
+                "a positive number of seconds")
+
+    def resolved_project(self) -> str:
+        return self.project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
+
+    def resolved_entity(self) -> str | None:
+        return self.entity or os.environ.get("WANDB_ENTITY") or None
+
+
+def resolve_mode(settings: WandbSettings, environ=os.environ) -> str:
+    """online, offline or disabled: what the mirror will actually do."""
+    env_mode = environ.get("WANDB_MODE", "").lower()
+    if not settings.enabled or settings.mode == "disabled" or env_mode == "disabled":
+        return "disabled"
+    if settings.mode == "offline" or env_mode in ("offline", "dryrun"):
+        return "offline"
+    if settings.mode == "online" or has_api_key(environ):
+        # An explicit `online` without a key in sight still tries (wandb may have its own
+        # settings); if that fails the writer says so once and writes offline runs instead.
+        return "online"
+    return "offline"
+
+
+def has_api_key(environ=os.environ) -> bool:
+    """A key in the environment or in ~/.netrc for the W&B host (never read out here)."""
+    if environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        path = os.path.join(environ.get("HOME", os.path.expanduser("~")), ".netrc")
+        return netrc.netrc(path).authenticators(host or "") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def check_section(values: dict | None, source: str) -> WandbSettings:
+    """For the experiment loader: validate the section before Ray starts (ConfigError)."""
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(f"{source}: wandb must be a mapping, got {values!r}")
+    return WandbSettings.from_dict(values, source)

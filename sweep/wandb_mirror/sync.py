@@ -1,0 +1,131 @@
+"""``wandb-sync``: upload a sweep's offline runs, then create the W&B sweep that holds them.
+
+The runs were tied offline to a locally generated sweep id that W&B's server has never seen,
+so each is uploaded from a staged copy whose run record names no sweep; ``wandb.sweep(...,
+prior_runs=[...])`` then attaches the uploaded runs to a new W&B sweep.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from sweep.strict import ConfigError
+from sweep.wandb_mirror.settings import has_api_key
+from sweep.wandb_mirror.txlog import replace_sweep_id
+
+
+class SyncError(RuntimeError):
+    """The upload itself failed (network, key, server); one line."""
+
+
+@dataclass
+class SyncPlan:
+    run_dir: Path
+    status: dict
+    sweep_config: dict
+    trial_runs: dict[str, list[Path]]  # W&B run id -> its local folders (2+ after a resume)
+    other_runs: list[Path]  # the summary run: uploaded, not part of the sweep
+
+    @property
+    def staging(self) -> Path:
+        return self.run_dir / "wandb" / "sync-staging"
+
+
+def plan_sync(run_dir: str | Path) -> SyncPlan:
+    run_dir = Path(run_dir)
+    status_path = run_dir / "wandb" / "mirror.json"
+    if not status_path.is_file():
+        raise ConfigError(f"{run_dir}: no W&B runs here ({status_path} is missing; was the "
+                          "sweep run with wandb enabled?)")
+    status = json.loads(status_path.read_text())
+    sweep_yaml = run_dir / "wandb_sweep.yaml"
+    if not sweep_yaml.is_file():
+        raise ConfigError(f"{run_dir}: {sweep_yaml.name} is missing")
+    offline = [e for e in status["runs"].values() if e.get("mode", "offline") == "offline"]
+    if status["runs"] and not offline:
+        raise ConfigError(f"{run_dir}: every run went to W&B online already (sweep "
+                          f"{status.get('online_sweep_id')}); nothing to upload")
+    # A run still marked running belongs to a sweep in progress: upload it once it has ended.
+    trial_runs = {e["run_id"]: [run_dir / d for d in e["dirs"]] for e in offline
+                  if e["state"] != "running"}
+    other = [run_dir / status["summary_run"]["dir"]] if status.get("summary_run") else []
+    return SyncPlan(run_dir, status, yaml.safe_load(sweep_yaml.read_text()), trial_runs, other)
+
+
+def stage(plan: SyncPlan) -> list[Path]:
+    """Copies of the run directories whose transaction logs name no sweep."""
+    shutil.rmtree(plan.staging, ignore_errors=True)
+    staged = []
+    for source in [*(d for dirs in plan.trial_runs.values() for d in dirs), *plan.other_runs]:
+        target = plan.staging / source.name
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.wandb", "*.synced"))
+        for log in source.glob("*.wandb"):
+            replace_sweep_id(log, target / log.name, "")
+        staged.append(target)
+    return staged
+
+
+def sync_run_dir(run_dir: str | Path, dry_run: bool = False, force: bool = False) -> dict:
+    """Upload and create the sweep; returns what was done (also kept in mirror.json)."""
+    plan = plan_sync(run_dir)
+    previous = plan.status.get("synced")
+    if previous and not force and not dry_run:
+        raise ConfigError(f"{run_dir}: already uploaded to W&B sweep {previous['sweep_id']} "
+                          "(--force uploads again and creates a new sweep)")
+    if not plan.trial_runs:
+        raise ConfigError(f"{run_dir}: no finished trial runs to upload")
+    if not dry_run and not has_api_key():
+        raise ConfigError("no W&B API key: run `wandb login` or set WANDB_API_KEY, then retry")
+    staged = stage(plan)
+    command = sync_command(plan, staged)
+    if dry_run:
+        return {"command": command, "prior_runs": sorted(plan.trial_runs), "staged": staged}
+    try:
+        upload(command)
+        sweep_id = create_sweep(plan)
+    finally:
+        shutil.rmtree(plan.staging, ignore_errors=True)
+    synced = {"sweep_id": sweep_id, "prior_runs": sorted(plan.trial_runs),
+              "project": plan.status["project"], "entity": plan.status["entity"]}
+    save_synced(plan, synced)
+    return synced
+
+
+def sync_command(plan: SyncPlan, staged: list[Path]) -> list[str]:
+    wandb_cli = str(Path(sys.executable).with_name("wandb"))
+    command = [wandb_cli, "sync", "--project", plan.status["project"]]
+    if plan.status.get("entity"):
+        command += ["--entity", plan.status["entity"]]
+    return command + [str(path) for path in staged]
+
+
+def upload(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise SyncError(f"wandb sync failed (exit {done.returncode}): "
+                        f"{lines[-1] if lines else 'no output'}")
+
+
+def create_sweep(plan: SyncPlan) -> str:
+    import wandb
+
+    try:
+        return wandb.sweep(plan.sweep_config, project=plan.status["project"],
+                           entity=plan.status.get("entity"), prior_runs=sorted(plan.trial_runs))
+    except Exception as error:
+        raise SyncError(f"the runs are uploaded but creating the W&B sweep failed "
+                        f"({type(error).__name__}: {str(error).strip()[:200]})") from None
+
+
+def save_synced(plan: SyncPlan, synced: dict) -> None:
+    path = plan.run_dir / "wandb" / "mirror.json"
+    status = json.loads(path.read_text())
+    status["synced"] = synced
+    path.write_text(json.dumps(status, indent=1, sort_keys=True))

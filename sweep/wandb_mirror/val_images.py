@@ -1,0 +1,70 @@
+"""Validation panels for W&B, rendered inside a trial (only it holds the model): one row per
+image, columns image | true mask | predicted mask, as Pytorch-UNet's W&B runs show them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sweep.losses import predict_classes
+
+GAP = 2  # white pixels between tiles
+
+
+def render_val_panel(model: torch.nn.Module, data, val_indices, count: int,
+                     path: str | Path) -> Path:
+    """Write the panel for the first ``count`` validation images to ``path`` (a PNG)."""
+    indices = [int(i) for i in list(val_indices)[:count]]
+    if not indices:
+        raise ValueError("no validation images to render")
+    predicted = predict_masks(model, data.images[indices])
+    classes = max(int(data.masks.max()), int(predicted.max()), 1)
+    rows = [np.concatenate(with_gaps([rgb(data.images[i]), mask_rgb(data.masks[i], classes),
+                                      mask_rgb(predicted[k], classes)], axis=1), axis=1)
+            for k, i in enumerate(indices)]
+    panel = np.concatenate(with_gaps(rows, axis=0), axis=0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(panel).save(path)
+    return path
+
+
+@torch.inference_mode()
+def predict_masks(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """Class indices for a batch of uint8 NHWC images; the model's train/eval mode is kept."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    batch = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    model.eval()
+    try:
+        logits = model(batch.to(device).float().div_(255))
+    finally:
+        model.train(was_training)
+    return predict_classes(logits).cpu().numpy().astype(np.uint8)
+
+
+def rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image, 3, -1) if image.shape[-1] == 1 else image[..., :3]
+
+
+def mask_rgb(mask: np.ndarray, classes: int) -> np.ndarray:
+    """Class k as grey level k / classes: background black, cracks white for two classes."""
+    grey = (mask.astype(np.float32) * (255.0 / classes)).round().astype(np.uint8)
+    return np.repeat(grey[..., None], 3, -1)
+
+
+def with_gaps(tiles: list[np.ndarray], axis: int) -> list[np.ndarray]:
+    shape = list(tiles[0].shape)
+    shape[axis] = GAP
+    gap = np.full(shape, 255, np.uint8)
+    out = []
+    for tile in tiles:
+        out += [tile, gap]
+    return out[:-1]
+
+
+def render_epochs(image_epochs: list[int], max_epochs: int) -> set[int]:
+    """The epochs a trial renders panels at; -1 stands for its last epoch."""
+    return {max_epochs if e == -1 else e for e in image_epochs if e == -1 or e <= max_epochs}

@@ -1,0 +1,288 @@
+"""The logging side of the mirror: turns the callback's records into W&B runs.
+
+One instance serves a whole sweep, in its own low-priority process (``python -m
+sweep.wandb_mirror.writer``, records as JSON lines on stdin), so W&B's machinery never competes
+with trials for the driver's time. Tests drive ``MirrorWriter`` in-process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sweep.wandb_mirror.records import best_summary
+
+NICENESS = 10  # below the trials: on a busy machine, W&B writing waits, training does not
+FAILED_STATES = ("failed", "infeasible", "interrupted")
+ENDED_STATES = ("finished", "pruned", "infeasible", "failed")
+
+
+@dataclass
+class OpenRun:
+    run: object  # wandb.Run
+    run_id: str
+    rows: list[dict] = field(default_factory=list)
+    last_step: int = 0
+
+
+class MirrorWriter:
+    """Handles records: plan (first), trial_start, result, trial_end, model, close."""
+
+    def __init__(self, plan: dict, report=None):
+        self.plan = plan
+        self.mode = plan["mode"]
+        self.sweep_id = plan["sweep_id"]
+        self.root = Path(plan["run_dir"])
+        self.runs: dict[str, OpenRun] = {}
+        self.status = {"sweep_id": self.sweep_id, "local_sweep_id": plan["sweep_id"],
+                       "mode": self.mode, "project": plan["project"],
+                       "entity": plan["entity"], "runs": {}, "summary_run": None, "error": None,
+                       **earlier_status(self.root)}  # a resumed sweep keeps its earlier runs
+        self.report = report or print_once
+        self.broken = False
+        self.model: dict | None = None
+        self.wandb = None
+        self.closed = False
+
+    # ---- dispatch ------------------------------------------------------------------------
+    def handle(self, record: dict) -> None:
+        kind = record["kind"]
+        if kind == "close":
+            return self.close()
+        if self.broken:
+            return
+        try:
+            if self.wandb is None:
+                self.start()
+            getattr(self, "on_" + kind)(record)
+        except Exception as error:  # W&B must never take the sweep down: say it once, go on
+            self.fail(f"{kind} record", error)
+
+    def fail(self, doing: str, error: BaseException) -> None:
+        self.broken = True
+        message = scrub(f"{type(error).__name__}: {first_line(error)}")
+        self.status["error"] = f"{doing}: {message}"
+        self.report(f"W&B mirror stopped ({doing}: {message}); the sweep goes on without it")
+        self.save_status()
+
+    # ---- start: the sweep ---------------------------------------------------------------
+    def start(self) -> None:
+        import wandb
+
+        self.wandb = wandb
+        if self.mode == "online":
+            # Created once, before the first run; a resumed sweep keeps its W&B sweep.
+            self.sweep_id = self.status.get("online_sweep_id") or self.create_sweep()
+        self.status.update(sweep_id=self.sweep_id, mode=self.mode)
+        if self.mode == "online":
+            self.status["online_sweep_id"] = self.sweep_id
+        self.save_status()
+
+    def create_sweep(self) -> str:
+        try:
+            return self.wandb.sweep(self.plan["sweep_config"], project=self.plan["project"],
+                                    entity=self.plan["entity"])
+        except Exception as error:
+            self.fall_back_offline("creating the W&B sweep", error)
+            return self.sweep_id
+
+    def fall_back_offline(self, doing: str, error: BaseException) -> None:
+        self.report(f"W&B mirror: {doing} failed ({type(error).__name__}: "
+                    f"{scrub(first_line(error))}); writing offline runs instead "
+                    f"(upload later with `python -m sweep wandb-sync {self.root}`)")
+        self.mode, self.sweep_id = "offline", self.plan["sweep_id"]
+
+    # ---- trials ---------------------------------------------------------------------------
+    def on_trial_start(self, record: dict) -> None:
+        trial_id = record["trial_id"]
+        earlier = self.status["runs"].get(trial_id, {})
+        if trial_id in self.runs or earlier.get("state") in ENDED_STATES:
+            return  # restored after an error (run still open), or ended before a resume
+        run = self.init_run(record["run_id"], record["name"], record["config"],
+                            job_type="trial", sweep_id=self.sweep_id)
+        self.runs[trial_id] = OpenRun(run, record["run_id"])
+        # An interrupted trial that a resume continues gets a second folder, same run id:
+        # `wandb sync` uploads both, in order, into one run.
+        self.status["runs"][trial_id] = {"run_id": record["run_id"], "state": "running",
+                                         "mode": self.mode,
+                                         "dirs": earlier.get("dirs", []) + [self.relative(run)]}
+        self.save_status()
+
+    def on_result(self, record: dict) -> None:
+        open_run = self.runs.get(record["trial_id"])
+        if open_run is None or record["step"] <= open_run.last_step:
+            return  # a step W&B already has (a trial restored from an earlier checkpoint)
+        row = dict(record["row"])
+        image = record.get("image")
+        if image and Path(image).is_file():
+            row["val_images"] = self.wandb.Image(
+                image, caption=f"epoch {record['step']}: image | true mask | predicted mask")
+        open_run.run.log(row, step=record["step"])
+        open_run.rows.append(record["row"])
+        open_run.last_step = record["step"]
+
+    def on_trial_end(self, record: dict) -> None:
+        open_run = self.runs.pop(record["trial_id"], None)
+        if open_run is None:
+            return
+        self.finish_run(open_run, record["state"], record.get("reason", ""))
+        self.status["runs"][record["trial_id"]]["state"] = record["state"]
+        self.save_status()
+
+    def finish_run(self, open_run: OpenRun, state: str, reason: str) -> None:
+        run = open_run.run
+        summary = best_summary(open_run.rows, self.plan["metric"], self.plan["metric_mode"])
+        run.summary.update({**summary, "state": state, "state_reason": reason,
+                            "epochs": open_run.last_step})
+        run.tags = tuple(run.tags or ()) + (state,)
+        run.finish(exit_code=1 if state in FAILED_STATES else 0)
+
+    # ---- the sweep's data set and best model ----------------------------------------------
+    def on_model(self, record: dict) -> None:
+        self.model = record
+
+    def close(self, interrupted: bool = False) -> None:
+        """Finish every open run (so nothing is lost) and write the summary run.
+        ``interrupted``: the driver went away without saying so (killed)."""
+        if self.closed:
+            return
+        self.closed = True
+        state, reason = (("interrupted", "the sweep's driver stopped; a resume continues it")
+                         if interrupted else ("failed", "the sweep ended before this trial"))
+        for trial_id, open_run in list(self.runs.items()):
+            self.guarded("finishing a run", self.finish_run, open_run, state, reason)
+            self.status["runs"][trial_id]["state"] = state
+        self.runs.clear()
+        if not interrupted and not self.broken and self.wandb and self.plan.get("artifacts"):
+            self.guarded("logging artifacts", self.log_artifacts)
+        self.save_status()
+
+    def log_artifacts(self) -> None:
+        # Its own run, not tied to the sweep: W&B's sweep views then hold trials only.
+        run = self.init_run(self.plan["summary_run_id"], f"{self.plan['experiment']}-summary",
+                            {"experiment": self.plan["experiment"], "sweep_id": self.sweep_id},
+                            job_type="sweep-summary")
+        run.log_artifact(self.dataset_artifact())
+        if self.model and Path(self.model["path"]).is_file():
+            run.log_artifact(self.model_artifact(self.model), aliases=["best", "latest"])
+            run.summary.update({f"best/{k}": v for k, v in self.model["metrics"].items()})
+        self.status["summary_run"] = {"run_id": run.id, "dir": self.relative(run)}
+        run.finish()
+
+    def dataset_artifact(self):
+        data = self.plan["dataset"]
+        path = self.root / "wandb" / "dataset.json"
+        path.write_text(json.dumps(data, indent=1, sort_keys=True))
+        kind = data.get("source", {}).get("kind", "data")
+        artifact = self.wandb.Artifact(f"{self.plan['experiment']}-{kind}-data", type="dataset",
+                                       description="how the data set was made, and its hash",
+                                       metadata=data)
+        artifact.add_file(str(path), name="dataset.json", policy="immutable")
+        return artifact
+
+    def model_artifact(self, model: dict):
+        artifact = self.wandb.Artifact(
+            f"{self.plan['experiment']}-model", type="model",
+            description="the sweep's best checkpoint (this project's format, predict-ready)",
+            metadata={"config": model["config"], "metric": self.plan["metric"],
+                      "metrics": model["metrics"], "trial_id": model.get("trial_id"),
+                      "sweep_id": self.sweep_id, "data_fingerprint":
+                          self.plan["dataset"].get("fingerprint")})
+        artifact.add_file(model["path"], name=Path(model["path"]).name, policy="immutable")
+        return artifact
+
+    # ---- helpers --------------------------------------------------------------------------
+    def init_run(self, run_id: str, name: str, config: dict, job_type: str,
+                 sweep_id: str | None = None):
+        try:
+            return self.init_run_once(run_id, name, config, job_type, sweep_id)
+        except Exception as error:
+            if self.mode != "online":
+                raise
+            self.fall_back_offline("starting an online run", error)
+            sweep_id = self.sweep_id if sweep_id else None
+            return self.init_run_once(run_id, name, config, job_type, sweep_id)
+
+    def init_run_once(self, run_id: str, name: str, config: dict, job_type: str,
+                      sweep_id: str | None):
+        wandb = self.wandb
+        settings = wandb.Settings(
+            sweep_id=sweep_id, silent=True, console="off", x_disable_stats=True,
+            x_disable_machine_info=True, disable_git=True, save_code=False,
+            disable_job_creation=True)
+        return wandb.init(
+            project=self.plan["project"], entity=self.plan["entity"], group=self.plan["experiment"],
+            job_type=job_type, id=run_id, name=name, config=config, mode=self.mode,
+            dir=str(self.root), reinit="create_new", settings=settings)
+
+    def guarded(self, doing: str, function, *args) -> None:
+        try:
+            function(*args)
+        except Exception as error:
+            if not self.broken:
+                self.fail(doing, error)
+
+    def relative(self, run) -> str:
+        return os.path.relpath(run.settings.sync_dir, self.root)
+
+    def save_status(self) -> None:
+        path = self.root / "wandb" / "mirror.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.status, indent=1, sort_keys=True))
+            tmp.replace(path)
+        except OSError:
+            pass  # a full disk already showed up as a W&B failure; the sweep goes on
+
+
+def earlier_status(root: Path) -> dict:
+    try:
+        status = json.loads((root / "wandb" / "mirror.json").read_text())
+        return {key: status[key] for key in ("runs", "synced", "online_sweep_id")
+                if key in status}
+    except (OSError, ValueError):
+        return {}
+
+
+_reported: list[str] = []
+
+
+def print_once(message: str) -> None:
+    if not _reported:
+        _reported.append(message)
+        print(message, file=sys.stderr, flush=True)
+
+
+def first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def scrub(text: str) -> str:
+    """Never echo an API key, whatever an error message holds."""
+    key = os.environ.get("WANDB_API_KEY")
+    return text.replace(key, "***") if key else text
+
+
+def main() -> int:
+    """The logging process: JSON lines on stdin until EOF (the driver closed it or died)."""
+    os.nice(NICENESS)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the driver; we drain and exit
+    writer = None
+    for line in sys.stdin:
+        record = json.loads(line)
+        if record["kind"] == "plan":
+            writer = MirrorWriter(record["plan"])
+        elif writer is not None:
+            writer.handle(record)
+    if writer is not None:
+        writer.close(interrupted=not writer.closed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Validation panels rendered inside trials: image | true mask | predicted mask per row."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from data_pipeline import load_data, split_indices
+from models import create_model
+from sweep.wandb_mirror.val_images import GAP, render_epochs, render_val_panel
+
+
+def test_panel_shows_image_true_and_predicted_masks(tmp_path):
+    data = load_data(synthetic_images=10, synthetic_size=32)
+    _, val = split_indices(len(data), 30, 0)
+    model = create_model("unet", n_channels=data.channels, n_classes=2, width=4).train()
+    path = render_val_panel(model, data, val, 2, tmp_path / "val" / "epoch_001.png")
+
+    panel = np.asarray(Image.open(path))
+    size = data.images.shape[1]
+    assert panel.shape == (2 * size + GAP, 3 * size + 2 * GAP, 3)
+    second = panel[size + GAP:, :size]
+    np.testing.assert_array_equal(second, np.repeat(data.images[val[1]], 3, -1)
+                                  if data.channels == 1 else data.images[val[1]])
+    true_mask = panel[:size, size + GAP:2 * size + GAP, 0]
+    np.testing.assert_array_equal(true_mask, data.masks[val[0]] * 255)
+    predicted = panel[:size, 2 * (size + GAP):, 0]
+    assert set(np.unique(predicted)) <= {0, 255}
+    assert model.training  # the trial's train mode is left as it was
+
+
+def test_render_epochs_resolve_last():
+    assert render_epochs([1, -1], 5) == {1, 5}
+    assert render_epochs([2, 9], 5) == {2}  # past the trial's epochs: never rendered

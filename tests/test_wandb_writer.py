@@ -1,0 +1,187 @@
+"""The writer, driven in-process with records like the callback's: real offline runs read
+back with `wandb leet inspect`; online only up to the W&B API calls, which are replaced."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import wandb
+
+from sweep.wandb_mirror.channel import MirrorChannel
+from sweep.wandb_mirror.inspect import read_run
+from sweep.wandb_mirror.writer import MirrorWriter
+
+SWEEP_CONFIG = {"name": "exp", "method": "bayes", "metric": {"name": "val_dice",
+                                                           "goal": "maximize"},
+                "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4,
+                                      "max": 1e-2}}}
+
+
+def make_plan(run_dir: Path, mode: str = "offline", **changes) -> dict:
+    plan = {"experiment": "exp", "run_dir": str(run_dir), "mode": mode, "project": "proj",
+            "entity": None, "sweep_id": "local123", "summary_run_id": "summary-local123",
+            "sweep_config": SWEEP_CONFIG, "metric": "val_dice", "metric_mode": "max",
+            "max_epochs": 3, "dataset": {"fingerprint": "abc", "source": {"kind": "synthetic"}},
+            "artifacts": True}
+    return {**plan, **changes}
+
+
+def feed_trial(writer, trial_id: str, dices: list[float], state: str, image=None) -> None:
+    writer.handle({"kind": "trial_start", "trial_id": trial_id, "run_id": trial_id,
+                   "name": f"exp-{trial_id}", "config": {"lr": 0.01, "trial_id": trial_id}})
+    for epoch, dice in enumerate(dices, start=1):
+        writer.handle({"kind": "result", "trial_id": trial_id, "step": epoch,
+                       "row": {"epoch": epoch, "val_dice": dice, "train_loss": 1 / epoch},
+                       "image": image if epoch == 1 else None})
+    writer.handle({"kind": "trial_end", "trial_id": trial_id, "state": state, "reason": ""})
+
+
+def runs_of(run_dir: Path) -> dict:
+    status = json.loads((run_dir / "wandb" / "mirror.json").read_text())
+    return {trial: read_run(run_dir / entry["dirs"][-1])
+            for trial, entry in status["runs"].items()}
+
+
+def test_offline_runs_hold_history_summary_state_and_image(tmp_path):
+    image = tmp_path / "panel.png"
+    from PIL import Image
+    Image.new("RGB", (12, 4)).save(image)
+    reports = []
+    writer = MirrorWriter(make_plan(tmp_path), report=reports.append)
+    feed_trial(writer, "t_00000", [0.2, 0.5, 0.4], "finished", image=str(image))
+    feed_trial(writer, "t_00001", [0.1], "pruned")
+    feed_trial(writer, "t_00002", [], "failed")
+    writer.handle({"kind": "close"})
+
+    runs = runs_of(tmp_path)
+    assert reports == [] and set(runs) == {"t_00000", "t_00001", "t_00002"}
+    done = runs["t_00000"]
+    assert done.run["sweep_id"] == "local123" and done.run["run_group"] == "exp"
+    assert [row["epoch"] for row in done.history] == [1, 2, 3]
+    assert [row["_step"] for row in done.history] == [1, 2, 3]
+    assert done.history[0]["val_images._type"] == "image-file"
+    assert done.summary["best/val_dice"] == 0.5 and done.summary["best/epoch"] == 2
+    assert done.summary["val_dice"] == 0.4  # the last value stays W&B's summary value
+    assert done.run["tags"] == ["finished"] and done.exit_code == 0
+    assert runs["t_00001"].run["tags"] == ["pruned"] and runs["t_00001"].exit_code == 0
+    assert runs["t_00002"].run["tags"] == ["failed"] and runs["t_00002"].exit_code == 1
+    assert runs["t_00002"].history == []
+
+
+def test_close_finishes_runs_still_open_and_logs_the_data_set(tmp_path):
+    writer = MirrorWriter(make_plan(tmp_path), report=lambda message: None)
+    writer.handle({"kind": "trial_start", "trial_id": "t1", "run_id": "t1", "name": "exp-t1",
+                   "config": {}})
+    writer.handle({"kind": "result", "trial_id": "t1", "step": 1,
+                   "row": {"epoch": 1, "val_dice": 0.3}, "image": None})
+    writer.handle({"kind": "close"})
+    run = runs_of(tmp_path)["t1"]
+    assert run.history[0]["val_dice"] == 0.3 and run.summary["state"] == "failed"
+
+    status = json.loads((tmp_path / "wandb" / "mirror.json").read_text())
+    summary = read_run(tmp_path / status["summary_run"]["dir"])
+    assert "sweep_id" not in summary.run  # the summary run stays out of the sweep's views
+    (dataset,) = summary.artifacts
+    assert dataset["type"] == "dataset" and json.loads(dataset["metadata"])["fingerprint"] == "abc"
+
+
+def test_online_creates_the_sweep_first_and_ties_every_run_to_it(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(wandb, "sweep", lambda config, project=None, entity=None:
+                        calls.append(("sweep", config, project, entity)) or "wb5weep1")
+    real_init = wandb.init
+
+    def init(**kwargs):  # the network call replaced: the same run, written offline
+        calls.append(("init", kwargs["id"], kwargs["settings"].sweep_id, kwargs["mode"]))
+        return real_init(**{**kwargs, "mode": "offline"})
+
+    monkeypatch.setattr(wandb, "init", init)
+    writer = MirrorWriter(make_plan(tmp_path, mode="online", entity="team"),
+                          report=lambda message: None)
+    feed_trial(writer, "t_00000", [0.3], "finished")
+    feed_trial(writer, "t_00001", [0.2], "finished")
+    writer.handle({"kind": "close"})
+
+    assert calls[0] == ("sweep", SWEEP_CONFIG, "proj", "team")
+    assert calls[1:3] == [("init", "t_00000", "wb5weep1", "online"),
+                          ("init", "t_00001", "wb5weep1", "online")]
+    assert calls[3][1:3] == ("summary-local123", None)  # the summary run: no sweep
+    runs = runs_of(tmp_path)
+    assert {r.run["sweep_id"] for r in runs.values()} == {"wb5weep1"}
+
+
+def test_sweep_that_cannot_be_created_falls_back_to_offline_runs(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise wandb.errors.CommError("could not reach api.wandb.ai")
+
+    monkeypatch.setattr(wandb, "sweep", refuse)
+    reports = []
+    writer = MirrorWriter(make_plan(tmp_path, mode="online"), report=reports.append)
+    feed_trial(writer, "t_00000", [0.3], "finished")
+    writer.handle({"kind": "close"})
+    assert len(reports) == 1 and "writing offline runs instead" in reports[0]
+    run = runs_of(tmp_path)["t_00000"]
+    assert run.run["sweep_id"] == "local123" and len(run.history) == 1
+
+
+def test_a_failing_wandb_is_reported_once_and_never_raises(tmp_path, monkeypatch):
+    def disk_full(**kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(wandb, "init", disk_full)
+    reports = []
+    writer = MirrorWriter(make_plan(tmp_path), report=reports.append)
+    feed_trial(writer, "t_00000", [0.3], "finished")
+    feed_trial(writer, "t_00001", [0.3], "finished")
+    writer.handle({"kind": "close"})
+    assert len(reports) == 1 and "No space left on device" in reports[0]
+    assert "sweep goes on" in reports[0]
+
+
+def test_writer_process_with_an_unwritable_folder_reports_one_line(tmp_path, capfd):
+    """The real logging process: its W&B folder is a file, so every write fails."""
+    (tmp_path / "wandb").write_text("not a folder")
+    channel = MirrorChannel(make_plan(tmp_path))
+    channel.send({"kind": "trial_start", "trial_id": "t1", "run_id": "t1", "name": "exp-t1",
+                  "config": {}})
+    channel.send({"kind": "trial_start", "trial_id": "t2", "run_id": "t2", "name": "exp-t2",
+                  "config": {}})
+    channel.send({"kind": "close"})
+    assert channel.close(timeout=60)
+    lines = [line for line in capfd.readouterr().err.splitlines() if "W&B" in line]
+    assert len(lines) == 1 and lines[0].startswith("W&B mirror stopped")
+
+
+def test_writer_process_drains_everything_before_close_returns(tmp_path):
+    channel = MirrorChannel(make_plan(tmp_path))
+    for trial in range(3):
+        channel.send({"kind": "trial_start", "trial_id": f"t{trial}", "run_id": f"t{trial}",
+                      "name": f"exp-t{trial}", "config": {}})
+        for epoch in range(1, 6):
+            channel.send({"kind": "result", "trial_id": f"t{trial}", "step": epoch,
+                          "row": {"epoch": epoch, "val_dice": epoch / 10}, "image": None})
+        channel.send({"kind": "trial_end", "trial_id": f"t{trial}", "state": "finished"})
+    channel.send({"kind": "close"})
+    assert channel.close(timeout=60)
+    runs = runs_of(tmp_path)
+    assert all(len(run.history) == 5 and run.exit_code == 0 for run in runs.values())
+
+
+@pytest.mark.parametrize("state", ["finished", "infeasible"])
+def test_exit_code_follows_state(tmp_path, state):
+    writer = MirrorWriter(make_plan(tmp_path), report=lambda message: None)
+    feed_trial(writer, "t", [0.1], state)
+    writer.handle({"kind": "close"})
+    assert runs_of(tmp_path)["t"].exit_code == (1 if state == "infeasible" else 0)
+
+
+def test_writer_process_that_dies_is_reported_once_and_never_blocks(tmp_path, caplog):
+    channel = MirrorChannel(make_plan(tmp_path))
+    channel.process.kill()
+    channel.process.wait()
+    for epoch in range(1, 200):
+        channel.send({"kind": "result", "trial_id": "t", "step": epoch, "row": {}, "image": None})
+    assert channel.close(timeout=10)
+    warnings = [r.getMessage() for r in caplog.records if "W&B mirror" in r.getMessage()]
+    assert len(warnings) == 1 and "writer process exited" in warnings[0]
