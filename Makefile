@@ -57,3 +57,12 @@ bench: install
 
 bench-tiny: install
 	$(PY) -m sweep bench --tiny $(ARGS)
+
+# Weights & Biases (issue 4): upload runs/$(EXP)/wandb/ and create its W&B sweep (needs an API
+# key: `wandb login`); wandb-view browses the same runs in the terminal, no network needed.
+.PHONY: wandb-sync wandb-view
+wandb-sync: install
+	$(PY) -m sweep wandb-sync $(RUN) $(ARGS)
+
+wandb-view: install
+	$(PY) -m sweep wandb-view $(RUN)
