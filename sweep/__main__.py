@@ -13,7 +13,8 @@ import sys
 from sweep.errors import USER_ERRORS, one_line
 
 # Modules that contribute commands, in the order `--help` lists them.
-COMMAND_MODULES = ["sweep.cli_train", "sweep.cli_bench", "sweep.cli_report", "sweep.cli_wandb"]
+COMMAND_MODULES = ["sweep.cli_train", "sweep.cli_sweep", "sweep.cli_bench", "sweep.cli_report",
+                   "sweep.cli_wandb"]
 
 
 def build_parser() -> argparse.ArgumentParser:

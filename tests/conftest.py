@@ -51,3 +51,17 @@ def ray_session():
                  _temp_dir=os.environ["RAY_TMPDIR"], log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(ray_session, tmp_path_factory):
+    """experiments/smoke.yaml swept once (6 tiny trials, one at a time, ~15 s): the run
+    directory (docs/RUN_LAYOUT.md). Shared by every test: read it, or copy it to change it."""
+    from pathlib import Path
+
+    from sweep.experiment import load_experiment
+    from sweep.runner import run_experiment
+
+    experiment = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+    summary = run_experiment(load_experiment(experiment), tmp_path_factory.mktemp("runs"))
+    return summary.run_dir

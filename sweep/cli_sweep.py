@@ -1,0 +1,107 @@
+"""`run`, `resume`, `confirm` and `dashboard`: the sweep commands."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class OverridesParser(argparse.ArgumentParser):
+    """Flags it does not know (--search.trials=4) become experiment overrides, not errors."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extra = super().parse_known_args(args, namespace)
+        namespace.overrides = [*getattr(namespace, "overrides", []), *extra]
+        return namespace, []
+
+
+def add_parser(subparsers) -> None:
+    run = subparsers.add_parser(
+        "run", help="sweep an experiment with Ray Tune + Optuna (TPE) + ASHA",
+        description="Run the sweep an experiment file describes; everything lands in "
+                    "RUNS_DIR/<name>/ (docs/RUN_LAYOUT.md). Settings after the file override "
+                    "it, e.g. --search.trials=4 --train.width=16.")
+    run.__class__ = OverridesParser
+    run.add_argument("experiment", type=Path, help="experiments/NAME.yaml")
+    run.add_argument("--runs-dir", type=Path, default=Path("runs"), metavar="DIR")
+    run.add_argument("--fresh", action="store_true",
+                     help="delete an earlier sweep of the same name first")
+    run.set_defaults(func=run_sweep)
+
+    resume = subparsers.add_parser("resume", help="continue an interrupted sweep",
+                                   description="Continue a sweep with its searcher state: no "
+                                               "finished trial runs again; unfinished ones "
+                                               "continue from their last checkpoint.")
+    resume.add_argument("run_dir", type=Path, help="runs/NAME")
+    resume.set_defaults(func=resume_sweep)
+
+    confirm = subparsers.add_parser(
+        "confirm", help="rerun the top configurations with new seeds",
+        description="Rerun the sweep's top-k configurations with N new seeds each, without "
+                    "early stopping; writes confirm.json (mean, std, n per configuration).")
+    confirm.add_argument("run_dir", type=Path, help="runs/NAME")
+    confirm.add_argument("--top-k", type=int, help="default: the experiment's confirm.top_k")
+    confirm.add_argument("--seeds", type=int, help="default: the experiment's confirm.seeds")
+    confirm.set_defaults(func=confirm_sweep)
+
+    board = subparsers.add_parser(
+        "dashboard", help="start/stop a local Ray head with the dashboard that sweeps join",
+        description="A Ray head on this machine, dashboard on 127.0.0.1 with token auth; "
+                    "sweeps started later join it, so the dashboard outlives them.")
+    board.add_argument("action", choices=["start", "stop", "status"])
+    board.add_argument("--port", type=int, default=6379, help="Ray's GCS port")
+    board.add_argument("--dashboard-port", type=int, default=8265)
+    board.set_defaults(func=dashboard_command)
+
+
+def split_overrides(args: argparse.Namespace) -> list[str]:
+    """Unknown --key=value flags are experiment overrides; anything else is a mistake."""
+    from sweep.strict import ConfigError
+
+    extra = getattr(args, "overrides", [])
+    bad = [item for item in extra if not item.startswith("--") or "=" not in item]
+    if bad:
+        raise ConfigError(f"command line: {bad[0]!r} is not an override of the form --key=value")
+    return extra
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from sweep.experiment import load_experiment
+    from sweep.runner import run_experiment, summary_text
+
+    experiment = load_experiment(args.experiment, split_overrides(args))
+    summary = run_experiment(experiment, args.runs_dir, fresh=args.fresh)
+    print(summary_text(summary), flush=True)
+    return 0
+
+
+def resume_sweep(args: argparse.Namespace) -> int:
+    from sweep.runner import resume_experiment, summary_text
+
+    print(summary_text(resume_experiment(args.run_dir)), flush=True)
+    return 0
+
+
+def confirm_sweep(args: argparse.Namespace) -> int:
+    from sweep.confirm import confirm_run, confirm_text
+
+    print(confirm_text(confirm_run(args.run_dir, args.top_k, args.seeds)), flush=True)
+    return 0
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    from sweep import dashboard
+
+    if args.action == "start":
+        state = dashboard.start_head(args.port, args.dashboard_port)
+        print(f"Ray head running (pid {state['pid']}, address {state['address']}); sweeps "
+              f"started from now on join it. Stop it with `make dashboard-stop`.")
+        print(dashboard.auth_help(state["dashboard_url"]))
+    elif args.action == "stop":
+        print("Ray head stopped" if dashboard.stop_head() else "no Ray head was running")
+    else:
+        state = dashboard.read_head_state()
+        print(dashboard.auth_help(state["dashboard_url"]) if state else "no Ray head running")
+    return 0

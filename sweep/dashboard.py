@@ -1,0 +1,197 @@
+"""Where a sweep's Ray runs, and the Ray dashboard.
+
+A sweep joins ``RAY_ADDRESS`` if set, else the head node ``make dashboard`` left running, else
+starts a local Ray of its own. Token authentication stays on everywhere: the dashboard listens on
+127.0.0.1 and its API answers 401 without ``Authorization: Bearer <token>``; the token lives in
+``~/.ray/auth_token`` (``ray get-auth-token`` prints it). The token itself is never logged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT, DEFAULT_DASHBOARD_PORT = 6379, 8265
+
+
+@dataclass
+class RayConnection:
+    address: str  # "local", an existing session, or the cluster joined
+    dashboard_url: str | None
+    owned: bool  # this process called ray.init, so it shuts Ray down at the end
+
+
+def token_path() -> Path:
+    return Path.home() / ".ray" / "auth_token"
+
+
+def head_state_path() -> Path:
+    return Path.home() / ".crack-sweep" / "ray-head.json"
+
+
+def auth_help(url: str) -> str:
+    return (f"Ray dashboard: {url} (token auth: paste the token the page asks for; "
+            f"`ray get-auth-token` prints it, from {token_path()}. API: curl -H "
+            f"\"Authorization: Bearer $(cat {token_path()})\" {url}/api/version)")
+
+
+def connect(include_dashboard: bool = True) -> RayConnection:
+    import ray
+
+    if ray.is_initialized():
+        return RayConnection("existing session", None, owned=False)
+    address = os.environ.get("RAY_ADDRESS") or live_head_address()
+    if address:
+        context = ray.init(address=address, log_to_driver=False)
+        where = address
+    else:
+        # address="local": never trip over a stale ray_current_cluster file from an old cluster.
+        context = ray.init(address="local", include_dashboard=include_dashboard,
+                           dashboard_host="127.0.0.1", log_to_driver=False)
+        where = "local"
+    # Ray 2.60 turns token auth on for a new local Ray (and when joining with a token at hand),
+    # noting it in RAY_AUTH_MODE; it must be decided before Ray's config is read, so we only check.
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        log.warning("Ray token authentication is OFF (RAY_AUTH_MODE=%s)",
+                    os.environ.get("RAY_AUTH_MODE", ""))
+    url = context.dashboard_url or None
+    if url and not url.startswith("http"):
+        url = "http://" + url
+    return RayConnection(where, url, owned=True)
+
+
+def describe(connection: RayConnection) -> str:
+    import ray
+
+    resources = ray.cluster_resources()
+    what = (f"Ray: {connection.address}, {resources.get('CPU', 0):g} CPUs, "
+            f"{resources.get('GPU', 0):g} GPUs")
+    return what + ("\n" + auth_help(connection.dashboard_url) if connection.dashboard_url else "")
+
+
+# ---- the head node of `make dashboard` ----------------------------------------------------------
+
+def read_head_state() -> dict | None:
+    try:
+        state = json.loads(head_state_path().read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return state if pid_alive(state.get("pid", -1)) else None
+
+
+def live_head_address() -> str | None:
+    state = read_head_state()
+    return state["address"] if state else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD_PORT,
+               extra_args: tuple[str, ...] = (), timeout_s: float = 90) -> dict:
+    """Start a Ray head with the dashboard on 127.0.0.1 and token auth; sweeps then join it.
+    ``ray start --block`` in its own session: stopping that one process stops the node."""
+    state = read_head_state()
+    if state:
+        return state
+    state_dir = head_state_path().parent
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_file = state_dir / "ray-head.log"
+    command = [ray_executable(), "start", "--head", "--block", f"--port={port}",
+               "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+               "--include-dashboard=true", "--disable-usage-stats", *extra_args]
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    with log_file.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard_port}"
+    state = {"pid": process.pid, "address": f"127.0.0.1:{port}", "dashboard_url": url,
+             "log": str(log_file)}
+    wait_until_ready(process, url, log_file, timeout_s)
+    head_state_path().write_text(json.dumps(state, indent=1))
+    return state
+
+
+def ray_executable() -> str:
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
+
+
+def wait_until_ready(process: subprocess.Popen, url: str, log_file: Path, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = " | ".join(log_file.read_text(errors="replace").strip().splitlines()[-3:])
+            raise RuntimeError(f"ray start exited with {process.returncode}: {tail}")
+        if token_path().exists() and api_status(url, token_path().read_text().strip()) == 200:
+            return
+        time.sleep(1)
+    stop_process_group(process.pid)
+    raise RuntimeError(f"the Ray dashboard did not answer at {url} within {timeout_s:.0f} s "
+                       f"(log: {log_file})")
+
+
+def api_status(url: str, token: str | None, path: str = "/api/version") -> int | None:
+    """HTTP status of a dashboard API call, with or without the bearer token."""
+    request = urllib.request.Request(url + path)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def stop_head(timeout_s: float = 30) -> bool:
+    """Stop the head ``start_head`` started (only it: never a global ``ray stop``)."""
+    state = read_head_state()
+    head_state_path().unlink(missing_ok=True)
+    if not state:
+        return False
+    stop_process_group(state["pid"], timeout_s)
+    return True
+
+
+def stop_process_group(pid: int, timeout_s: float = 30) -> None:
+    # SIGINT lets `ray start --block` shut its node down cleanly; SIGKILL to the group if not.
+    for sig, wait in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not group_alive(pid):
+                return
+            time.sleep(0.5)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.waitpid(pgid, os.WNOHANG)  # reap it if it is our own child (else it stays a zombie)
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

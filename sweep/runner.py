@@ -1,0 +1,261 @@
+"""Run, resume and finish a sweep; the files of docs/RUN_LAYOUT.md are written here.
+
+``run_experiment`` and ``resume_experiment`` are plain functions returning a ``RunSummary`` (no
+sys.exit, no printing beyond logging): the CLI, the tests and the benchmarks all call them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sweep import dashboard
+from sweep.experiment import Experiment, load_experiment
+from sweep.search import (
+    FINISHED,
+    METRIC,
+    STUDY_FILE,
+    TUNE_DIR,
+    build_tuner,
+    journal_storage,
+    restore_tuner,
+)
+from sweep.status import STATUS_FILE, TrialStatusLog, read_statuses, tally, write_json
+from sweep.strict import ConfigError
+from sweep.trainable import CHECKPOINT_FILE
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_FILE, BEST_CHECKPOINT, BEST_CONFIG = "experiment.yaml", "best.pth", "best_config.yaml"
+
+
+@dataclass
+class TrialRecord:
+    """One trial folder under tune/: its params and its result rows (one per epoch)."""
+    trial_id: str
+    path: Path
+    params: dict
+    rows: list[dict]
+
+    def best_row(self) -> dict | None:
+        """The best epoch whose checkpoint Ray kept (it keeps the best and the latest)."""
+        kept = [r for r in self.rows if METRIC in r and r.get("checkpoint_dir_name")
+                and (self.path / r["checkpoint_dir_name"] / CHECKPOINT_FILE).exists()]
+        return max(kept, key=lambda r: r[METRIC], default=None)
+
+    def best_value(self) -> float | None:
+        values = [r[METRIC] for r in self.rows if METRIC in r]
+        return max(values) if values else None
+
+
+@dataclass
+class RunSummary:
+    name: str
+    run_dir: Path
+    wall_s: float
+    counts: dict
+    best_trial: str | None = None
+    best_val_dice: float | None = None
+    best_epoch: int | None = None
+    best_params: dict = field(default_factory=dict)
+    dashboard_url: str | None = None
+
+    @property
+    def trials(self) -> int:
+        return sum(self.counts.values())
+
+
+def sweep_callbacks(experiment: Experiment, run_dir: Path, data=None) -> list:
+    """Every Tune callback of a sweep, built in one place (the W&B mirror joins here)."""
+    search = experiment.search
+    return [TrialStatusLog(run_dir, experiment.scheduler.max_epochs, search.trials,
+                           budget=search.time_budget_s > 0)]
+
+
+def load_data_for(experiment: Experiment):
+    from sweep.cli_train import load_data_for as load
+
+    return load(experiment.train)  # decoded once per sweep, shared through the object store
+
+
+def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
+                   fresh: bool = False) -> RunSummary:
+    run_dir = Path(runs_dir) / experiment.name
+    if (run_dir / TUNE_DIR).exists():
+        if not fresh:
+            raise ConfigError(f"{run_dir} already holds a sweep: `python -m sweep resume "
+                              f"{run_dir}` continues it, --fresh starts over (deletes it)")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(experiment.to_dict(), sort_keys=False))
+    start = time.perf_counter()
+    data = load_data_for(experiment)
+    connection = start_ray(experiment)
+    try:
+        tuner = build_tuner(experiment, run_dir, data,
+                            sweep_callbacks(experiment, run_dir, data))
+        known = trial_ids(tuner.fit())
+    finally:
+        stop_ray(connection)
+    return finish(experiment, run_dir, known, time.perf_counter() - start,
+                  connection.dashboard_url)
+
+
+def resume_experiment(run_dir: str | Path) -> RunSummary:
+    run_dir = Path(run_dir)
+    if not (run_dir / TUNE_DIR).is_dir():
+        raise ConfigError(f"{run_dir}: no sweep to resume here (no {TUNE_DIR}/ folder)")
+    experiment = load_experiment(run_dir / EXPERIMENT_FILE)
+    finished = frozenset(trial_id for trial_id, entry in read_statuses(run_dir).items()
+                         if entry["status"] in FINISHED)
+    start = time.perf_counter()
+    data = load_data_for(experiment)
+    connection = start_ray(experiment)
+    try:
+        known = trial_ids(restore_tuner(experiment, run_dir, data, finished).fit())
+    finally:
+        stop_ray(connection)
+    return finish(experiment, run_dir, known, time.perf_counter() - start,
+                  connection.dashboard_url)
+
+
+def trial_ids(results) -> set[str]:
+    return {Path(result.path).name for result in results}  # tune/<trial_id>/
+
+
+def start_ray(experiment: Experiment) -> dashboard.RayConnection:
+    import ray
+
+    connection = dashboard.connect()
+    log.info(dashboard.describe(connection))
+    try:
+        check_resources(experiment, ray.cluster_resources())
+    except ConfigError:
+        stop_ray(connection)
+        raise
+    return connection
+
+
+def stop_ray(connection: dashboard.RayConnection) -> None:
+    import ray
+
+    if connection.owned:
+        ray.shutdown()
+
+
+def check_resources(experiment: Experiment, available: dict) -> None:
+    """Fail now rather than leave trials pending forever on resources Ray does not have."""
+    gpus, cpus = experiment.resources.gpus, experiment.resources.cpus
+    if gpus > available.get("GPU", 0):
+        raise ConfigError(f"resources.gpus = {gpus:g} but Ray sees {available.get('GPU', 0):g} "
+                          f"GPUs (--resources.gpus=0 runs on CPU)")
+    workers = max_num_workers(experiment)
+    if cpus + workers > available.get("CPU", 0):
+        raise ConfigError(f"resources.cpus = {cpus:g}: a trial with num_workers={workers} needs "
+                          f"{cpus + workers:g} CPUs but Ray has {available.get('CPU', 0):g}")
+
+
+def max_num_workers(experiment: Experiment) -> int:
+    spec = experiment.space.get("num_workers")
+    if not spec:
+        return experiment.train.num_workers
+    (values,) = spec.values()
+    return max(values)  # a choice, or an int range's [low, high]
+
+
+# ---- the end of a sweep ---------------------------------------------------------------------
+
+def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float,
+           dashboard_url: str | None) -> RunSummary:
+    statuses = forget_lost_trials(run_dir, known)
+    if not tally(statuses)["running"]:
+        fail_orphaned_study_trials(experiment, run_dir)
+    records = [r for r in read_trials(run_dir / TUNE_DIR)
+               if statuses.get(r.trial_id, {}).get("status") in ("complete", "pruned")]
+    summary = RunSummary(experiment.name, run_dir, wall_s, tally(statuses),
+                         dashboard_url=dashboard_url)
+    best = max(((r, r.best_row()) for r in records if r.best_row()),
+               key=lambda pair: pair[1][METRIC], default=None)
+    if best:
+        record, row = best
+        shutil.copyfile(record.path / row["checkpoint_dir_name"] / CHECKPOINT_FILE,
+                        run_dir / BEST_CHECKPOINT)
+        config = experiment.trial_config(record.params, out_dir=str(run_dir / "retrain"))
+        best_config = {k: v for k, v in config.to_dict().items() if k != "load"}
+        (run_dir / BEST_CONFIG).write_text(yaml.safe_dump(best_config, sort_keys=False))
+        summary.best_trial, summary.best_val_dice = record.trial_id, float(row[METRIC])
+        summary.best_epoch, summary.best_params = int(row["epoch"]), record.params
+    return summary
+
+
+def forget_lost_trials(run_dir: Path, known: set[str]) -> dict:
+    """A trial started after Ray's last snapshot of a killed driver is unknown to the resumed
+    sweep: it will never finish, so it is recorded as failed rather than left running."""
+    statuses = read_statuses(run_dir)
+    for trial_id, entry in statuses.items():
+        if entry["status"] == "running" and trial_id not in known:
+            entry.update(status="failed", reason="lost: the driver stopped before Ray recorded "
+                                                 "this trial, so a resume could not continue it")
+    write_json(run_dir / STATUS_FILE, statuses)
+    return statuses
+
+
+def fail_orphaned_study_trials(experiment: Experiment, run_dir: Path) -> None:
+    """A driver killed between Optuna's ask and Ray's snapshot leaves a study trial that Ray
+    never ran; once every Ray trial has ended, a study trial still RUNNING is such an orphan."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name=experiment.name, storage=journal_storage(run_dir))
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)
+
+
+def read_trials(tune_dir: Path) -> list[TrialRecord]:
+    records = []
+    for folder in sorted(p for p in Path(tune_dir).iterdir() if (p / "params.json").exists()):
+        rows = []
+        if (folder / "result.json").exists():
+            for line in (folder / "result.json").read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line torn by a killed driver
+        params = json.loads((folder / "params.json").read_text())
+        records.append(TrialRecord(folder.name, folder, params, rows))
+    return records
+
+
+def summary_text(summary: RunSummary) -> str:
+    counts = summary.counts
+    lines = [f"sweep {summary.name}: {summary.trials} trials in {summary.wall_s:.0f} s "
+             f"({counts['complete']} complete, {counts['pruned']} pruned, "
+             f"{counts['infeasible']} infeasible, {counts['failed']} failed"
+             + (f", {counts['running']} unfinished" if counts.get("running") else "") + ")"]
+    if summary.best_trial:
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in summary.best_params.items())
+        lines.append(f"best val_dice {summary.best_val_dice:.4f} (trial {summary.best_trial}, "
+                     f"epoch {summary.best_epoch}): {params}")
+    else:
+        lines.append("no trial produced a checkpoint")
+    run = summary.run_dir
+    lines += [
+        f"  run dir      {run}",
+        f"  best model   {run / BEST_CHECKPOINT}  (python -m sweep predict -m "
+        f"{run / BEST_CHECKPOINT} -i IMAGE)",
+        f"  best config  {run / BEST_CONFIG}  (python -m sweep train --config "
+        f"{run / BEST_CONFIG})",
+        f"  statuses     {run / STATUS_FILE}",
+        f"  study        {run / STUDY_FILE}  (optuna-dashboard {run / STUDY_FILE})",
+        f"  report       python -m sweep report {run}",
+        f"  seed check   python -m sweep confirm {run}",
+    ]
+    if counts.get("running"):
+        lines.append(f"  unfinished   python -m sweep resume {run}")
+    return "\n".join(lines)

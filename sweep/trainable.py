@@ -1,0 +1,111 @@
+"""The Ray Tune trainable: a thin adapter over ``sweep.training.train``.
+
+Each epoch becomes ``tune.report(metrics, checkpoint=...)``; a restarted trial resumes from
+``tune.get_checkpoint()``. The decoded data set arrives once per sweep through the object store
+(``tune.with_parameters``). A trial that runs out of memory is recorded as infeasible (a small
+file under the run directory that the driver reads) instead of being retried: the same config
+would only run out of memory again.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from data_pipeline import SegmentationData
+from sweep.experiment import Experiment
+from sweep.training import EpochState, train
+
+CHECKPOINT_FILE = "checkpoint.pth"  # the training loop's own format, inside Ray's checkpoint dir
+INFEASIBLE_DIR = "infeasible"  # run_dir/infeasible/<trial_id>.json: {"reason": ...}
+OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
+
+
+def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment, run_dir: str,
+                candidates: list[dict] | None = None, finished: frozenset = frozenset()) -> None:
+    """One trial. ``config`` holds the searched settings, or (confirm runs) a candidate index
+    and a seed; ``finished`` names trials the driver already recorded as done (resume)."""
+    trial_id = tune.get_context().get_trial_id()
+    if trial_id in finished:
+        return  # finished before the driver died, after Ray's last snapshot: never rerun
+    params = trial_params(config, candidates)
+    try:
+        run_epochs(params, data, experiment)
+    except OUT_OF_MEMORY as error:
+        reason = f"out of memory: {' '.join(str(error).split())[:300]}"
+    else:
+        return
+    # Outside the except block, so the traceback (and the model it pins) is gone first.
+    free_memory()
+    record_infeasible(Path(run_dir), trial_id, reason)
+
+
+def trial_params(config: dict, candidates: list[dict] | None) -> dict:
+    if candidates is None:
+        return dict(config)
+    return {**candidates[config["candidate"]], "seed": config["seed"]}
+
+
+def run_epochs(params: dict, data: SegmentationData, experiment: Experiment) -> None:
+    checkpoint = tune.get_checkpoint()
+    with contextlib.ExitStack() as stack:
+        work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-"))
+        load = ""
+        if checkpoint is not None:
+            load = str(Path(stack.enter_context(checkpoint.as_directory())) / CHECKPOINT_FILE)
+        # Locally only the newest epoch is kept; Ray stores the reported ones.
+        config = experiment.trial_config(params, out_dir=work_dir, load=load, keep_checkpoints=1)
+        train(config, data, report=make_reporter(experiment, params))
+
+
+def make_reporter(experiment: Experiment, params: dict):
+    oom_when = experiment.faults.oom_when
+    inject = bool(oom_when) and all(params.get(k) == v for k, v in oom_when.items())
+
+    def report(metrics: dict, state: EpochState) -> None:
+        if inject and state.epoch == experiment.faults.oom_epoch:
+            raise torch.OutOfMemoryError(f"simulated by faults.oom_when={oom_when} at epoch "
+                                         f"{state.epoch}")
+        with tempfile.TemporaryDirectory(prefix="report-") as folder:
+            link_or_copy(state.checkpoint_path, Path(folder) / CHECKPOINT_FILE)
+            # Ray copies the folder into the trial's storage before report returns.
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    return report
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def record_infeasible(run_dir: Path, trial_id: str, reason: str) -> None:
+    folder = run_dir / INFEASIBLE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{trial_id}.tmp"
+    tmp.write_text(json.dumps({"reason": reason}))
+    tmp.replace(folder / f"{trial_id}.json")
+
+
+def infeasible_reason(run_dir: Path, trial_id: str) -> str | None:
+    """Why the trial was infeasible, or None if it was not."""
+    path = Path(run_dir) / INFEASIBLE_DIR / f"{trial_id}.json"
+    try:
+        return json.loads(path.read_text())["reason"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None

@@ -1,0 +1,122 @@
+"""Experiment files: the shipped ones load, overrides apply, and every kind of mistake is one
+line naming key, value and file, with exit code 2, before Ray starts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from sweep.__main__ import main
+from sweep.experiment import Experiment, load_experiment
+from sweep.strict import ConfigError
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+SMOKE = EXPERIMENTS / "smoke.yaml"
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_experiments_load_and_round_trip(path):
+    experiment = load_experiment(path)
+    assert experiment.name == path.stem
+    assert {"lr", "batch_size", "seed"} <= set(experiment.space)
+    # experiment.yaml of a run is to_dict(); it must load back to the same experiment.
+    again = Experiment.from_dict(yaml.safe_load(yaml.safe_dump(experiment.to_dict())), "again")
+    assert again == experiment
+
+
+def test_quickstart_is_cpu_sized_and_gpu_profiles_are_full_width():
+    quick = load_experiment(EXPERIMENTS / "quickstart.yaml")
+    assert quick.search.trials >= 12 and quick.train.device == "cpu"
+    assert quick.resources.gpus == 0 and "num_workers" in quick.space
+    for name in ("crack_unet", "crack_segnet"):
+        gpu = load_experiment(EXPERIMENTS / f"{name}.yaml")
+        assert gpu.train.width == 64 and gpu.train.synthetic_size >= 256
+        assert 0 < gpu.resources.gpus <= 1
+
+
+def test_overrides_reach_nested_sections_and_the_training_settings():
+    experiment = load_experiment(SMOKE, ["--search.trials=2", "--train.width=16",
+                                         "--space.lr={uniform: [0.001, 0.002]}"])
+    assert experiment.search.trials == 2 and experiment.train.width == 16
+    assert experiment.distributions()["lr"] == FloatDistribution(0.001, 0.002)
+
+
+def test_space_becomes_optuna_distributions_with_inclusive_int_bounds():
+    dists = load_experiment(SMOKE).distributions()
+    assert dists["lr"] == FloatDistribution(1e-3, 1e-2, log=True)
+    assert dists["batch_size"] == CategoricalDistribution([2, 4, 8])
+    assert dists["seed"] == IntDistribution(0, 99)
+
+
+def test_trial_config_applies_params_epochs_and_pinned_threads(tmp_path):
+    experiment = load_experiment(SMOKE)
+    config = experiment.trial_config({"lr": 0.004, "batch_size": 8, "seed": 3},
+                                     out_dir=str(tmp_path))
+    assert (config.lr, config.batch_size, config.seed) == (0.004, 8, 3)
+    assert config.epochs == experiment.scheduler.max_epochs
+    assert config.threads == 1  # pinned from resources.cpus, so num_workers never changes results
+    assert config.width == experiment.train.width
+
+
+BAD = {
+    "typo in a section": ({"search": {"trails": 4}}, ["search.trails"]),
+    "typo at the top": ({"serach": {}}, ["serach"]),
+    "wrong type": ({"search": {"trials": "ten"}}, ["search.trials", "'ten'"]),
+    "empty range": ({"space": {"lr": {"loguniform": [0.01, 0.001]}}},
+                    ["space.lr.loguniform", "[0.01, 0.001]", "non-empty range"]),
+    "empty choice": ({"space": {"batch_size": {"choice": []}}}, ["space.batch_size.choice", "[]"]),
+    "unknown model fixed": ({"train": {"model": "resnet"}}, ["model", "'resnet'", "unknown"]),
+    "unknown model searched": ({"space": {"model": {"choice": ["unet", "segnett"]}}},
+                               ["space.model.choice[1]", "'segnett'", "unknown"]),
+    "unknown setting searched": ({"space": {"learning_rate": {"uniform": [0.1, 0.2]}}},
+                                 ["space.learning_rate"]),
+    "wrong distribution kind": ({"space": {"lr": {"normal": [0, 1]}}}, ["space.lr", "normal"]),
+    "int range on a float": ({"space": {"lr": {"int": [1, 2]}}}, ["space.lr.int", "[1, 2]"]),
+    "wrong value type in choice": ({"space": {"batch_size": {"choice": [4, "big"]}}},
+                                   ["space.batch_size.choice[1]", "'big'"]),
+    "log range through zero": ({"space": {"lr": {"loguniform": [0, 0.1]}}},
+                               ["space.lr.loguniform", "[0, 0.1]"]),
+    "epochs set by the sweep": ({"train": {"epochs": 9}}, ["train.epochs", "9", "max_epochs"]),
+    "grace beyond max": ({"scheduler": {"grace_period": 99}}, ["scheduler.grace_period", "99"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_experiment_file_is_one_line_exit_2(case, tmp_path, capsys):
+    change, expected = BAD[case]
+    values = yaml.safe_load(SMOKE.read_text())
+    for section, update in change.items():
+        values[section] = ({**values[section], **update}
+                           if isinstance(values.get(section), dict) else update)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(values))
+    assert main(["run", str(path), "--runs-dir", str(tmp_path / "runs")]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and message.startswith("error: ")
+    assert str(path) in message, message
+    for part in expected:
+        assert part in message, message
+    assert not (tmp_path / "runs").exists()  # rejected before anything ran
+
+
+@pytest.mark.parametrize("flag, expected", [
+    ("--search.trials=many", ["search.trials", "'many'", "command-line"]),
+    ("--search.trails=4", ["search.trails", "command-line"]),
+    ("--train.model=unet3", ["'unet3'", "unknown"]),
+])
+def test_bad_override_is_one_line_exit_2(flag, expected, tmp_path, capsys):
+    assert main(["run", str(SMOKE), flag, "--runs-dir", str(tmp_path)]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and str(SMOKE) in message
+    for part in expected:
+        assert part in message, message
+
+
+def test_missing_and_empty_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: no such file"):
+        load_experiment(tmp_path / "nope.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(ConfigError, match="empty.yaml: empty experiment file"):
+        load_experiment(tmp_path / "empty.yaml")

@@ -1,0 +1,107 @@
+"""The sweep end to end on CPU: experiments/smoke.yaml through Ray Tune + Optuna + ASHA, the
+run directory of docs/RUN_LAYOUT.md, the Optuna study, the infeasible path and confirm."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from PIL import Image
+
+from sweep.config import TrainConfig
+from sweep.confirm import confirm_run
+from sweep.experiment import load_experiment
+from sweep.predict import load_predictor, predict_mask
+from sweep.runner import read_trials, run_experiment
+from sweep.search import journal_storage
+
+SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+
+
+def statuses(run_dir: Path) -> dict:
+    return json.loads((run_dir / "trial_status.json").read_text())
+
+
+def test_smoke_sweep_writes_the_run_layout(smoke_run):
+    experiment = yaml.safe_load((smoke_run / "experiment.yaml").read_text())
+    assert experiment["name"] == "smoke" and experiment["search"]["trials"] == 6
+    status = statuses(smoke_run)
+    records = {r.trial_id: r for r in read_trials(smoke_run / "tune")}
+    assert set(status) == set(records) and len(records) == 6
+    for trial_id, entry in status.items():
+        assert entry["status"] in ("complete", "pruned"), entry
+        epochs = [row["epoch"] for row in records[trial_id].rows]
+        assert epochs == list(range(1, entry["epochs"] + 1))  # one row per epoch, in order
+        assert records[trial_id].params == entry["config"]
+        assert set(entry["config"]) == {"lr", "batch_size", "seed"}
+    kinds = {entry["status"] for entry in status.values()}
+    assert kinds == {"complete", "pruned"}  # ASHA stopped some (one trial at a time: fixed)
+
+
+def test_best_model_and_config_are_the_best_trials(smoke_run, tmp_path):
+    status = statuses(smoke_run)
+    best_id = max(status, key=lambda t: status[t]["best_val_dice"])
+    best = TrainConfig.from_dict(yaml.safe_load((smoke_run / "best_config.yaml").read_text()))
+    assert {k: getattr(best, k) for k in status[best_id]["config"]} == status[best_id]["config"]
+    assert status[best_id]["best_val_dice"] > 0.3  # the tiny UNet learns something
+    predictor = load_predictor(smoke_run / "best.pth", "cpu")  # predict-ready
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), np.uint8))
+    assert predict_mask(predictor, image).shape == (40, 56)
+
+
+def test_optuna_load_study_reads_every_trial(smoke_run):
+    study = optuna.load_study(study_name="smoke", storage=journal_storage(smoke_run))
+    by_ray_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    expected = {"complete": optuna.trial.TrialState.COMPLETE,
+                "pruned": optuna.trial.TrialState.PRUNED}
+    status = statuses(smoke_run)
+    assert set(by_ray_id) == set(status) and len(study.trials) == len(status)
+    for trial_id, entry in status.items():
+        trial = by_ray_id[trial_id]
+        assert trial.state == expected[entry["status"]]
+        assert len(trial.intermediate_values) == entry["epochs"]  # ASHA's stop epoch included
+        values = trial.intermediate_values
+        # complete: the best epoch (its checkpoint is the one kept); pruned: Optuna's last value
+        assert trial.value == (max(values.values()) if entry["status"] == "complete"
+                               else values[max(values)])
+    assert {t.state for t in study.trials} == set(expected.values())
+
+
+def test_out_of_memory_trial_is_infeasible_and_the_sweep_goes_on(ray_session, tmp_path):
+    experiment = load_experiment(SMOKE, ["--faults.oom_when={batch_size: 2}",
+                                         "--search.trials=3", "--scheduler.max_epochs=2"])
+    summary = run_experiment(experiment, tmp_path)
+    status = statuses(summary.run_dir)
+    infeasible = {t for t, e in status.items() if e["status"] == "infeasible"}
+    assert infeasible and summary.counts["infeasible"] == len(infeasible)
+    assert len(infeasible) < len(status) == 3  # the others ran
+    study = optuna.load_study(study_name="smoke", storage=journal_storage(summary.run_dir))
+    for trial in study.trials:
+        ray_id = trial.user_attrs["ray_trial_id"]
+        assert (trial.state == optuna.trial.TrialState.FAIL) == (ray_id in infeasible)
+        if ray_id in infeasible:
+            assert status[ray_id]["config"]["batch_size"] == 2
+            assert "out of memory" in status[ray_id]["reason"]
+            assert "out of memory" in trial.user_attrs["reason"]
+    assert summary.best_trial not in infeasible and (summary.run_dir / "best.pth").exists()
+
+
+def test_confirm_reruns_the_top_configs_with_new_seeds(smoke_run, tmp_path):
+    run_dir = tmp_path / "smoke"
+    shutil.copytree(smoke_run, run_dir)
+    result = confirm_run(run_dir, top_k=1, seeds=2)
+    assert json.loads((run_dir / "confirm.json").read_text()) == result
+    (entry,) = result["configs"]
+    status = statuses(run_dir)
+    assert entry["source_trial"] == max(status, key=lambda t: status[t]["best_val_dice"])
+    assert "seed" not in entry["config"] and entry["n"] == 2 == len(entry["val_dice"])
+    assert set(entry["seeds"]).isdisjoint(e["config"]["seed"] for e in status.values())
+    assert entry["mean"] == pytest.approx(np.mean(entry["val_dice"]))
+    assert entry["std"] == pytest.approx(np.std(entry["val_dice"], ddof=1))
+    assert result["epochs"] == 3  # all epochs: no early stopping in confirm runs
+    for record in read_trials(run_dir / "confirm"):
+        assert [row["epoch"] for row in record.rows] == [1, 2, 3]
