@@ -12,7 +12,7 @@ import pandas as pd
 from sweep.report import plots, sections, stats
 from sweep.report.document import Bullets, Report, Section, Table, Text
 from sweep.report.html import render_html
-from sweep.report.load import RunData, load_run
+from sweep.report.load import STATUSES, RunData, load_run
 from sweep.report.markdown import render_markdown
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,7 @@ def headline(run: RunData) -> str:
     trials = run.trials
     if trials.empty:
         return f"`{run.path}` holds no trials yet."
-    counts = trials.status.value_counts()
-    outcome = ", ".join(f"{n} {status}" for status, n in counts.items())
+    outcome = ", ".join(f"{n} {status}" for status, n in status_order(trials).items())
     scored = trials.dropna(subset=["best_val_dice"])
     if scored.empty:
         return f"{len(trials)} trials ({outcome}); none reported a val_dice."
@@ -100,6 +99,13 @@ def headline(run: RunData) -> str:
             f"reached val_dice {best.best_val_dice:.4f} at epoch {epoch} with {config}.")
 
 
+def status_order(trials: pd.DataFrame) -> pd.Series:
+    """Trial counts per status, always in the same order: complete, pruned, infeasible, ..."""
+    counts = trials.status.value_counts()
+    order = [s for s in STATUSES if s in counts] + [s for s in counts.index if s not in STATUSES]
+    return counts[order]
+
+
 def next_steps(run: RunData, verdict: str, edge: list[stats.EdgeWarning]) -> list[str]:
     steps = [f"Widen the `{w.name}` range on its {w.side} side and sweep again: the best "
              f"trials sit at that edge." for w in edge]
@@ -108,8 +114,8 @@ def next_steps(run: RunData, verdict: str, edge: list[stats.EdgeWarning]) -> lis
         steps.append(f"{counts['infeasible']} trial(s) ran out of memory: narrow batch_size or "
                      "width, or give each trial more GPU memory.")
     if counts.get("failed", 0):
-        steps.append(f"{counts['failed']} trial(s) failed: see 'Why trials stopped' and Ray's "
-                     "error.txt in the trial folder under tune/.")
+        steps.append(f"{counts['failed']} trial(s) failed: see 'Trials that did not finish' "
+                     "and Ray's error.txt in the trial folder under tune/.")
     if run.confirm is None and counts.get("complete", 0):
         steps.append(f"Confirm the winner against seed noise: `python -m sweep confirm "
                      f"{run.path}`.")

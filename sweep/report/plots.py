@@ -191,6 +191,8 @@ def status_share(trials: pd.DataFrame) -> Figure | None:
     if trials.empty:
         return None
     counts = trials.status.value_counts()
+    counts = counts[[s for s in STATUS_COLOURS if s in counts]
+                    + [s for s in counts.index if s not in STATUS_COLOURS]]
     figure = Figure(figsize=(7, 0.45 * len(counts) + 1.1))
     ax = figure.subplots()
     names = list(counts.index)[::-1]

@@ -46,10 +46,12 @@ def leaderboard(run: RunData, suffix: str) -> Section:
     section.add(Text("Sorted by best val_dice over the epochs each trial ran. Pruned trials ran "
                      "fewer epochs, so their numbers are not comparable with complete ones."),
                 Table(table.astype(str), f"{len(trials)} trials of {run.name}"))
-    stopped = trials[trials.reason.astype(str).str.len() > 0]
-    if not stopped.empty:
-        section.add(Table(stopped[["trial_id", "status", "reason"]].rename(
-            columns={"trial_id": "trial"}).astype(str), "Why trials stopped"))
+    # Complete and pruned trials need no explanation; the others do.
+    unfinished = trials[~trials.status.isin(["complete", "pruned"])
+                        & (trials.reason.astype(str).str.len() > 0)]
+    if not unfinished.empty:
+        section.add(Table(unfinished[["trial_id", "status", "reason"]].rename(
+            columns={"trial_id": "trial"}).astype(str), "Trials that did not finish"))
     return section
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sweep.report.load import RunData
+from sweep.report.load import STATUSES, RunData
 from sweep.report.space import NOISE, SPEED_ONLY, position_in_range
 
 ALPHA = 0.05
@@ -126,6 +126,8 @@ def edge_warnings(run: RunData, top: int = 3) -> list[EdgeWarning]:
         return []
     trials = run.trials
     best = trials[(trials["status"] == "complete") & trials["best_val_dice"].notna()].head(top)
+    if len(best) < 2:
+        return []  # one trial at an edge says little
     out = []
     for name in result_params(run):
         spec = run.space.get(name)
@@ -178,6 +180,8 @@ def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
     if trials.empty:
         return pd.DataFrame(columns=["status", "trials", "share"])
     counts = trials["status"].value_counts()
+    counts = counts[[s for s in STATUSES if s in counts]
+                    + [s for s in counts.index if s not in STATUSES]]
     table = counts.rename_axis("status").reset_index(name="trials")
     table["share"] = (table["trials"] / table["trials"].sum()).map(lambda s: f"{s:.0%}")
     return table
