@@ -68,6 +68,9 @@ def summarise(runs: dict, spec: dict, size: LoopSize, folder_bytes: int) -> Outc
         "first_epoch_s": {s: median([r["first_epoch_s"] for r in runs[s]]) for s in runs},
         "ours_data_decode_s": median([r["data_s"] for r in runs["ours"]]),
         "reference_own_score": median([r["reference_score"] for r in runs["reference"]]),
+        # The reference steps ReduceLROnPlateau at each of its 5 validations per epoch: a run
+        # whose Dice stays flat early ends with a far smaller learning rate than ours.
+        "final_lr": {s: median([r["final_lr"] for r in runs[s]]) for s in runs},
         "setup": {**spec, "train_px": int(size.file_px * spec["scale"]), "images": size.images,
                   "file_px": size.file_px, "folder_bytes": folder_bytes, "model": "unet",
                   "augment": False, "repeats": len(ours)},

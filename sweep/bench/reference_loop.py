@@ -157,7 +157,7 @@ def train_reference(root: str, train_ids: list[str], val_ids: list[str], *, scal
             on_epoch(epoch)
     val_dice = summed_val_dice(model, val_set, batch_size, device, amp)
     return {"reference_score": score, "val_dice": val_dice, "n_train": len(train_set),
-            "n_val": len(val_set)}
+            "n_val": len(val_set), "final_lr": optimizer.param_groups[0]["lr"]}
 
 
 @torch.no_grad()

@@ -79,6 +79,7 @@ def train_ours(spec: dict, out_dir: str, amp: bool = True, channels_last: bool =
     record = timing_record(n_train, start, epoch_ends, go, data_seconds,
                            val_dice=result.history[-1]["val_dice"])
     record["peak_mem_mb"] = max(m.get("gpu_peak_mem_mb", 0.0) for m in result.history)
+    record["final_lr"] = result.history[-1]["lr"]
     return record
 
 
@@ -103,6 +104,7 @@ def train_reference_side(spec: dict, out_dir: str, amp: bool = False,
     record = timing_record(len(train_ids), start, epoch_ends, go, 0.0,
                            val_dice=outcome["val_dice"])
     record["reference_score"] = outcome["reference_score"]
+    record["final_lr"] = outcome["final_lr"]
     record["peak_mem_mb"] = (torch.cuda.max_memory_allocated() / 2**20
                              if torch.device(spec.device).type == "cuda" else 0.0)
     return record

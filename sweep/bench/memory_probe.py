@@ -1,0 +1,90 @@
+"""Memory of a process tree, sampled: the sum of PSS (proportional set size) over a process and
+all its descendants. PSS splits each shared page among the processes mapping it, so a data set
+that trials share through Ray's object store is counted once, and one copied into every trial
+is counted once per copy: exactly the difference the `memory` benchmark looks for."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from sweep.bench.child import BenchError
+
+PROC = Path("/proc")
+
+
+def check_supported() -> None:
+    if not (PROC / str(os.getpid()) / "smaps_rollup").exists():
+        raise BenchError("memory needs Linux's /proc/<pid>/smaps_rollup (PSS) on this machine")
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it (one pass over /proc's parent links)."""
+    children: dict[int, list[int]] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command name may hold spaces and ')': the fields after the last ')' are safe.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def pss_mb(pid: int) -> float:
+    try:
+        for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass  # ended, or not ours to read
+    return 0.0
+
+
+def tree_pss_mb(root: int) -> float:
+    return sum(pss_mb(pid) for pid in descendants(root))
+
+
+class PeakSampler:
+    """Samples a process tree's PSS in a thread until stopped; keeps the peak."""
+
+    def __init__(self, root: int, interval_s: float = 0.25):
+        self.root, self.interval_s = root, interval_s
+        self.peak_mb, self.samples = 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakSampler:
+        check_supported()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, tree_pss_mb(self.root))
+            self.samples += 1
+            self._stop.wait(self.interval_s)
+
+
+def wait_and_sample(process, interval_s: float = 0.25, timeout: float = 3600) -> float:
+    """Peak PSS of a running subprocess.Popen's tree until it exits."""
+    deadline = time.time() + timeout
+    with PeakSampler(process.pid, interval_s) as sampler:
+        while process.poll() is None:
+            if time.time() > deadline:
+                process.kill()
+                raise BenchError(f"pid {process.pid} ran past {timeout:.0f} s")
+            time.sleep(interval_s)
+    return sampler.peak_mb

@@ -1,0 +1,291 @@
+"""The sweep benchmarks: `overhead`, `search`, `memory` and `wandb`, all through the product's own
+runner (``sweep.runner.run_experiment``) on the synthetic crack set.
+
+Full mode runs every sweep in a fresh child process with its own Ray (``ray.init`` timed apart);
+tiny mode runs them in this process, joining a Ray session already up (the test suite's).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sweep.bench.child import REPO_ROOT, BenchError, run_in_child, start_child
+from sweep.bench.measure import interleave, median, ratio, spread
+from sweep.bench.memory_probe import PeakSampler, check_supported, wait_and_sample
+from sweep.bench.registry import Context, Outcome
+from sweep.bench.sweep_sides import experiment_values, run_plain, run_sweep, trial_config_file
+
+FIXED_SPACE = {"seed": {"choice": [0]}}  # one configuration: every trial trains the same
+SWEEP_TIMEOUT = 1800
+
+
+def train_settings(s: dict) -> dict:
+    return {"model": "unet", "width": s["width"], "synthetic_images": s["images"],
+            "synthetic_size": s["size"], "device": "cpu", "batch_size": s["batch"]}
+
+
+def fixed_sweep(name: str, s: dict, wandb: dict | None = None, **changes) -> dict:
+    """N trials of one config, no early stopping (grace period = every epoch)."""
+    settings = dict(trials=s["trials"], concurrency=s["concurrency"], max_epochs=s["epochs"],
+                    grace_period=s["epochs"], cpus=s.get("cpus", 1.0), wandb=wandb)
+    return experiment_values(name, train_settings(s), FIXED_SPACE, **{**settings, **changes})
+
+
+def sweep_side(ctx: Context, values: dict, tag: str, env: dict | None = None) -> dict:
+    runs_dir = ctx.work_dir / "runs" / tag
+    if ctx.tiny:
+        return run_sweep(values, str(runs_dir))
+    return run_in_child("sweep.bench.sweep_sides:run_sweep",
+                        {"values": values, "runs_dir": str(runs_dir),
+                         "num_cpus": os.cpu_count()}, ctx.work_dir, tag, SWEEP_TIMEOUT, env)
+
+
+# ---- overhead -------------------------------------------------------------------------------
+OVERHEAD = {"full": dict(images=160, size=128, width=8, batch=4, epochs=4, trials=8,
+                         concurrency=2, repeats=2),
+            "tiny": dict(images=16, size=32, width=4, batch=4, epochs=1, trials=2,
+                         concurrency=2, repeats=1)}
+OVERHEAD_GOAL = 1.10
+
+
+def run_overhead(ctx: Context) -> Outcome:
+    s = OVERHEAD["tiny" if ctx.tiny else "full"]
+    values = fixed_sweep("overhead", s)
+
+    def sweep(repeat: int) -> dict:
+        return sweep_side(ctx, values, f"sweep{repeat}")
+
+    def plain(repeat: int) -> dict:
+        folder = ctx.work_dir / f"plain{repeat}"
+        configs = [trial_config_file(values, {"seed": 0}, folder / f"trial{i}")
+                   for i in range(s["trials"])]
+        return {"wall_s": run_plain(configs, s["concurrency"], folder / "logs")}
+
+    runs = interleave({"sweep": sweep, "plain": plain}, ctx.repeats or s["repeats"])
+    sweep_s = [r["sweep_s"] for r in runs["sweep"]]
+    with_init = [r["sweep_s"] + r["ray_init_s"] for r in runs["sweep"]]
+    plain_s = [r["wall_s"] for r in runs["plain"]]
+    value = ratio(median(sweep_s), median(plain_s))
+    value_init = ratio(median(with_init), median(plain_s))
+    return Outcome(
+        ratio=value, met=value <= OVERHEAD_GOAL,
+        headline=f"{value:.2f} ({median(sweep_s):.1f} s sweep vs {median(plain_s):.1f} s plain; "
+                 f"{value_init:.2f} with ray.init)",
+        figures={"sweep_s": spread(sweep_s), "sweep_with_ray_init_s": spread(with_init),
+                 "plain_s": spread(plain_s), "ratio_with_ray_init": value_init,
+                 "setup": s, "runs": runs},
+        notes=[f"{s['trials']} trials x {s['epochs']} epochs of one config (UNet width "
+               f"{s['width']}, {s['images']} images {s['size']} px), {s['concurrency']} at a "
+               f"time, no early stopping, W&B off; plain = `python -m sweep train` processes "
+               f"at the same concurrency; median of {len(sweep_s)} alternating runs; ray.init "
+               f"(once per session) is left out of the headline and shown beside it"])
+
+
+# ---- search ---------------------------------------------------------------------------------
+SEARCH = {"full": dict(images=96, size=64, width=8, batch=4, trials=16, concurrency=2,
+                       max_epochs=8, startup_trials=6, seeds=(0, 1, 2)),
+          "tiny": dict(images=16, size=32, width=4, batch=4, trials=2, concurrency=2,
+                       max_epochs=2, startup_trials=2, seeds=(0,))}
+SEARCH_SPACE = {"lr": {"loguniform": [1.0e-5, 3.0e-1]}, "batch_size": {"choice": [2, 4, 8, 16]}}
+SEARCH_GOAL = 3.0
+TARGET_FRACTION = 0.9  # target = this share of the best val_dice any run of the benchmark reached
+
+
+def search_values(s: dict, variant: str, seed: int) -> dict:
+    """TPE + ASHA as the product runs it, or random search that trains every trial to the end
+    (what a plain W&B random sweep does): TPE with only startup (random) trials, no stopping."""
+    tpe = variant == "tpe_asha"
+    return experiment_values(
+        f"search_{variant}_s{seed}", train_settings(s), SEARCH_SPACE, trials=s["trials"],
+        concurrency=s["concurrency"], max_epochs=s["max_epochs"], seed=seed,
+        grace_period=1 if tpe else s["max_epochs"],
+        startup_trials=s["startup_trials"] if tpe else s["trials"])
+
+
+def run_search(ctx: Context) -> Outcome:
+    s = SEARCH["tiny" if ctx.tiny else "full"]
+    timelines: dict[str, list] = {"tpe_asha": [], "random": []}
+    for round_, seed in enumerate(s["seeds"]):
+        order = ["tpe_asha", "random"] if round_ % 2 == 0 else ["random", "tpe_asha"]
+        for variant in order:
+            result = sweep_side(ctx, search_values(s, variant, seed), f"{variant}_s{seed}")
+            timelines[variant].append(epoch_timeline(Path(result["run_dir"]) / "tune"))
+    best = max(row["val_dice"] for runs in timelines.values() for rows in runs for row in rows)
+    target = TARGET_FRACTION * best
+    reached = {v: [to_target(rows, target) for rows in runs] for v, runs in timelines.items()}
+    return summarise_search(reached, target, best, s)
+
+
+def epoch_timeline(tune_dir: Path) -> list[dict]:
+    """Every reported epoch of every trial, in the order they ended. Ray stamps rows with whole
+    seconds, so a trial's start is estimated as the latest (timestamp - time_total_s) of its
+    rows (error under 1 s) and each epoch's end as start + time_total_s."""
+    rows = []
+    for result in Path(tune_dir).glob("*/result.json"):
+        trial = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        trial = [r for r in trial if "val_dice" in r and "time_total_s" in r]
+        if not trial:
+            continue
+        start = max(r["timestamp"] - r["time_total_s"] for r in trial)
+        rows += [{"trial": result.parent.name, "epoch": r["epoch"], "val_dice": r["val_dice"],
+                  "start": start, "end": start + r["time_total_s"]} for r in trial]
+    if not rows:
+        raise BenchError(f"{tune_dir}: no trial reported an epoch")
+    return sorted(rows, key=lambda r: r["end"])
+
+
+def to_target(rows: list[dict], target: float) -> dict:
+    """Trial-epochs (all trials together) and wall time spent until val_dice first reached
+    ``target``; None where it never did (then ``total`` is a lower bound)."""
+    began = min(r["start"] for r in rows)
+    for count, row in enumerate(rows, start=1):
+        if row["val_dice"] >= target:
+            return {"trial_epochs": count, "wall_s": row["end"] - began, "total": len(rows)}
+    return {"trial_epochs": None, "wall_s": None, "total": len(rows)}
+
+
+def summarise_search(reached: dict, target: float, best: float, s: dict) -> Outcome:
+    def epochs(variant: str) -> list[int]:  # a miss counts as one more than all it spent
+        return [r["trial_epochs"] or r["total"] + 1 for r in reached[variant]]
+
+    def walls(variant: str) -> list[float]:
+        return [r["wall_s"] for r in reached[variant] if r["wall_s"] is not None]
+
+    value = ratio(median(epochs("random")), median(epochs("tpe_asha")))
+    misses = {v: sum(r["trial_epochs"] is None for r in runs) for v, runs in reached.items()}
+    wall_ratio = (ratio(median(walls("random")), median(walls("tpe_asha")))
+                  if walls("random") and walls("tpe_asha") else None)
+    notes = [f"{len(s['seeds'])} search seeds; {s['trials']} trials of up to {s['max_epochs']} "
+             f"epochs each (UNet width {s['width']}, {s['images']} images {s['size']} px), "
+             f"{s['concurrency']} at a time; lr log-uniform 1e-5..0.3, batch 2..16; target "
+             f"val_dice {target:.3f} = {TARGET_FRACTION} x the best any run reached "
+             f"({best:.3f}); TPE+ASHA: {s['startup_trials']} random startup trials, grace 1 "
+             f"epoch, halving; random: no early stopping"]
+    if any(misses.values()):
+        notes.append(f"runs that never reached the target (counted as all they spent + 1): "
+                     f"{misses}")
+    wall_text = f", wall time {wall_ratio:.2f}x less" if wall_ratio else ""
+    return Outcome(
+        ratio=value, met=value >= SEARCH_GOAL,
+        headline=f"{value:.2f}x fewer trial-epochs to val_dice {target:.3f} (median "
+                 f"{median(epochs('tpe_asha')):g} vs {median(epochs('random')):g}){wall_text}",
+        figures={"target": target, "best": best, "reached": reached, "wall_ratio": wall_ratio,
+                 "trial_epochs": {v: epochs(v) for v in reached}, "setup": s},
+        notes=notes)
+
+
+# ---- memory ---------------------------------------------------------------------------------
+# Two data set sizes: if trials share one copy, a trial adds the same memory whatever the data
+# set's size; if each held its own, the big set's trials would each add its size on top.
+MEMORY = {"full": dict(images=1600, small_images=64, size=128, width=8, batch=4, epochs=1,
+                       counts=(1, 2, 4), small_counts=(1, 2), cpus=0.5),
+          "tiny": dict(images=32, small_images=None, size=32, width=4, batch=4, epochs=1,
+                       counts=(1, 2), small_counts=(), cpus=0.5)}
+
+
+def run_memory(ctx: Context) -> Outcome:
+    check_supported()
+    s = MEMORY["tiny" if ctx.tiny else "full"]
+    data_mb = s["images"] * s["size"] ** 2 * 4 / 2**20  # uint8 RGB images + uint8 masks
+    peaks = {count: memory_peak(ctx, s, s["images"], count) for count in s["counts"]}
+    small = {count: memory_peak(ctx, s, s["small_images"], count) for count in s["small_counts"]}
+    growth = slope(peaks)
+    plain_mb = plain_peak(ctx, s)
+    figures = {"peak_pss_mb": peaks, "growth_per_trial_mb": growth, "data_mb": data_mb,
+               "plain_process_mb": plain_mb, "small_data_peak_pss_mb": small, "setup": s}
+    headline = (f"+{growth:.0f} MB per concurrent trial (peaks "
+                + ", ".join(f"{k}: {v:.0f}" for k, v in peaks.items())
+                + f" MB) with a {data_mb:.0f} MB data set")
+    met = None
+    if small:
+        copied = growth - slope(small)  # what a trial adds because the data set is bigger
+        figures["data_added_per_trial_mb"] = copied
+        headline += f"; of that, {copied:.0f} MB grows with the data set"
+        met = copied <= data_mb / 2
+    return Outcome(
+        ratio=growth, met=met, headline=headline, figures=figures,
+        notes=[f"peak PSS summed over the sweep's process tree (driver, Ray, trial workers; "
+               f"shared pages counted once), sampled every 0.25 s; {s['images']} images (and "
+               f"{s['small_images']} for the comparison) of {s['size']} px, UNet width "
+               f"{s['width']}, batch {s['batch']}, 1 epoch, trials of {s['cpus']} CPU; a plain "
+               f"`train` process (its own data copy) peaks at {plain_mb:.0f} MB; goal met when "
+               f"less than half the data set's size per trial grows with the data set"])
+
+
+def slope(peaks: dict) -> float:
+    low, high = min(peaks), max(peaks)
+    return (peaks[high] - peaks[low]) / (high - low)
+
+
+def memory_peak(ctx: Context, s: dict, images: int, count: int) -> float:
+    sizes = {**s, "images": images, "trials": count, "concurrency": count}
+    return sampled_sweep_peak(ctx, fixed_sweep(f"memory{images}x{count}", sizes),
+                              f"memory{images}x{count}")
+
+
+def plain_peak(ctx: Context, s: dict) -> float:
+    values = fixed_sweep("memory_plain", {**s, "trials": 1, "concurrency": 1})
+    config = trial_config_file(values, {"seed": 0}, ctx.work_dir / "plain" / "trial0")
+    return sampled_plain_peak(config, ctx.work_dir / "plain")
+
+
+def sampled_sweep_peak(ctx: Context, values: dict, tag: str) -> float:
+    runs_dir = ctx.work_dir / "runs" / tag
+    if ctx.tiny:  # this process's own tree (it holds the Ray session)
+        with PeakSampler(os.getpid()) as sampler:
+            run_sweep(values, str(runs_dir))
+        return sampler.peak_mb
+    child = start_child("sweep.bench.sweep_sides:run_sweep",
+                        {"values": values, "runs_dir": str(runs_dir),
+                         "num_cpus": os.cpu_count()}, ctx.work_dir, tag)
+    peak = wait_and_sample(child.process, timeout=SWEEP_TIMEOUT)
+    child.result(timeout=10)  # raises if the sweep failed
+    return peak
+
+
+def sampled_plain_peak(config: Path, work: Path) -> float:
+    with (work / "plain.log").open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "sweep", "train", "--config",
+                                    str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=REPO_ROOT)
+        peak = wait_and_sample(process, timeout=SWEEP_TIMEOUT)
+    if process.returncode != 0:
+        raise BenchError(f"plain training failed (exit {process.returncode}): {work}/plain.log")
+    return peak
+
+
+# ---- wandb ----------------------------------------------------------------------------------
+WANDB_GOAL = 1.05
+MIRROR_ON = {"mode": "offline", "image_count": 4}
+
+
+def run_wandb(ctx: Context) -> Outcome:
+    s = OVERHEAD["tiny" if ctx.tiny else "full"]
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+    def side(wandb: dict | None, name: str):
+        def run_once(repeat: int) -> dict:
+            result = sweep_side(ctx, fixed_sweep(f"wandb_{name}", s, wandb=wandb),
+                                f"{name}{repeat}", env)
+            result["wandb_runs"] = len(list((Path(result["run_dir"]) / "wandb").glob(
+                "*run-*"))) if (Path(result["run_dir"]) / "wandb").exists() else 0
+            return result
+        return run_once
+
+    runs = interleave({"off": side(None, "off"), "on": side(MIRROR_ON, "on")},
+                      ctx.repeats or s["repeats"])
+    if not all(r["wandb_runs"] for r in runs["on"]):
+        raise BenchError("the W&B mirror wrote no runs under RUN_DIR/wandb: is it wired into "
+                         "the sweep runner yet?")
+    off, on = ([r["sweep_s"] for r in runs[k]] for k in ("off", "on"))
+    value = ratio(median(on), median(off))
+    return Outcome(
+        ratio=value, met=value <= WANDB_GOAL,
+        headline=f"{value:.3f} ({median(on):.1f} s mirrored vs {median(off):.1f} s without)",
+        figures={"sweep_s": {"off": spread(off), "on": spread(on)}, "setup": s, "runs": runs},
+        notes=[f"the overhead sweep ({s['trials']} trials x {s['epochs']} epochs, "
+               f"{s['concurrency']} at a time) with the W&B mirror off and on (offline, "
+               f"validation images on); median of {len(on)} alternating runs"])

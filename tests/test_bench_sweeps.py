@@ -1,0 +1,126 @@
+"""The sweep benchmarks (overhead, search, memory, wandb): their measuring parts on made-up
+inputs, and their tiny modes end to end through the real sweep runner and a shared Ray session."""
+import json
+import multiprocessing
+import os
+import time
+
+import numpy as np
+import pytest
+
+from sweep.bench.memory_probe import PeakSampler, check_supported, descendants, tree_pss_mb
+from sweep.bench.registry import Context
+from sweep.bench.sweeps import epoch_timeline, slope, summarise_search, to_target
+
+
+def write_trial(tune_dir, trial_id, rows):
+    folder = tune_dir / trial_id
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_timeline_orders_epochs_by_when_they_ended(tmp_path):
+    # Trial a: started at t=100.3, epochs of 2.5 s. Trial b: started at t=101.1, epochs of 1 s.
+    write_trial(tmp_path, "a", [{"epoch": e, "val_dice": 0.1 * e, "time_total_s": 2.5 * e,
+                                 "timestamp": int(100.3 + 2.5 * e)} for e in (1, 2, 3)])
+    write_trial(tmp_path, "b", [{"epoch": e, "val_dice": 0.5 if e == 2 else 0.2,
+                                 "time_total_s": 1.0 * e, "timestamp": int(101.1 + e)}
+                                for e in (1, 2)])
+    rows = epoch_timeline(tmp_path)
+    assert [(r["trial"], r["epoch"]) for r in rows] == [("b", 1), ("a", 1), ("b", 2), ("a", 2),
+                                                        ("a", 3)]
+    assert all(abs(r["start"] - {"a": 100.3, "b": 101.1}[r["trial"]]) < 1 for r in rows)
+    reached = to_target(rows, target=0.45)
+    assert reached["trial_epochs"] == 3 and reached["total"] == 5
+    assert reached["wall_s"] == pytest.approx(3.1, abs=1.0)  # b's epoch 2 ended near t=103.1
+    assert to_target(rows, target=0.9)["trial_epochs"] is None
+
+
+def test_search_summary_counts_a_miss_as_all_it_spent_plus_one():
+    reached = {"tpe_asha": [{"trial_epochs": 4, "wall_s": 2.0, "total": 10}],
+               "random": [{"trial_epochs": None, "wall_s": None, "total": 20}]}
+    outcome = summarise_search(reached, 0.5, 0.55, {"seeds": (0,), "trials": 3, "max_epochs": 2,
+                                                    "width": 4, "images": 8, "size": 32,
+                                                    "concurrency": 2, "startup_trials": 2})
+    assert outcome.ratio == pytest.approx(21 / 4) and outcome.met
+    assert "never reached" in outcome.notes[-1]
+    assert slope({1: 100.0, 2: 150.0, 4: 250.0}) == pytest.approx(50.0)
+
+
+def hold(array, seconds):
+    array.sum()  # read every page: mapped in this process too
+    time.sleep(seconds)
+
+
+def test_pss_counts_memory_shared_by_forked_processes_once():
+    check_supported()
+    before = tree_pss_mb(os.getpid())
+    shared = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MB, inherited copy-on-write by children
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=hold, args=(shared, 5)) for _ in range(2)]
+    for child in children:
+        child.start()
+    time.sleep(2)
+    try:
+        assert {c.pid for c in children} <= set(descendants(os.getpid()))
+        with PeakSampler(os.getpid(), interval_s=0.1) as sampler:
+            time.sleep(0.5)
+        grown = sampler.peak_mb - before
+        assert 60 < grown < 64 * 2 + 40  # counted once (plus interpreters), not three times
+    finally:
+        for child in children:
+            child.join()
+
+
+# ---- tiny modes through the real runner ------------------------------------------------------
+@pytest.fixture
+def tiny(tmp_path, ray_session):
+    pytest.importorskip("sweep.runner")
+    return Context(tiny=True, work_dir=tmp_path)
+
+
+def test_overhead_tiny_runs_the_sweep_and_the_plain_processes(tiny):
+    from sweep.bench.sweeps import OVERHEAD, run_overhead
+
+    outcome = run_overhead(tiny)
+    sweep = outcome.figures["runs"]["sweep"][0]
+    assert sweep["counts"]["complete"] == OVERHEAD["tiny"]["trials"]
+    assert outcome.figures["plain_s"]["median"] > 0 and outcome.ratio > 0
+    plain_runs = list((tiny.work_dir / "plain0").glob("trial*/metrics.jsonl"))
+    assert len(plain_runs) == OVERHEAD["tiny"]["trials"]
+
+
+def test_search_tiny_measures_both_variants(tiny):
+    from sweep.bench.sweeps import SEARCH, run_search
+
+    outcome = run_search(tiny)
+    reached = outcome.figures["reached"]
+    assert set(reached) == {"tpe_asha", "random"}
+    for runs in reached.values():
+        assert len(runs) == len(SEARCH["tiny"]["seeds"]) and runs[0]["total"] >= 1
+    # random search trains every trial to the end: trials x epochs rows
+    assert reached["random"][0]["total"] == SEARCH["tiny"]["trials"] * SEARCH["tiny"]["max_epochs"]
+    assert 0 < outcome.figures["target"] <= outcome.figures["best"]
+
+
+def test_memory_tiny_samples_peaks(tiny):
+    from sweep.bench.sweeps import run_memory
+
+    outcome = run_memory(tiny)
+    peaks = outcome.figures["peak_pss_mb"]
+    assert set(peaks) == {1, 2} and all(p > 100 for p in peaks.values())
+    assert outcome.figures["plain_process_mb"] > 50
+
+
+def test_wandb_tiny_mirrors_the_sweep(tiny):
+    from sweep.bench.child import BenchError
+    from sweep.bench.sweeps import run_wandb
+
+    try:
+        outcome = run_wandb(tiny)
+    except BenchError as error:
+        if "wired into the sweep runner" in str(error):
+            pytest.skip(str(error))
+        raise
+    assert all(r["wandb_runs"] >= 1 for r in outcome.figures["runs"]["on"])
+    assert all(r["wandb_runs"] == 0 for r in outcome.figures["runs"]["off"])
