@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sweep.config import TrainConfig
 from sweep.strict import ConfigError, build, coerce, load_yaml, merge, parse_overrides, require
+from sweep.wandb_mirror.settings import WandbSettings
 
 SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
 # The sweep sets these for every trial; an experiment may neither fix nor search them.
@@ -127,6 +128,7 @@ class Experiment:
         require(self.faults.oom_epoch >= 1, source, "faults.oom_epoch", self.faults.oom_epoch,
                 "at least 1")
         require(bool(self.space), source, "space", self.space, "at least one searched setting")
+        WandbSettings.from_dict(self.wandb, source)  # the mirror's section, checked as strictly
         for key, spec in self.space.items():
             check_space_entry(self.train, key, spec, source)
         for key, value in self.faults.oom_when.items():

@@ -28,6 +28,7 @@ from sweep.search import (
 from sweep.status import STATUS_FILE, TrialStatusLog, read_statuses, tally, write_json
 from sweep.strict import ConfigError
 from sweep.trainable import CHECKPOINT_FILE
+from sweep.wandb_mirror.integration import finish_mirror, mirror_callback
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,10 @@ class RunSummary:
 def sweep_callbacks(experiment: Experiment, run_dir: Path, data=None) -> list:
     """Every Tune callback of a sweep, built in one place (the W&B mirror joins here)."""
     search = experiment.search
-    return [TrialStatusLog(run_dir, experiment.scheduler.max_epochs, search.trials,
-                           budget=search.time_budget_s > 0)]
+    status_log = TrialStatusLog(run_dir, experiment.scheduler.max_epochs, search.trials,
+                                budget=search.time_budget_s > 0)
+    mirror = mirror_callback(experiment, run_dir, data, status_log)  # None: W&B turned off
+    return [status_log] + ([mirror] if mirror else [])
 
 
 def load_data_for(experiment: Experiment):
@@ -190,6 +193,10 @@ def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float
         (run_dir / BEST_CONFIG).write_text(yaml.safe_dump(best_config, sort_keys=False))
         summary.best_trial, summary.best_val_dice = record.trial_id, float(row[METRIC])
         summary.best_epoch, summary.best_params = int(row["epoch"]), record.params
+        finish_mirror(run_dir, run_dir / BEST_CHECKPOINT, best_config,
+                      {METRIC: summary.best_val_dice, "epoch": summary.best_epoch},
+                      record.trial_id)
+    finish_mirror(run_dir)  # W&B: every run finished, the writer waited for (no-op if done)
     return summary
 
 

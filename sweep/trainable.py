@@ -22,6 +22,7 @@ from ray import tune
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
 from sweep.training import EpochState, train
+from sweep.wandb_mirror.integration import val_panel_reporter
 
 CHECKPOINT_FILE = "checkpoint.pth"  # the training loop's own format, inside Ray's checkpoint dir
 INFEASIBLE_DIR = "infeasible"  # run_dir/infeasible/<trial_id>.json: {"reason": ...}
@@ -62,17 +63,22 @@ def run_epochs(params: dict, data: SegmentationData, experiment: Experiment) -> 
             load = str(Path(stack.enter_context(checkpoint.as_directory())) / CHECKPOINT_FILE)
         # Locally only the newest epoch is kept; Ray stores the reported ones.
         config = experiment.trial_config(params, out_dir=work_dir, load=load, keep_checkpoints=1)
-        train(config, data, report=make_reporter(experiment, params))
+        train(config, data, report=make_reporter(experiment, params, data))
 
 
-def make_reporter(experiment: Experiment, params: dict):
+def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None):
     oom_when = experiment.faults.oom_when
     inject = bool(oom_when) and all(params.get(k) == v for k, v in oom_when.items())
+    # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
+    add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
+                 if data is not None else None)
 
     def report(metrics: dict, state: EpochState) -> None:
         if inject and state.epoch == experiment.faults.oom_epoch:
             raise torch.OutOfMemoryError(f"simulated by faults.oom_when={oom_when} at epoch "
                                          f"{state.epoch}")
+        if add_panel:
+            add_panel(metrics, state)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
             link_or_copy(state.checkpoint_path, Path(folder) / CHECKPOINT_FILE)
             # Ray copies the folder into the trial's storage before report returns.

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from data_pipeline import load_data
 from sweep.config import TrainConfig
@@ -199,3 +200,27 @@ def test_a_broken_wandb_never_stops_the_sweep(ray_session, tmp_path, monkeypatch
     assert all(result.metrics["epoch"] == EPOCHS for result in grid)
     lines = [line for line in capfd.readouterr().err.splitlines() if "W&B" in line]
     assert len(lines) == 1 and "ImportError: wandb is broken here" in lines[0]
+
+
+def test_the_smoke_sweep_is_mirrored_in_full(smoke_run):
+    """The product path (`run_experiment` on experiments/smoke.yaml): every trial of
+    trial_status.json is a W&B run with its state, every Ray row is in it, and the sweep's
+    best.pth is the model artifact."""
+    status = json.loads((smoke_run / "wandb" / "mirror.json").read_text())
+    statuses = json.loads((smoke_run / "trial_status.json").read_text())
+    assert set(status["runs"]) == set(statuses)
+    rows = ray_rows(smoke_run)
+    for trial_id, entry in status["runs"].items():
+        run = read_run(smoke_run / entry["dirs"][-1])
+        expected = {"complete": "finished"}.get(statuses[trial_id]["status"],
+                                                 statuses[trial_id]["status"])
+        assert run.summary["state"] == expected and run.run["sweep_id"] == status["sweep_id"]
+        history = {h["epoch"]: h for h in run.history}
+        for row in rows.get(trial_id, []):
+            assert {k: history[row["epoch"]][k] for k in metric_row(row)} == metric_row(row)
+    summary = read_run(smoke_run / status["summary_run"]["dir"])
+    (model,) = [a for a in summary.artifacts if a["type"] == "model"]
+    assert json.loads(model["metadata"])["config"] == yaml.safe_load(
+        (smoke_run / "best_config.yaml").read_text())
+    sweep = yaml.safe_load((smoke_run / "wandb_sweep.yaml").read_text())
+    assert set(sweep["parameters"]) == {"lr", "batch_size", "seed"}
