@@ -55,6 +55,8 @@ def test_metrics_checkpoints_and_report_callback(tmp_path, data):
     assert [epoch for _, epoch in heard] == [1, 2, 3]
     expected = {"epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr",
                 "epoch_seconds", "samples_per_s"}
+    if torch.cuda.is_available():  # device "auto" trains on the GPU there
+        expected.add("gpu_peak_mem_mb")
     assert set(heard[0][0]) == expected
     assert all(0 <= m["val_dice"] <= 1 and m["samples_per_s"] > 0 for m, _ in heard)
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
