@@ -278,8 +278,8 @@ def run_wandb(ctx: Context) -> Outcome:
     runs = interleave({"off": side(None, "off"), "on": side(MIRROR_ON, "on")},
                       ctx.repeats or s["repeats"])
     if not all(r["wandb_runs"] for r in runs["on"]):
-        raise BenchError("the W&B mirror wrote no runs under RUN_DIR/wandb: is it wired into "
-                         "the sweep runner yet?")
+        raise BenchError("the W&B mirror wrote no runs under RUN_DIR/wandb: a mirrored sweep "
+                         "that mirrors nothing measures nothing")
     off, on = ([r["sweep_s"] for r in runs[k]] for k in ("off", "on"))
     value = ratio(median(on), median(off))
     return Outcome(
