@@ -266,7 +266,7 @@ def test_verdict_names_welch_and_separates_signal_from_noise():
 
 def test_confirm_runs_are_the_primary_evidence(tmp_path):
     confirm = {"epochs": MAX_EPOCHS, "configs": [
-        {"config": {"lr": 3e-3, "batch_size": 2, "num_workers": 0}, "seeds": [1, 2, 3],
+        {"config": {"batch_size": 2, "lr": 3e-3, "num_workers": 0}, "seeds": [1, 2, 3],
          "val_dice": [0.79, 0.80, 0.81], "mean": 0.80, "std": 0.01, "n": 3,
          "source_trial": "a0000000"},
         {"config": {"lr": 2e-3, "batch_size": 4, "num_workers": 1}, "seeds": [1, 2, 3],

@@ -48,7 +48,10 @@ def learning_curves(run: RunData, top: int = 6) -> Figure | None:
     for ax in (dice_ax, loss_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    dice_ax.legend(fontsize=8)
+    # Below the axes: inside, it hides the late epochs where the curves matter most.
+    figure.legend(*dice_ax.get_legend_handles_labels(), loc="upper center", ncol=3, fontsize=8,
+                  bbox_to_anchor=(0.5, 0.0), frameon=False)
+    figure.tight_layout()
     return figure
 
 
@@ -161,7 +164,14 @@ def normalise(column: pd.Series, log: bool, bounds: tuple[float, float] | None =
     transform = np.log10 if log else (lambda v: v)
     span = (transform(high) - transform(low)) or 1.0
     scaled = (transform(values) - transform(low)) / span
-    return scaled, [(0.0, f"{low:.3g}"), (1.0 if high > low else 0.0, f"{high:.3g}")]
+    return scaled, [(0.0, tick_label(low)), (1.0 if high > low else 0.0, tick_label(high))]
+
+
+def tick_label(value: float) -> str:
+    """9999 rather than 1e+04 for a seed; 0.0001 stays short."""
+    if float(value).is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.3g}"
 
 
 def throughput(run: RunData) -> Figure | None:

@@ -141,10 +141,13 @@ def parallel(run: RunData, suffix: str) -> Section:
 
 def throughput(run: RunData, suffix: str) -> Section:
     section = Section(f"Throughput{suffix}")
+    concurrency = (run.experiment.get("search") or {}).get("concurrency")
+    shared = (f" Trials ran {concurrency} at a time and shared the machine, so compare speeds "
+              "with care." if isinstance(concurrency, int) and concurrency > 1 else "")
     section.add(Text("`num_workers` changes speed only: augmentation is a function of (seed, "
                      "epoch, sample index) and shuffling of (seed, epoch), so results are the "
                      "same for any number of workers. `batch_size` changes results as well as "
-                     "speed: it changes the optimisation.", "note"))
+                     "speed: it changes the optimisation." + shared, "note"))
     return section.add(figure_block(
         plots.throughput(run), "throughput against num_workers and batch_size",
         "Training samples per second (mean over each trial's epochs); black marks: means.",

@@ -58,7 +58,9 @@ def confirm_groups(run: RunData) -> pd.DataFrame:
     shown = result_params(run)
     rows = []
     for entry in configs:
-        config = {k: v for k, v in (entry.get("config") or {}).items() if k in shown or not shown}
+        given = entry.get("config") or {}
+        # In the sweep's parameter order, so a configuration reads the same in both tables.
+        config = ({k: given[k] for k in shown if k in given} if shown else dict(given))
         scores = [float(v) for v in entry.get("val_dice") or [] if v is not None]
         if scores:
             rows.append(group_row(config_label(config), scores,
@@ -98,8 +100,8 @@ def verdict(groups: pd.DataFrame, source: str) -> str:
     head = (f"#1 ({first.configuration}: mean val_dice {first['mean']:.4f}, n={first.n}) vs "
             f"#2 ({second.configuration}: {second['mean']:.4f}, n={second.n})")
     if min(first.n, second.n) < 2:
-        short = " and ".join(f"#{i} has {g.n} seed" for i, g in ((1, first), (2, second))
-                             if g.n < 2)
+        short = ("each has one seed" if max(first.n, second.n) < 2
+                 else f"#{1 if first.n < 2 else 2} has one seed")
         return (f"{head}: cannot tell whether #1 beats #2 beyond seed noise — Welch's t-test "
                 f"needs at least 2 seeds of each, and {short} (run `python -m sweep confirm`).")
     with warnings.catch_warnings():
