@@ -346,6 +346,19 @@ def test_failed_trials_without_results(tmp_path):
     assert "ImportError: no module named foo" in text
 
 
+def test_gpu_memory_column_only_for_cuda_trials(tmp_path):
+    run = write_run(tmp_path, [{"id": "g0", "status": "complete", "epochs": 2,
+                                "config": config(3e-3)}])
+    assert "GPU peak MB" not in report_text(run)
+    result = next((run / "tune").glob("trainable_g0_*")) / "result.json"
+    rows = [json.loads(line) for line in result.read_text().splitlines()]
+    for row, megabytes in zip(rows, (812.5, 1024.0)):
+        row["gpu_peak_mem_mb"] = megabytes
+    result.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    leaderboard = report_text(run).split("## Leaderboard")[1].split("\n## ")[0]
+    assert "GPU peak MB" in leaderboard and "| 1024 |" in leaderboard
+
+
 def test_missing_metrics_and_torn_result_line(tmp_path):
     trials = [{"id": "m0", "status": "complete", "epochs": MAX_EPOCHS, "config": config(3e-3),
                "drop": ("val_iou", "samples_per_s")},

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 METRICS = ("val_dice", "val_iou", "val_loss")
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "epoch_seconds",
-                "samples_per_s", "time_total_s", "training_iteration")
+                "samples_per_s", "gpu_peak_mem_mb", "time_total_s", "training_iteration")
 STATUSES = ("complete", "pruned", "infeasible", "failed", "running", "unknown")
 
 
@@ -169,6 +169,7 @@ def summarise_trial(trial_id, rows: pd.DataFrame, config, trial_dir, status) -> 
     dice = rows["val_dice"]
     row["best_epoch"] = rows.loc[dice.idxmax(), "epoch"] if dice.notna().any() else math.nan
     row["samples_per_s"] = rows["samples_per_s"].mean()
+    row["gpu_peak_mem_mb"] = rows["gpu_peak_mem_mb"].max()  # CUDA only; NaN on CPU
     row["wall_s"] = rows["time_total_s"].max()
     row.update({f"config/{k}": v for k, v in config.items() if is_scalar(v)})
     return row

@@ -42,6 +42,8 @@ def leaderboard(run: RunData, suffix: str) -> Section:
     table["loss best / last"] = best_and_last(trials, "val_loss")
     table["epochs"] = trials.epochs.astype(str)
     table["samples/s"] = trials.samples_per_s.map(lambda v: number(v, 1))
+    if trials.gpu_peak_mem_mb.notna().any():  # trials ran on CUDA
+        table["GPU peak MB"] = trials.gpu_peak_mem_mb.map(lambda v: number(v, 0))
     table["wall s"] = trials.wall_s.map(lambda v: number(v, 1))
     section.add(Text("Sorted by best val_dice over the epochs each trial ran. Pruned trials ran "
                      "fewer epochs, so their numbers are not comparable with complete ones."),
