@@ -110,3 +110,9 @@ def test_dry_run_needs_no_key_and_uploads_nothing(offline_sweep, monkeypatch, ca
 def test_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys):
     assert main(["wandb-sync", str(tmp_path)]) == 2
     assert "no W&B runs here" in capsys.readouterr().err
+
+
+def test_view_without_runs_is_a_one_line_error(tmp_path, capsys):
+    assert main(["wandb-view", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {tmp_path}: no W&B runs here "
+                                               f"({tmp_path / 'wandb'} is missing)")
