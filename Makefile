@@ -41,6 +41,27 @@ samples: install
 clean:
 	rm -rf runs .pytest_cache
 
+# Sweeps (issue 3): `make sweep` runs experiments/$(EXP).yaml into runs/$(EXP)/; overrides go in
+# ARGS, e.g. make sweep EXP=crack_unet ARGS="--search.trials=20 --fresh".
+EXP ?= quickstart
+RUN ?= runs/$(EXP)
+.PHONY: sweep resume confirm dashboard dashboard-stop
+sweep: install
+	$(PY) -m sweep run experiments/$(EXP).yaml $(ARGS)
+
+resume: install
+	$(PY) -m sweep resume $(RUN)
+
+confirm: install
+	$(PY) -m sweep confirm $(RUN) $(ARGS)
+
+# A local Ray head with the dashboard (127.0.0.1, token auth) that later sweeps join.
+dashboard: install
+	$(PY) -m sweep dashboard start $(ARGS)
+
+dashboard-stop: install
+	$(PY) -m sweep dashboard stop
+
 # The compare-runs report: report.html, report.md and trials.csv into the (first) run directory.
 # Several runs: make report RUN="runs/crack_unet runs/crack_segnet"
 EXP ?= quickstart

@@ -113,6 +113,7 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
     state_dir = head_state_path().parent
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "ray-head.log"
+    ensure_token()
     command = [ray_executable(), "start", "--head", "--block", f"--port={port}",
                "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
                "--include-dashboard=true", "--disable-usage-stats", *extra_args]
@@ -126,6 +127,14 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
     wait_until_ready(process, url, log_file, timeout_s)
     head_state_path().write_text(json.dumps(state, indent=1))
     return state
+
+
+def ensure_token() -> None:
+    """`ray start` with token auth needs the token to exist; Ray's own command makes one
+    (it prints the token, so its output goes nowhere)."""
+    if not token_path().exists():
+        subprocess.run([ray_executable(), "get-auth-token", "--generate"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def ray_executable() -> str:

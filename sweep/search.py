@@ -174,7 +174,7 @@ def build_tuner(experiment: Experiment, run_dir: Path, data: SegmentationData,
     search = experiment.search
     tune_config = tune.TuneConfig(
         search_alg=make_searcher(experiment, run_dir), scheduler=make_scheduler(experiment),
-        num_samples=search.trials, max_concurrent_trials=search.concurrency,
+        num_samples=search.trials,  # concurrency: the searcher's ConcurrencyLimiter
         time_budget_s=search.time_budget_s or None, reuse_actors=True,
         trial_dirname_creator=trial_dirname)
     return tune.Tuner(make_trainable(experiment, run_dir, data), tune_config=tune_config,

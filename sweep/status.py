@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ray import tune
 
-from sweep.search import METRIC, classify
+from sweep.search import FINISHED, METRIC, classify
 from sweep.trainable import infeasible_reason
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,15 @@ class TrialStatusLog(tune.Callback):
         self.run_dir, self.max_epochs, self.total, self.budget = (
             Path(run_dir).resolve(), max_epochs, total, budget)
         self.statuses: dict = {}
+        self.settled: set[str] = set()
         self.best: tuple[float, str] = (-math.inf, "")
 
     def setup(self, **info) -> None:
-        # A resumed driver starts from what the interrupted one recorded.
+        # A resumed driver starts from what the interrupted one recorded. Trials that had
+        # finished stay as recorded: Ray may replay them from an older snapshot (they return
+        # at once), and its stale last result must not rewrite their status.
         self.statuses = read_statuses(self.run_dir)
+        self.settled = {t for t, e in self.statuses.items() if e["status"] in FINISHED}
         for trial_id, entry in self.statuses.items():
             self.best = max(self.best, (entry.get("best_val_dice", -math.inf), trial_id))
 
@@ -75,6 +79,8 @@ class TrialStatusLog(tune.Callback):
         self.progress()
 
     def update(self, trial, status: str, reason: str, result: dict | None = None) -> None:
+        if trial.trial_id in self.settled:
+            return
         entry = self.statuses.setdefault(trial.trial_id, {"epochs": 0, "config": {}})
         entry.update(status=status, reason=reason, config=dict(trial.config))
         if result and result.get("epoch"):

@@ -60,10 +60,20 @@ def run_epochs(params: dict, data: SegmentationData, experiment: Experiment) -> 
         work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-"))
         load = ""
         if checkpoint is not None:
-            load = str(Path(stack.enter_context(checkpoint.as_directory())) / CHECKPOINT_FILE)
+            load = str(resume_file(Path(stack.enter_context(checkpoint.as_directory()))))
         # Locally only the newest epoch is kept; Ray stores the reported ones.
         config = experiment.trial_config(params, out_dir=work_dir, load=load, keep_checkpoints=1)
         train(config, data, report=make_reporter(experiment, params, data))
+
+
+def resume_file(folder: Path) -> Path:
+    """The checkpoint to resume from. A driver killed between registering a new checkpoint
+    (which let Ray delete an older one) and saving its state points the resumed trial at the
+    deleted one: then the newest one beside it is the trial's true last state."""
+    if (folder / CHECKPOINT_FILE).exists():
+        return folder / CHECKPOINT_FILE
+    newer = sorted(folder.parent.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
+    return newer[-1] if newer else folder / CHECKPOINT_FILE  # none: the load error names it
 
 
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None):
