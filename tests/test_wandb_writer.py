@@ -166,6 +166,8 @@ def test_writer_process_drains_everything_before_close_returns(tmp_path):
     assert channel.close(timeout=60)
     runs = runs_of(tmp_path)
     assert all(len(run.history) == 5 and run.exit_code == 0 for run in runs.values())
+    status = json.loads((tmp_path / "wandb" / "mirror.json").read_text())
+    assert 0 < status["writer_cpu_s"] < 60  # the whole mirror's CPU time, for the benchmarks
 
 
 @pytest.mark.parametrize("state", ["finished", "infeasible"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -281,7 +282,18 @@ def main() -> int:
             writer.handle(record)
     if writer is not None:
         writer.close(interrupted=not writer.closed)
+        if writer.wandb is not None:
+            writer.wandb.teardown()  # wandb-core exits (and is counted) before we measure
+        writer.status["writer_cpu_s"] = cpu_seconds()  # what mirroring cost this sweep
+        writer.save_status()
     return 0
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (wandb-core), user + system."""
+    own, children = (resource.getrusage(who)
+                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return round(own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime, 3)
 
 
 if __name__ == "__main__":
