@@ -14,6 +14,7 @@ The loss is cross-entropy plus a soft Dice over all classes pooled, as there.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def train_reference(root: str, train_ids: list[str], val_ids: list[str], *, scal
     train_loader = DataLoader(train_set, shuffle=True, **loader_args)
     val_loader = DataLoader(val_set, shuffle=False, drop_last=True, **loader_args)
     eval_every = len(train_set) // (5 * batch_size)
-    step, score = 0, float("nan")
+    step, score, eval_seconds = 0, float("nan"), 0.0
     for epoch in range(1, epochs + 1):
         model.train()
         epoch_loss = 0.0
@@ -149,7 +150,9 @@ def train_reference(root: str, train_ids: list[str], val_ids: list[str], *, scal
             step += 1
             epoch_loss += loss.item()
             if eval_every > 0 and step % eval_every == 0:
+                began = time.perf_counter()
                 score = reference_evaluate(model, val_loader, device, amp)
+                eval_seconds += time.perf_counter() - began
                 scheduler.step(score)
         torch.save({**model.state_dict(), "mask_values": mask_values},
                    out / f"checkpoint_epoch{epoch}.pth")
@@ -157,7 +160,8 @@ def train_reference(root: str, train_ids: list[str], val_ids: list[str], *, scal
             on_epoch(epoch)
     val_dice = summed_val_dice(model, val_set, batch_size, device, amp)
     return {"reference_score": score, "val_dice": val_dice, "n_train": len(train_set),
-            "n_val": len(val_set), "final_lr": optimizer.param_groups[0]["lr"]}
+            "n_val": len(val_set), "final_lr": optimizer.param_groups[0]["lr"],
+            "validation_s": eval_seconds}
 
 
 @torch.no_grad()

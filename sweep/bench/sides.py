@@ -80,6 +80,9 @@ def train_ours(spec: dict, out_dir: str, amp: bool = True, channels_last: bool =
                            val_dice=result.history[-1]["val_dice"])
     record["peak_mem_mb"] = max(m.get("gpu_peak_mem_mb", 0.0) for m in result.history)
     record["final_lr"] = result.history[-1]["lr"]
+    # An epoch's time beyond its training steps: validation, checkpoint, reporting.
+    record["validation_s"] = sum(m["epoch_seconds"] - n_train / m["samples_per_s"]
+                                 for m in result.history)
     return record
 
 
@@ -105,6 +108,7 @@ def train_reference_side(spec: dict, out_dir: str, amp: bool = False,
                            val_dice=outcome["val_dice"])
     record["reference_score"] = outcome["reference_score"]
     record["final_lr"] = outcome["final_lr"]
+    record["validation_s"] = outcome["validation_s"]
     record["peak_mem_mb"] = (torch.cuda.max_memory_allocated() / 2**20
                              if torch.device(spec.device).type == "cuda" else 0.0)
     return record
