@@ -47,13 +47,15 @@ def test_gpu_bench_tiny_runs_on_cpu_without_ray_or_wandb(tmp_path, without_sweep
         assert blocked.returncode != 0
 
 
-def test_gpu_bench_without_cuda_says_so(capsys):
+def test_gpu_bench_without_cuda_says_so(tmp_path, capsys):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    assert gpu_bench.main(["--device", "cuda", "--work", "unused"]) == 2
+    assert gpu_bench.main(["--device", "cuda", "--work", str(tmp_path / "work"),
+                           "--out", str(tmp_path / "out")]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
+    assert "no CUDA GPU" in (tmp_path / "out" / "gpu_bench.md").read_text()
 
 
 @pytest.mark.gpu

@@ -92,23 +92,19 @@ def make_spec(sizes: dict, data_dir: Path, device: str) -> dict:
 
 
 # ---- part 1: precision and layout ---------------------------------------------------------
-def precision_part(spec: dict, work: Path, sides: tuple, repeats: int, clock: Clock) -> dict:
-    runs: dict[str, list] = {name: [] for name in sides}
-    errors: dict[str, str] = {}
-    for round_ in range(repeats):
-        order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
-        for name in order:
-            if name in errors or not clock.fits():
-                continue
-            target, options = SIDES[name]
-            tag = f"{name.replace(' ', '_').replace('+', '')}_{round_}"
-            kwargs = {"spec": spec, "out_dir": str(work / tag), **options}
-            try:
-                runs[name].append(clock.timed(run_in_child, target, kwargs, work, tag,
-                                              max(clock.left(), 30)))
-            except BenchError as error:  # e.g. out of memory: report it, keep going
-                errors[name] = str(error)
-    return {"runs": runs, "errors": errors}
+def precision_round(spec: dict, work: Path, sides: tuple, round_: int, clock: Clock,
+                    into: dict) -> None:
+    for name in (sides if round_ % 2 == 0 else sides[::-1]):
+        if name in into["errors"] or not clock.fits():
+            continue
+        target, options = SIDES[name]
+        tag = f"{name.replace(' ', '_').replace('+', '')}_{round_}"
+        kwargs = {"spec": spec, "out_dir": str(work / tag), **options}
+        try:
+            into["runs"][name].append(clock.timed(run_in_child, target, kwargs, work, tag,
+                                                  max(clock.left(), 30)))
+        except BenchError as error:  # e.g. out of memory: report it, keep going
+            into["errors"][name] = str(error)
 
 
 # ---- part 2: trainings sharing the GPU ------------------------------------------------------
@@ -132,19 +128,17 @@ def sharing_run(spec: dict, work: Path, count: int, tag: str, timeout: float) ->
             "peak_mem_mb": [r["peak_mem_mb"] for r in records]}
 
 
-def sharing_part(spec: dict, work: Path, counts: tuple, repeats: int, clock: Clock) -> dict:
-    runs: dict[int, list] = {count: [] for count in counts}
-    errors: dict[int, str] = {}
-    for round_ in range(repeats):
-        for count in (counts if round_ % 2 == 0 else counts[::-1]):
-            if count in errors or not clock.fits():
-                continue
-            try:
-                runs[count].append(clock.timed(sharing_run, spec, work, count,
-                                               f"share{count}_{round_}", max(clock.left(), 30)))
-            except BenchError as error:
-                errors[count] = str(error)
-    return {"runs": runs, "errors": errors}
+def sharing_round(spec: dict, work: Path, counts: tuple, round_: int, clock: Clock,
+                  into: dict) -> None:
+    for count in (counts if round_ % 2 == 0 else counts[::-1]):
+        if count in into["errors"] or not clock.fits():
+            continue
+        try:
+            into["runs"][count].append(clock.timed(sharing_run, spec, work, count,
+                                                   f"share{count}_{round_}",
+                                                   max(clock.left(), 30)))
+        except BenchError as error:
+            into["errors"][count] = str(error)
 
 
 # ---- figures and the table ------------------------------------------------------------------
@@ -223,8 +217,15 @@ def benchmark(tiny: bool, device: str, work: Path, budget_s: float | None = None
     small_dir = write_crack_folder(work / "data_small", size.small["images"],
                                    size.small["file_px"], processes=processes)
     big, small = make_spec(size.big, big_dir, device), make_spec(size.small, small_dir, device)
-    precision = precision_part(big, work / "precision", size.sides, size.repeats, clock)
-    sharing = sharing_part(small, work / "sharing", size.share_counts, size.share_repeats, clock)
+    precision = {"runs": {name: [] for name in size.sides}, "errors": {}}
+    sharing = {"runs": {count: [] for count in size.share_counts}, "errors": {}}
+    # Round by round across both parts: every comparison gets one measurement before any
+    # gets its repeat, so a tight budget costs repeats, not whole figures.
+    for round_ in range(max(size.repeats, size.share_repeats)):
+        if round_ < size.repeats:
+            precision_round(big, work / "precision", size.sides, round_, clock, precision)
+        if round_ < size.share_repeats:
+            sharing_round(small, work / "sharing", size.share_counts, round_, clock, sharing)
     setup = {name: {"width": s["width"], "px": int(s["file_px"] * 0.5),
                     "batch": s["batch_size"], "images": s["images"], "epochs": s["epochs"]}
              for name, s in (("big", size.big), ("small", size.small))}
@@ -272,16 +273,19 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu_bench-"))
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
     try:
         report = benchmark(args.tiny, args.device, work, args.budget_s)
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
+        if out:  # whoever fetches $OUT learns why there is no table
+            (out / "gpu_bench.md").write_text(f"gpu_bench failed: {error}\n")
         return 2
     print(report["table"], end="")
     print(f"({report['wall_s']:.0f} s in all; scratch in {work})")
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    if out:
         (out / "gpu_bench.md").write_text(report["table"])
         (out / "gpu_bench.json").write_text(json.dumps(report, indent=2, default=str))
     return 0
