@@ -105,6 +105,7 @@ def test_dry_run_needs_no_key_and_uploads_nothing(offline_sweep, monkeypatch, ca
     caplog.set_level("INFO")
     assert main(["wandb-sync", str(offline_sweep), "--dry-run"]) == 0
     assert "would upload 2 trial runs (t_00000, t_00001)" in caplog.text
+    assert not (offline_sweep / "wandb" / "sync-staging").exists()
 
 
 def test_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys):

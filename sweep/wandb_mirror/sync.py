@@ -82,10 +82,11 @@ def sync_run_dir(run_dir: str | Path, dry_run: bool = False, force: bool = False
         raise ConfigError(f"{run_dir}: no finished trial runs to upload")
     if not dry_run and not has_api_key():
         raise ConfigError("no W&B API key: run `wandb login` or set WANDB_API_KEY, then retry")
-    staged = stage(plan)
+    staged = stage(plan)  # also in a dry run: proves every log can be read and rewritten
     command = sync_command(plan, staged)
     if dry_run:
-        return {"command": command, "prior_runs": sorted(plan.trial_runs), "staged": staged}
+        shutil.rmtree(plan.staging, ignore_errors=True)
+        return {"command": command, "prior_runs": sorted(plan.trial_runs)}
     try:
         upload(command)
         sweep_id = create_sweep(plan)
