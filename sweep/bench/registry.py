@@ -46,8 +46,9 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("search", "trial-epochs to reach a target val_dice: TPE + ASHA vs random search "
               "without early stopping, over >= 3 search seeds", ">= 3x fewer",
               "sweep.bench.sweeps:run_search"),
-    Benchmark("memory", "peak memory of a sweep with 1, 2 (and 4) concurrent trials; the data "
-              "set is held once", "growth per trial ~ model + activations",
+    Benchmark("memory", "peak memory of a sweep with 1, 2 (and 4) concurrent trials, on a big "
+              "and a small data set: the data set is held once",
+              "per-trial growth ~ model + activations (< 1/2 data set grows with the data)",
               "sweep.bench.sweeps:run_memory"),
     Benchmark("wandb", "the same sweep with and without W&B mirroring", "<= 1.05",
               "sweep.bench.sweeps:run_wandb"),
