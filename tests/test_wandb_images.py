@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from data_pipeline import load_data, split_indices
@@ -31,3 +32,14 @@ def test_panel_shows_image_true_and_predicted_masks(tmp_path):
 def test_render_epochs_resolve_last():
     assert render_epochs([1, -1], 5) == {1, 5}
     assert render_epochs([2, 9], 5) == {2}  # past the trial's epochs: never rendered
+
+
+@pytest.mark.gpu
+def test_panel_from_a_model_on_the_gpu(tmp_path, gpu):
+    import torch
+
+    data = load_data(synthetic_images=10, synthetic_size=32)
+    model = create_model("unet", n_channels=data.channels, n_classes=2, width=4)
+    model = model.to(gpu, memory_format=torch.channels_last)
+    path = render_val_panel(model, data, [0, 1], 2, tmp_path / "panel.png")
+    assert np.asarray(Image.open(path)).shape == (2 * 32 + GAP, 3 * 32 + 2 * GAP, 3)
