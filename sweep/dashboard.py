@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweep.strict import ConfigError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT, DEFAULT_DASHBOARD_PORT = 6379, 8265
@@ -51,10 +53,13 @@ def connect(include_dashboard: bool = True) -> RayConnection:
 
     if ray.is_initialized():
         return RayConnection("existing session", None, owned=False)
-    address = os.environ.get("RAY_ADDRESS") or live_head_address()
-    if address:
-        context = ray.init(address=address, log_to_driver=False)
-        where = address
+    head = read_head_state()
+    if os.environ.get("RAY_ADDRESS"):
+        context, where = join(os.environ["RAY_ADDRESS"]), os.environ["RAY_ADDRESS"]
+    elif head:
+        # "auto" finds the head `ray start` registered and, unlike an explicit address, turns
+        # token auth on for this driver by itself.
+        context, where = ray.init(address="auto", log_to_driver=False), head["address"]
     else:
         # address="local": never trip over a stale ray_current_cluster file from an old cluster.
         context = ray.init(address="local", include_dashboard=include_dashboard,
@@ -69,6 +74,19 @@ def connect(include_dashboard: bool = True) -> RayConnection:
     if url and not url.startswith("http"):
         url = "http://" + url
     return RayConnection(where, url, owned=True)
+
+
+def join(address: str):
+    import ray
+
+    try:
+        return ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError) as error:
+        hint = ("" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else
+                "; a cluster with token auth needs RAY_AUTH_MODE=token in the environment "
+                "(and its token in ~/.ray/auth_token)")
+        raise ConfigError(f"RAY_ADDRESS={address}: cannot join that Ray cluster "
+                          f"({type(error).__name__}){hint}") from None
 
 
 def describe(connection: RayConnection) -> str:

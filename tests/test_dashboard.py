@@ -4,8 +4,20 @@ later find the head; `make dashboard-stop` stops exactly it."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+
+import pytest
 
 from sweep import dashboard
+
+# What a sweep's driver does first (in its own process: this one may hold the tests' Ray).
+JOIN = """
+import ray
+from sweep.dashboard import connect
+connection = connect()
+print(connection.address, ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])
+"""
 
 
 def free_port() -> int:
@@ -29,6 +41,12 @@ def test_dashboard_head_needs_the_token_and_stops_cleanly():
         assert dashboard.api_status(url, "not-the-token") == 403
         # Sweeps started now join this head rather than starting their own Ray.
         assert dashboard.live_head_address() == head["address"] == f"127.0.0.1:{port}"
+        try:
+            joined = subprocess.run([sys.executable, "-c", JOIN], capture_output=True,
+                                    text=True, timeout=90)
+        except subprocess.TimeoutExpired as error:
+            pytest.fail(f"joining the head hung: {str(error.stderr)[-2000:]}")
+        assert joined.stdout.split() == [head["address"], str(port)], joined.stderr[-2000:]
         assert dashboard.start_head() == head  # a second start finds the running head
     finally:
         stopped = dashboard.stop_head()
