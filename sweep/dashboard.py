@@ -57,9 +57,9 @@ def connect(include_dashboard: bool = True) -> RayConnection:
     if os.environ.get("RAY_ADDRESS"):
         context, where = join(os.environ["RAY_ADDRESS"]), os.environ["RAY_ADDRESS"]
     elif head:
-        # "auto" finds the head `ray start` registered and, unlike an explicit address, turns
-        # token auth on for this driver by itself.
-        context, where = ray.init(address="auto", log_to_driver=False), head["address"]
+        # By address, not "auto": "auto" may pick any other Ray running on this machine.
+        enable_token_auth()
+        context, where = ray.init(address=head["address"], log_to_driver=False), head["address"]
     else:
         # address="local": never trip over a stale ray_current_cluster file from an old cluster.
         context = ray.init(address="local", include_dashboard=include_dashboard,
@@ -74,6 +74,15 @@ def connect(include_dashboard: bool = True) -> RayConnection:
     if url and not url.startswith("http"):
         url = "http://" + url
     return RayConnection(where, url, owned=True)
+
+
+def enable_token_auth() -> None:
+    """Token auth for this driver before it joins our own head by address. Ray turns it on by
+    itself only for a cluster it finds on its own (never sending the token to an address it
+    was merely given), and reads RAY_AUTH_MODE once; its own helper sets and re-reads it."""
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    _enable_token_auth()
 
 
 def join(address: str):

@@ -61,10 +61,13 @@ class ConfirmSettings:
 
 @dataclass
 class FaultSettings:
-    """Testing hook: trials whose config matches every item of ``oom_when`` raise an
-    out-of-memory error at epoch ``oom_epoch``, so the infeasible path runs on CPU too."""
+    """Testing hooks, so the failure paths run on CPU too: trials whose config matches every
+    item of ``oom_when`` run out of memory at epoch ``oom_epoch``; those matching ``error_when``
+    crash at epoch ``error_epoch`` unless resumed from a checkpoint (so a retry gets past it)."""
     oom_when: dict = field(default_factory=dict)
     oom_epoch: int = 1
+    error_when: dict = field(default_factory=dict)
+    error_epoch: int = 2
 
 
 @dataclass
@@ -131,8 +134,11 @@ class Experiment:
         WandbSettings.from_dict(self.wandb, source)  # the mirror's section, checked as strictly
         for key, spec in self.space.items():
             check_space_entry(self.train, key, spec, source)
-        for key, value in self.faults.oom_when.items():
-            check_setting(self.train, f"faults.oom_when.{key}", key, value, source)
+        require(self.faults.error_epoch >= 2, source, "faults.error_epoch",
+                self.faults.error_epoch, "2 or more (a retry resumes after an earlier epoch)")
+        for section in ("oom_when", "error_when"):
+            for key, value in getattr(self.faults, section).items():
+                check_setting(self.train, f"faults.{section}.{key}", key, value, source)
 
     def distributions(self) -> dict:
         """The space as Optuna distributions (what OptunaSearch and the study record)."""

@@ -63,7 +63,8 @@ def run_epochs(params: dict, data: SegmentationData, experiment: Experiment) -> 
             load = str(resume_file(Path(stack.enter_context(checkpoint.as_directory()))))
         # Locally only the newest epoch is kept; Ray stores the reported ones.
         config = experiment.trial_config(params, out_dir=work_dir, load=load, keep_checkpoints=1)
-        train(config, data, report=make_reporter(experiment, params, data))
+        report = make_reporter(experiment, params, data, resumed=checkpoint is not None)
+        train(config, data, report=report)
 
 
 def resume_file(folder: Path) -> Path:
@@ -76,17 +77,15 @@ def resume_file(folder: Path) -> Path:
     return newer[-1] if newer else folder / CHECKPOINT_FILE  # none: the load error names it
 
 
-def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None):
-    oom_when = experiment.faults.oom_when
-    inject = bool(oom_when) and all(params.get(k) == v for k, v in oom_when.items())
+def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
+                  resumed: bool = False):
+    inject_faults = fault_injector(experiment.faults, params, resumed)
     # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
     add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
                  if data is not None else None)
 
     def report(metrics: dict, state: EpochState) -> None:
-        if inject and state.epoch == experiment.faults.oom_epoch:
-            raise torch.OutOfMemoryError(f"simulated by faults.oom_when={oom_when} at epoch "
-                                         f"{state.epoch}")
+        inject_faults(state.epoch)
         if add_panel:
             add_panel(metrics, state)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
@@ -95,6 +94,24 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     return report
+
+
+def fault_injector(faults, params: dict, resumed: bool):
+    """The testing hooks of ``experiment.faults`` for this trial: raises at the chosen epoch."""
+    def matches(when: dict) -> bool:
+        return bool(when) and all(params.get(k) == v for k, v in when.items())
+
+    oom, crash = matches(faults.oom_when), matches(faults.error_when) and not resumed
+
+    def inject(epoch: int) -> None:
+        if oom and epoch == faults.oom_epoch:
+            raise torch.OutOfMemoryError(f"simulated by faults.oom_when={faults.oom_when} at "
+                                         f"epoch {epoch}")
+        if crash and epoch == faults.error_epoch:
+            raise RuntimeError(f"injected by faults.error_when={faults.error_when} at epoch "
+                               f"{epoch}")
+
+    return inject
 
 
 def link_or_copy(source: Path, target: Path) -> None:

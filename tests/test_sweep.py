@@ -105,3 +105,17 @@ def test_confirm_reruns_the_top_configs_with_new_seeds(smoke_run, tmp_path):
     assert result["epochs"] == 3  # all epochs: no early stopping in confirm runs
     for record in read_trials(run_dir / "confirm"):
         assert [row["epoch"] for row in record.rows] == [1, 2, 3]
+
+
+def test_a_crashed_trial_is_retried_from_its_last_checkpoint(ray_session, tmp_path):
+    experiment = load_experiment(SMOKE, ["--faults.error_when={batch_size: 2}",
+                                         "--faults.error_epoch=2", "--search.trials=2",
+                                         "--scheduler.grace_period=3"])  # no pruning here
+    summary = run_experiment(experiment, tmp_path)
+    status = statuses(summary.run_dir)
+    crashed = [t for t, e in status.items() if e["config"]["batch_size"] == 2]
+    assert crashed and summary.counts["complete"] == 2
+    for trial_id in crashed:
+        (record,) = [r for r in read_trials(summary.run_dir / "tune") if r.trial_id == trial_id]
+        assert [row["epoch"] for row in record.rows] == [1, 2, 3]  # epoch 1 not run again
+        assert "injected by faults.error_when" in (record.path / "error.txt").read_text()
