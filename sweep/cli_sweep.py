@@ -74,14 +74,20 @@ def run_sweep(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, split_overrides(args))
     summary = run_experiment(experiment, args.runs_dir, fresh=args.fresh)
     print(summary_text(summary), flush=True)
-    return 0
+    return exit_code(summary)
+
+
+def exit_code(summary) -> int:
+    """130 (as for Ctrl-C) when trials were left unfinished: the sweep was interrupted."""
+    return 130 if summary.counts.get("running") else 0
 
 
 def resume_sweep(args: argparse.Namespace) -> int:
     from sweep.runner import resume_experiment, summary_text
 
-    print(summary_text(resume_experiment(args.run_dir)), flush=True)
-    return 0
+    summary = resume_experiment(args.run_dir)
+    print(summary_text(summary), flush=True)
+    return exit_code(summary)
 
 
 def confirm_sweep(args: argparse.Namespace) -> int:

@@ -94,12 +94,13 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
             raise ConfigError(f"{run_dir} already holds a sweep: `python -m sweep resume "
                               f"{run_dir}` continues it, --fresh starts over (deletes it)")
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(experiment.to_dict(), sort_keys=False))
     start = time.perf_counter()
-    data = load_data_for(experiment)
-    connection = start_ray(experiment)
+    connection = start_ray(experiment)  # first: a missing GPU fails before anything is written
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(experiment.to_dict(),
+                                                              sort_keys=False))
+        data = load_data_for(experiment)
         tuner = build_tuner(experiment, run_dir, data,
                             sweep_callbacks(experiment, run_dir, data))
         known = trial_ids(tuner.fit())
@@ -117,9 +118,9 @@ def resume_experiment(run_dir: str | Path) -> RunSummary:
     finished = frozenset(trial_id for trial_id, entry in read_statuses(run_dir).items()
                          if entry["status"] in FINISHED)
     start = time.perf_counter()
-    data = load_data_for(experiment)
     connection = start_ray(experiment)
     try:
+        data = load_data_for(experiment)
         known = trial_ids(restore_tuner(experiment, run_dir, data, finished).fit())
     finally:
         stop_ray(connection)
