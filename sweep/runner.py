@@ -65,6 +65,7 @@ class RunSummary:
     best_epoch: int | None = None
     best_params: dict = field(default_factory=dict)
     dashboard_url: str | None = None
+    report: Path | None = None
 
     @property
     def trials(self) -> int:
@@ -198,7 +199,21 @@ def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float
                       {METRIC: summary.best_val_dice, "epoch": summary.best_epoch},
                       record.trial_id)
     finish_mirror(run_dir)  # W&B: every run finished, the writer waited for (no-op if done)
+    summary.report = write_report_safely(run_dir)
     return summary
+
+
+def write_report_safely(run_dir: Path) -> Path | None:
+    """The compare-runs report of a finished sweep. A report bug must not fail a sweep whose
+    results are already on disk: it is logged, and `python -m sweep report` can retry."""
+    from sweep.report import write_report
+
+    try:
+        return write_report([run_dir])["html"]
+    except Exception as error:  # noqa: BLE001 (any report fault: the sweep itself succeeded)
+        log.warning("report not written (%s: %s); retry with: python -m sweep report %s",
+                    type(error).__name__, error, run_dir)
+        return None
 
 
 def forget_lost_trials(run_dir: Path, known: set[str]) -> dict:
@@ -261,7 +276,7 @@ def summary_text(summary: RunSummary) -> str:
         f"{run / BEST_CONFIG})",
         f"  statuses     {run / STATUS_FILE}",
         f"  study        {run / STUDY_FILE}  (optuna-dashboard {run / STUDY_FILE})",
-        f"  report       python -m sweep report {run}",
+        f"  report       {summary.report or '(not written)'}  (python -m sweep report {run})",
         f"  seed check   python -m sweep confirm {run}",
     ]
     if counts.get("running"):

@@ -92,7 +92,6 @@ def test_overhead_tiny_runs_the_sweep_and_the_plain_processes(tiny):
     assert len(plain_runs) == OVERHEAD["tiny"]["trials"]
 
 
-@pytest.mark.slow
 def test_search_tiny_measures_both_variants(tiny):
     from sweep.bench.sweeps import SEARCH, run_search
 
@@ -106,7 +105,6 @@ def test_search_tiny_measures_both_variants(tiny):
     assert 0 < outcome.figures["target"] <= outcome.figures["best"]
 
 
-@pytest.mark.slow
 def test_memory_tiny_samples_peaks(tiny):
     from sweep.bench.sweeps import run_memory
 
@@ -116,7 +114,6 @@ def test_memory_tiny_samples_peaks(tiny):
     assert outcome.figures["plain_process_mb"] > 50
 
 
-@pytest.mark.slow
 def test_wandb_tiny_mirrors_the_sweep(tiny):
     from sweep.bench.sweeps import run_wandb
 

@@ -40,6 +40,8 @@ def test_smoke_sweep_writes_the_run_layout(smoke_run):
         assert set(entry["config"]) == {"lr", "batch_size", "seed"}
     kinds = {entry["status"] for entry in status.values()}
     assert kinds == {"complete", "pruned"}  # ASHA stopped some (one trial at a time: fixed)
+    # `run` writes the compare-runs report by itself when the sweep ends
+    assert all((smoke_run / name).is_file() for name in ("report.html", "report.md", "trials.csv"))
 
 
 def test_best_model_and_config_are_the_best_trials(smoke_run, tmp_path):
