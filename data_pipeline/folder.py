@@ -35,7 +35,11 @@ def load_folder(root: str | Path, scale: float = 1.0, mask_suffix: str = "auto",
             masks.append(pair[1])
             ids.append(image_id)
     check_uniform_sizes(images, ids, image_files, faults)
-    mask_values = sorted_unique_values(masks)
+    check_mask_kinds(masks, ids, mask_files, faults)
+    mask_values = sorted_unique_values(masks) if not faults else []
+    if masks and not faults and len(mask_values) < 2:
+        faults.append(f"{root / 'masks'}: every mask holds the single value {mask_values}: "
+                      "nothing to segment")
     if len(mask_values) > max(n_classes, 2):
         faults.append(f"{root / 'masks'}: masks hold {len(mask_values)} distinct values "
                       f"{mask_values[:8]} but classes={n_classes}")
@@ -133,6 +137,15 @@ def check_uniform_sizes(images: list, ids: list[str], files: dict, faults: list[
             faults.append(f"{files[image_id]}: size {image.shape[1]}x{image.shape[0]}x"
                           f"{image.shape[2]} differs from {files[ids[0]].name}'s "
                           f"{first[1]}x{first[0]}x{first[2]} (batches need one size)")
+
+
+def check_mask_kinds(masks: list, ids: list[str], files: dict, faults: list[str]) -> None:
+    """Grey masks and colour masks cannot share one set of mask_values."""
+    if masks and len({m.ndim for m in masks}) > 1:
+        grey = [files[i].name for m, i in zip(masks, ids) if m.ndim == 2][:3]
+        colour = [files[i].name for m, i in zip(masks, ids) if m.ndim == 3][:3]
+        faults.append(f"masks mix grey ({', '.join(grey)}) and colour ({', '.join(colour)}) "
+                      "files: save them all one way")
 
 
 def sorted_unique_values(masks: list[np.ndarray]) -> list:

@@ -75,19 +75,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(values, "command line")
 
 
-def load_data_for(config: TrainConfig):
-    from data_pipeline import load_data
-
-    return load_data(config.data_dir, scale=config.scale, mask_suffix=config.mask_suffix,
-                     n_classes=config.classes, synthetic_images=config.synthetic_images,
-                     synthetic_size=config.synthetic_size, synthetic_seed=config.synthetic_seed)
-
-
 def run_train(args: argparse.Namespace) -> int:
     from sweep.training import train
 
     config = config_from_args(args)
-    data = load_data_for(config)
+    data = config.load_data()
     log.info("data: %d images %s, model: %s width %d, out: %s", len(data),
              "x".join(map(str, data.images.shape[1:])), config.model, config.width,
              config.out_dir)
@@ -126,6 +118,6 @@ def run_samples(args: argparse.Namespace) -> int:
     from data_pipeline.samples import write_samples
 
     config = config_from_args(args)
-    written = write_samples(load_data_for(config), Path(config.out_dir) / "samples", args.count)
+    written = write_samples(config.load_data(), Path(config.out_dir) / "samples", args.count)
     log.info("wrote %d files; contact sheet: %s", len(written), written[-1] if written else "-")
     return 0

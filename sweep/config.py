@@ -40,13 +40,15 @@ class TrainConfig:
     scheduler: str = "plateau"
     grad_clip: float = 1.0
     seed: int = 0
-    # Runtime (num_workers, pin_memory and threads change speed, never results)
+    # Runtime (num_workers and pin_memory change speed, never results)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported); ignored on CPU
     deterministic: bool = True
     num_workers: int = 0
     pin_memory: bool = True  # only takes effect on CUDA
-    threads: int = 0  # torch intra-op threads, 0 = torch's default; pinned in sweeps
+    # torch intra-op threads, 0 = torch's default (the core count). Unlike num_workers this can
+    # change the last bits of results (reductions split by thread), so sweeps pin it.
+    threads: int = 0
     out_dir: str = "runs/train"
     keep_checkpoints: int = 3  # newest checkpoints kept per run; 0 keeps all
     load: str = ""  # checkpoint to resume (ours) or to start from (Pytorch-UNet weights)
@@ -60,6 +62,14 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def load_data(self):
+        """Decode the data set these settings name (a folder, or the synthetic set)."""
+        from data_pipeline import load_data
+
+        return load_data(self.data_dir, scale=self.scale, mask_suffix=self.mask_suffix,
+                         n_classes=self.classes, synthetic_images=self.synthetic_images,
+                         synthetic_size=self.synthetic_size, synthetic_seed=self.synthetic_seed)
+
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes}, "replace")
 
@@ -70,6 +80,10 @@ class TrainConfig:
         for key in ("width", "classes", "epochs", "batch_size", "eval_batch_size",
                     "synthetic_images", "synthetic_size"):
             require(getattr(self, key) >= 1, source, key, getattr(self, key), "at least 1")
+        require(self.synthetic_images >= 2, source, "synthetic_images", self.synthetic_images,
+                "at least 2 (one for training, one for validation)")
+        for key in ("seed", "split_seed", "synthetic_seed"):  # numpy seeds are non-negative
+            require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
         for key in ("num_workers", "threads", "keep_checkpoints"):
             require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
         require(self.lr > 0, source, "lr", self.lr, "a positive number")

@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import torch
 
+from sweep.strict import ConfigError
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -20,7 +22,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+        raise ConfigError(f"device = {name!r} asked for, but torch sees no CUDA GPU")
     return device
 
 

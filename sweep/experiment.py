@@ -89,7 +89,9 @@ class Experiment:
         experiment = build(cls, values, source)
         experiment.validate(source)
         if experiment.train.threads == 0:
-            # Pinned threads: the same config gives the same numbers whatever the machine.
+            # Pinned threads: the same experiment gives the same numbers on any machine. The
+            # count is part of the result (reductions split by thread) and of each trial's
+            # recorded config, so changing resources.cpus can change the last bits.
             experiment.train.threads = max(1, int(experiment.resources.cpus))
         return experiment
 

@@ -82,9 +82,7 @@ def sweep_callbacks(experiment: Experiment, run_dir: Path, data=None) -> list:
 
 
 def load_data_for(experiment: Experiment):
-    from sweep.cli_train import load_data_for as load
-
-    return load(experiment.train)  # decoded once per sweep, shared through the object store
+    return experiment.train.load_data()  # decoded once per sweep, shared via the object store
 
 
 def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",

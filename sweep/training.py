@@ -26,6 +26,7 @@ from sweep.determinism import (
     seed_everything,
 )
 from sweep.losses import confusion_counts, dice_and_iou, predict_classes, segmentation_loss
+from sweep.strict import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,8 @@ def train(config: TrainConfig, data: SegmentationData, report: Report | None = N
 
 def check_data(config: TrainConfig, data: SegmentationData) -> None:
     if len(data.mask_values) > max(config.classes, 2):
-        raise ValueError(f"masks hold {len(data.mask_values)} values {data.mask_values[:8]} "
-                         f"but classes={config.classes}")
+        raise ConfigError(f"masks hold {len(data.mask_values)} values {data.mask_values[:8]} "
+                          f"but classes={config.classes}")
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -189,6 +190,9 @@ def load_into(config: TrainConfig, model, optimizer, scheduler, scaler) -> int:
         raise ckpt.CheckpointError(
             f"{config.load}: trained with " + ", ".join(f"{k}={saved.get(k)!r}" for k in mismatched)
             + "; this run asks for " + ", ".join(f"{k}={getattr(config, k)!r}" for k in mismatched))
+    if payload["epoch"] >= config.epochs:
+        raise ConfigError(f"{config.load} is at epoch {payload['epoch']}: nothing left to train "
+                          f"with epochs={config.epochs} (epochs counts all epochs, so raise it)")
     load_weights(model, payload["model"], config.load)
     optimizer.load_state_dict(payload["optimizer"])
     if scheduler is not None and payload["scheduler"]:

@@ -93,3 +93,21 @@ def test_samples_writes_pngs(tmp_path):
     assert main(["samples", "--synthetic-size", "32", "-n", "3", "--out-dir", str(tmp_path)]) == 0
     names = {p.name for p in (tmp_path / "samples").iterdir()}
     assert "samples.png" in names and "synthetic_00000_mask.png" in names and len(names) == 7
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seed", "-1"], "seed = -1 should be 0 or more"),
+    (["--synthetic-images", "1"], "synthetic_images = 1 should be at least 2"),
+    (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--width", "0"],
+     "no CUDA GPU" if not torch.cuda.is_available() else "width = 0"),
+])
+def test_bad_settings_are_one_line_exit_2(capsys, flags, message):
+    assert main(["train", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_load_past_the_last_epoch_is_one_line(trained, tmp_path, capsys):
+    checkpoint = trained / "checkpoints" / "checkpoint_epoch1.pth"
+    assert main(["train", *TINY, "-f", str(checkpoint), "--out-dir", str(tmp_path)]) == 2
+    assert "is at epoch 1: nothing left to train with epochs=1" in capsys.readouterr().err

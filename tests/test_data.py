@@ -125,3 +125,16 @@ def test_fingerprint_follows_content():
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != load_data(synthetic_images=4, synthetic_size=32,
                                         synthetic_seed=1).fingerprint()
+
+
+def test_mixed_and_single_valued_masks_are_faults(folder):
+    write_pair(folder, "a")
+    Image.fromarray(np.zeros((16, 20, 3), np.uint8)).save(folder / "imgs" / "b.png")
+    Image.fromarray(np.zeros((16, 20, 3), np.uint8)).save(folder / "masks" / "b_mask.png")
+    with pytest.raises(DataFolderError, match=r"masks mix grey \(a_mask.png\) and colour"):
+        load_data(str(folder))
+    (folder / "masks" / "b_mask.png").unlink()
+    (folder / "imgs" / "b.png").unlink()
+    write_pair(folder, "a", mask_value=0)
+    with pytest.raises(DataFolderError, match=r"single value \[0\]: nothing to segment"):
+        load_data(str(folder))
