@@ -66,10 +66,9 @@ def write_run(root: Path, trials: list[dict], name: str = "toy", study: bool = T
              "scheduler": {"max_epochs": MAX_EPOCHS, "grace_period": 1,
                            "reduction_factor": 2}}, sort_keys=False))
     statuses = {}
-    for number, trial in enumerate(trials):
+    for trial in trials:
         config = trial["config"]
-        folder = run / "tune" / (f"trainable_{trial['id']}_{number + 1}_"
-                                 f"lr={config['lr']:.4f}_2026-11-25_10-00-{number:02d}")
+        folder = run / "tune" / trial["id"]  # sweep/search.py's trial_dirname
         folder.mkdir()
         (folder / "params.json").write_text(json.dumps(config, indent=2))
         if not trial.get("no_results"):
@@ -350,7 +349,7 @@ def test_gpu_memory_column_only_for_cuda_trials(tmp_path):
     run = write_run(tmp_path, [{"id": "g0", "status": "complete", "epochs": 2,
                                 "config": config(3e-3)}])
     assert "GPU peak MB" not in report_text(run)
-    result = next((run / "tune").glob("trainable_g0_*")) / "result.json"
+    result = run / "tune" / "g0" / "result.json"
     rows = [json.loads(line) for line in result.read_text().splitlines()]
     for row, megabytes in zip(rows, (812.5, 1024.0)):
         row["gpu_peak_mem_mb"] = megabytes
@@ -364,7 +363,7 @@ def test_missing_metrics_and_torn_result_line(tmp_path):
                "drop": ("val_iou", "samples_per_s")},
               {"id": "m1", "status": "complete", "epochs": MAX_EPOCHS, "config": config(1e-3)}]
     run = write_run(tmp_path, trials)
-    result = next((run / "tune").glob("trainable_m1_*")) / "result.json"
+    result = run / "tune" / "m1" / "result.json"
     result.write_text(result.read_text() + '{"epoch": 5, "val_di')  # killed mid-write
     text = report_text(run)
     assert "val_iou is missing in 1 trial(s)" in text

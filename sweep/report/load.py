@@ -85,15 +85,15 @@ def read_json(file: Path, missing: list[str], what: str):
 
 
 def read_tune_dir(tune: Path, missing: list[str]):
-    """Every trial folder's result.json rows and params.json config, keyed by trial id."""
+    """Every trial folder's result.json rows and params.json config, keyed by trial id (the
+    sweep names each trial's folder by its id: tune/<trial_id>/, docs/RUN_LAYOUT.md)."""
     rows, configs, dirs = [], {}, {}
     if not tune.is_dir():
         missing.append("tune/ is missing: no trial results")
     for trial_dir in sorted(p for p in tune.glob("*") if (p / "params.json").exists()
                             or (p / "result.json").exists()):
         results = read_result_lines(trial_dir / "result.json", missing)
-        trial_id = results[0].get("trial_id") if results else None
-        trial_id = str(trial_id or trial_id_from_dir(trial_dir.name))
+        trial_id = trial_dir.name
         config = read_json(trial_dir / "params.json", [], "config")
         if config is None and results:
             config = results[-1].get("config")
@@ -131,12 +131,6 @@ def read_result_lines(file: Path, missing: list[str]) -> list[dict]:
     if torn:
         missing.append(f"{file.parent.name}/result.json: {torn} unreadable line(s) skipped")
     return rows
-
-
-def trial_id_from_dir(name: str) -> str:
-    """Ray names trial folders '<trainable>_<trial id>_<n>_<params>_<date>'."""
-    parts = name.split("_")
-    return parts[1] if len(parts) > 2 else name
 
 
 def summarise_trials(history, configs, dirs, status, missing, max_epochs=None) -> pd.DataFrame:

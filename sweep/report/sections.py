@@ -68,7 +68,8 @@ def ranking(run: RunData, suffix: str) -> tuple[Section, str]:
     section = Section(f"Seed-aware ranking{suffix}")
     shown = stats.result_params(run)
     section.add(Text("Configurations are grouped without their seed (and without "
-                     f"{', '.join(SPEED_ONLY)}, which change speed, never results), so repeated "
+                     f"{', '.join(SPEED_ONLY)}, which change speed, never results; torch threads "
+                     "can change the last bits, so sweeps pin them), so repeated "
                      "configurations show how much val_dice moves between seeds."
                      + (f" Grouped by: {', '.join(shown)}." if shown else "")))
     confirm = stats.confirm_groups(run)

@@ -6,16 +6,15 @@ import math
 from dataclasses import dataclass
 
 # Settings that change speed, never results (the loader is num_workers-invariant by design).
-SPEED_ONLY = ("num_workers", "pin_memory", "threads")
+# Not torch threads: the reduction order, and so the last bits of a result, depend on them.
+SPEED_ONLY = ("num_workers", "pin_memory")
 # Settings whose effect is noise, not quality: grouped away in the seed-aware ranking.
 NOISE = ("seed",)
 
-_FLOAT_KINDS = {"uniform": False, "loguniform": True, "quniform": False, "qloguniform": True,
-                "float": False}
-_INT_KINDS = {"int": False, "randint": False, "lograndint": True, "qrandint": False,
-              "integer": False}
-_CHOICE_KINDS = ("choice", "categorical", "grid", "grid_search")
-_SPACE_KEYS = ("search_space", "space", "param_space", "parameters", "params")
+# The kinds sweep/experiment.py's validator allows (SPACE_KINDS): {kind: [low, high]} or
+# {choice: [values]}; loguniform is the only log-scaled one.
+_NUMERIC_KINDS = {"loguniform": ("float", True), "uniform": ("float", False),
+                  "int": ("int", False)}
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,10 @@ class ParamSpec:
 
 
 def space_from_experiment(experiment: dict) -> dict[str, ParamSpec]:
-    """Parse the search space of an experiment, whatever of the usual spellings it uses."""
-    table = _find_space_table(experiment)
+    """Parse experiment.yaml's ``space:`` (``{name: {kind: bounds}}``, as the sweep writes it)."""
+    table = experiment.get("space")
     specs = {}
-    for name, entry in (table or {}).items():
+    for name, entry in (table if isinstance(table, dict) else {}).items():
         spec = _parse_entry(str(name), entry)
         if spec is not None:
             specs[spec.name] = spec
@@ -73,52 +72,23 @@ def space_from_study(study) -> dict[str, ParamSpec]:
     return specs
 
 
-def _find_space_table(experiment: dict) -> dict | None:
-    for holder in (experiment, experiment.get("search") or {}):
-        if not isinstance(holder, dict):
-            continue
-        for key in _SPACE_KEYS:
-            if isinstance(holder.get(key), dict):
-                return holder[key]
-    return None
-
-
 def _parse_entry(name: str, entry) -> ParamSpec | None:
-    if isinstance(entry, list):
-        return ParamSpec(name, "choice", choices=tuple(entry))
-    if not isinstance(entry, dict):
-        return None  # a fixed value: not searched
-    kind = entry.get("type") or entry.get("kind") or entry.get("distribution")
-    if kind is None and len(entry) == 1:  # short form {loguniform: [1e-4, 1e-1]}
-        kind, bounds = next(iter(entry.items()))
-        entry = {"values": bounds} if kind in _CHOICE_KINDS else _bounds_dict(bounds)
-    kind = str(kind).lower()
-    if kind in _CHOICE_KINDS:
-        values = entry.get("values", entry.get("choices", entry.get("categories", [])))
-        return ParamSpec(name, "choice", choices=tuple(values))
-    low = _first(entry, "low", "min", "lower")
-    high = _first(entry, "high", "max", "upper")
-    if low is None or high is None:
+    """One validated entry; anything else (a damaged file) is skipped, the study fills in."""
+    if not isinstance(entry, dict) or len(entry) != 1:
         return None
-    log = bool(entry.get("log", False))
-    if kind in _FLOAT_KINDS:
-        return ParamSpec(name, "float", float(low), float(high), log or _FLOAT_KINDS[kind])
-    if kind in _INT_KINDS:
-        return ParamSpec(name, "int", int(low), int(high), log or _INT_KINDS[kind])
-    return None
-
-
-def _bounds_dict(bounds) -> dict:
-    if isinstance(bounds, (list, tuple)) and len(bounds) >= 2:
-        return {"low": bounds[0], "high": bounds[1]}
-    return dict(bounds) if isinstance(bounds, dict) else {}
-
-
-def _first(entry: dict, *keys):
-    for key in keys:
-        if entry.get(key) is not None:
-            return entry[key]
-    return None
+    kind, bounds = next(iter(entry.items()))
+    if not isinstance(bounds, (list, tuple)):
+        return None
+    if kind == "choice":
+        return ParamSpec(name, "choice", choices=tuple(bounds))
+    if kind not in _NUMERIC_KINDS or len(bounds) != 2:
+        return None
+    number, log = _NUMERIC_KINDS[kind]
+    cast = int if number == "int" else float
+    try:
+        return ParamSpec(name, number, cast(bounds[0]), cast(bounds[1]), log)
+    except (TypeError, ValueError):
+        return None
 
 
 def position_in_range(spec: ParamSpec, value) -> float | None:
