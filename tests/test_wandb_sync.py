@@ -117,3 +117,23 @@ def test_view_without_runs_is_a_one_line_error(tmp_path, capsys):
     assert main(["wandb-view", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {tmp_path}: no W&B runs here "
                                                f"({tmp_path / 'wandb'} is missing)")
+
+
+def test_upload_errors_never_echo_the_api_key(monkeypatch):
+    """Both error paths quote W&B's own text; a key inside it is masked."""
+    key = "leaky-key-0123456789abcdef"
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    failed = subprocess.CompletedProcess([], 1, "", f"wandb: ERROR bad key {key}\n")
+    monkeypatch.setattr(sync.subprocess, "run", lambda command, **kwargs: failed)
+    with pytest.raises(sync.SyncError) as upload_error:
+        sync.upload(["wandb", "sync"])
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(f"key {key} is not valid")
+
+    monkeypatch.setattr(wandb, "sweep", refuse)
+    plan = sync.SyncPlan(None, {"project": "p"}, {}, {"r1": []}, [])
+    with pytest.raises(sync.SyncError) as sweep_error:
+        sync.create_sweep(plan)
+    for message in (str(upload_error.value), str(sweep_error.value)):
+        assert key not in message and "***" in message

@@ -18,6 +18,7 @@ import yaml
 from sweep.strict import ConfigError
 from sweep.wandb_mirror.settings import has_api_key
 from sweep.wandb_mirror.txlog import replace_sweep_id
+from sweep.wandb_mirror.writer import scrub
 
 
 class SyncError(RuntimeError):
@@ -110,8 +111,8 @@ def upload(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
-        raise SyncError(f"wandb sync failed (exit {done.returncode}): "
-                        f"{lines[-1] if lines else 'no output'}")
+        raise SyncError(scrub(f"wandb sync failed (exit {done.returncode}): "
+                              f"{lines[-1] if lines else 'no output'}"))
 
 
 def create_sweep(plan: SyncPlan) -> str:
@@ -121,8 +122,10 @@ def create_sweep(plan: SyncPlan) -> str:
         return wandb.sweep(plan.sweep_config, project=plan.status["project"],
                            entity=plan.status.get("entity"), prior_runs=sorted(plan.trial_runs))
     except Exception as error:
+        # Scrubbed before the cut, so a key at the edge cannot leak half of itself.
+        detail = scrub(str(error).strip())[:200]
         raise SyncError(f"the runs are uploaded but creating the W&B sweep failed "
-                        f"({type(error).__name__}: {str(error).strip()[:200]})") from None
+                        f"({type(error).__name__}: {detail})") from None
 
 
 def save_synced(plan: SyncPlan, synced: dict) -> None:
