@@ -12,6 +12,7 @@ from ray import tune
 
 from sweep.search import FINISHED, METRIC, classify
 from sweep.trainable import infeasible_reason
+from sweep.wandb_mirror.records import error_line
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +99,3 @@ class TrialStatusLog(tune.Callback):
         log.info("progress: %d/%d trials done (%d complete, %d pruned, %d infeasible, "
                  "%d failed), %d running; %s", done, self.total, counts["complete"],
                  counts["pruned"], counts["infeasible"], counts["failed"], counts["running"], best)
-
-
-def error_line(trial) -> str:
-    """The last line of the trial's traceback, e.g. 'ValueError: ...'."""
-    try:
-        text = str(trial.get_error() or "")
-    except Exception:  # noqa: BLE001 - the reason is a nicety; never fail the sweep for it
-        text = ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f"error: {lines[-1][:300]}" if lines else "error (see the trial's error.txt)"

@@ -5,8 +5,9 @@ import pytest
 import yaml
 
 from sweep.strict import ConfigError
+from sweep.wandb_mirror.integration import val_panel_reporter
 from sweep.wandb_mirror.settings import WandbSettings, has_api_key, resolve_mode
-from sweep.wandb_mirror.sweep_config import build_sweep_config, write_sweep_yaml
+from sweep.wandb_mirror.sweep_config import build_sweep_config, hyperband, write_sweep_yaml
 
 
 def test_defaults_are_valid_and_offline_without_a_key():
@@ -85,3 +86,15 @@ def test_search_space_metric_and_asha_translate_to_a_wandb_sweep(tmp_path):
 def test_untranslatable_search_space_is_a_one_line_error():
     with pytest.raises(ConfigError, match="lr has kind 'sample_from'"):
         build_sweep_config("x", {"lr": {"sample_from": [1, 2]}}, "val_dice", "max")
+
+
+@pytest.mark.parametrize("factor, eta", [(1.5, 2), (2, 2), (2.7, 3), (4, 4)])
+def test_hyperband_eta_is_an_integer_of_at_least_two(factor, eta):
+    assert hyperband({"grace_period": 1, "reduction_factor": factor})["eta"] == eta
+
+
+def test_wandb_mode_disabled_turns_the_validation_panels_off(monkeypatch):
+    section = {"mode": "offline", "image_count": 2}
+    assert val_panel_reporter(section, data=None, max_epochs=3) is not None
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert val_panel_reporter(section, data=None, max_epochs=3) is None

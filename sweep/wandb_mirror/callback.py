@@ -113,7 +113,7 @@ class WandbMirrorCallback(Callback):
         if entry.get("status") in ("complete", "pruned", "infeasible", "failed"):
             state = "finished" if entry["status"] == "complete" else entry["status"]
             return state, entry.get("reason", "")
-        reason = error_line(trial) if errored else ""
+        reason = records.error_line(trial) if errored else ""
         max_epochs = trial.config.get("epochs", self.plan["max_epochs"])
         state = records.final_state(errored, reason, trial.last_result or {}, max_epochs)
         if state == "pruned":
@@ -153,12 +153,3 @@ def finish_mirror(run_dir: str | Path, best_checkpoint: str | Path | None = None
                                   best_trial)
         mirror.close()
 
-
-def error_line(trial) -> str:
-    """The last line of the trial's error (the exception itself), or ''."""
-    try:
-        text = Path(trial.error_file).read_text() if trial.error_file else ""
-    except OSError:
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sweep.wandb_mirror.callback import finish_mirror, make_wandb_callback
 from sweep.wandb_mirror.records import IMAGE_KEY
-from sweep.wandb_mirror.settings import WandbSettings
+from sweep.wandb_mirror.settings import WandbSettings, resolve_mode
 from sweep.wandb_mirror.sweep_config import build_sweep_config
 
 __all__ = ["finish_mirror", "mirror_callback", "val_panel_reporter"]
@@ -40,7 +40,8 @@ def val_panel_reporter(wandb_section: dict, data, max_epochs: int):
     chosen epochs into the trial's folder and puts its path in ``metrics`` (the mirror logs
     it as an image); None when W&B or images are off."""
     settings = WandbSettings.from_dict(wandb_section, "wandb")
-    if not settings.enabled or settings.mode == "disabled" or not settings.image_count:
+    # The callback's own resolution: WANDB_MODE=disabled in a trial's environment turns it off.
+    if resolve_mode(settings) == "disabled" or not settings.image_count:
         return None
     from data_pipeline import split_indices
     from sweep.wandb_mirror.val_images import render_epochs, render_val_panel

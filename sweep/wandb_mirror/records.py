@@ -56,8 +56,6 @@ def final_state(errored: bool, error_text: str, last_result: dict, max_epochs: i
     """finished, pruned (stopped early by the scheduler), infeasible (out of memory) or failed."""
     if errored:
         return "infeasible" if is_out_of_memory(error_text) else "failed"
-    if last_result.get("infeasible"):
-        return "infeasible"
     # Tune marks a scheduler-stopped trial `done` too, so the epoch count tells them apart.
     if max_epochs and step_of(last_result) < max_epochs:
         return "pruned"
@@ -78,3 +76,14 @@ def best_summary(rows: list[dict], metric: str, mode: str) -> dict:
     pick = max if mode == "max" else min
     best = pick(scored, key=lambda r: r[metric])
     return {f"best/{key}": value for key, value in best.items() if key not in RAY_KEYS}
+
+
+def error_line(trial) -> str:
+    """The last line of a Tune trial's traceback, e.g. 'error: ValueError: ...' (the sweep's
+    trial_status.json reason and the W&B run's state_reason alike)."""
+    try:
+        text = str(trial.get_error() or "")
+    except Exception:  # noqa: BLE001 - the reason is a nicety; never fail the sweep for it
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"error: {lines[-1][:300]}" if lines else "error (see the trial's error.txt)"

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from sweep.strict import ConfigError, build, require
+from sweep.strict import build, require
 
 MODES = ("auto", "online", "offline", "disabled")
 DEFAULT_PROJECT = "crack-sweep"
@@ -74,9 +74,3 @@ def has_api_key(environ=os.environ) -> bool:
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
 
-
-def check_section(values: dict | None, source: str) -> WandbSettings:
-    """For the experiment loader: validate the section before Ray starts (ConfigError)."""
-    if values is not None and not isinstance(values, dict):
-        raise ConfigError(f"{source}: wandb must be a mapping, got {values!r}")
-    return WandbSettings.from_dict(values, source)

@@ -90,8 +90,10 @@ def known_kinds() -> list[str]:
 def hyperband(scheduler: dict) -> dict:
     """ASHA's grace period and reduction factor as W&B's hyperband early termination."""
     # W&B's brackets then fall on ASHA's rungs: grace_period * reduction_factor ** k epochs.
-    return {"type": "hyperband", "min_iter": int(scheduler.get("grace_period", 1)),
-            "eta": int(scheduler.get("reduction_factor", 2))}
+    # W&B's eta is an integer >= 2 while ASHA accepts any factor > 1 (1.5 is valid there), so
+    # the factor is rounded to the nearest such integer: the brackets are then approximate.
+    eta = max(2, round(float(scheduler.get("reduction_factor", 2))))
+    return {"type": "hyperband", "min_iter": int(scheduler.get("grace_period", 1)), "eta": eta}
 
 
 def write_sweep_yaml(path: Path, config: dict) -> Path:
