@@ -44,8 +44,8 @@ def nondeterministic_ops(model_name: str, bilinear: bool, device: torch.device) 
     ops = []
     if model_name == "segnet":
         ops.append("MaxUnpool2d (SegNet decoder: max_unpooling2d forward)")
-    if model_name == "unet" and bilinear:
-        ops.append("upsample_bilinear2d backward (UNet with bilinear=True)")
+    # Bilinear upsampling's backward (UNet with bilinear=True) used to be on this list; torch
+    # 2.11 on an H100 no longer flags it (tests/test_gpu.py checks the list against torch's).
     return ops
 
 

@@ -38,3 +38,29 @@ def test_segnet_names_maxunpool_on_cuda(gpu, tmp_path, data):
     result = train(tiny_config(tmp_path, device="cuda", model="segnet", epochs=1), data)
     assert any("MaxUnpool2d" in op for op in result.nondeterministic_ops)
 
+
+
+@pytest.mark.parametrize("name, bilinear", [("segnet", False), ("unet", True), ("unet", False)])
+def test_named_ops_are_the_ones_torch_flags(gpu, name, bilinear):
+    """The ops we name are exactly those torch's deterministic mode flags in a training step."""
+    import warnings
+
+    import torch
+
+    from models import create_model
+    from sweep.determinism import configure_determinism, nondeterministic_ops
+    from sweep.losses import segmentation_loss
+
+    configure_determinism(gpu, True)
+    model = create_model(name, width=4, bilinear=bilinear).to(gpu)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logits = model(torch.randn(2, 3, 32, 32, device=gpu))
+        segmentation_loss(logits, torch.zeros(2, 32, 32, dtype=torch.long, device=gpu)).backward()
+    flagged = {str(w.message).split(" does not have")[0] for w in caught
+               if "does not have a deterministic implementation" in str(w.message)}
+    named = nondeterministic_ops(name, bilinear, gpu)
+    assert len(flagged) == len(named), (flagged, named)
+    for op in flagged:  # e.g. max_unpooling2d_forward_out -> "max_unpooling2d" in our name
+        stem = "_".join(op.split("_")[:2])
+        assert any(stem in entry for entry in named), (op, named)

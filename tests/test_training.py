@@ -8,7 +8,6 @@ import torch
 
 from data_pipeline import load_data
 from sweep.checkpoints import CheckpointError
-from sweep.determinism import nondeterministic_ops
 from sweep.training import train
 from tests.helpers import results_only, tiny_config
 
@@ -95,10 +94,3 @@ def test_adamw_and_cosine(tmp_path, data):
     result = train(tiny_config(tmp_path, optimizer="adamw", scheduler="cosine", epochs=2), data)
     assert result.history[1]["lr"] < result.history[0]["lr"]
 
-
-def test_nondeterministic_ops_are_named_per_model():
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert nondeterministic_ops("segnet", False, cpu) == []
-    assert "MaxUnpool2d" in nondeterministic_ops("segnet", False, cuda)[0]
-    assert "bilinear" in nondeterministic_ops("unet", True, cuda)[0]
-    assert nondeterministic_ops("unet", False, cuda) == []
