@@ -81,9 +81,15 @@ def best_summary(rows: list[dict], metric: str, mode: str) -> dict:
 def error_line(trial) -> str:
     """The last line of a Tune trial's traceback, e.g. 'error: ValueError: ...' (the sweep's
     trial_status.json reason and the W&B run's state_reason alike)."""
+    text = ""
     try:
-        text = str(trial.get_error() or "")
+        # The driver's local error.txt first: when on_trial_error runs, get_error() (which
+        # reads the storage copy) can still come back empty.
+        if trial.error_file:
+            with open(trial.error_file) as file:
+                text = file.read()
+        text = text or str(trial.get_error() or "")
     except Exception:  # noqa: BLE001 - the reason is a nicety; never fail the sweep for it
-        text = ""
+        pass
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return f"error: {lines[-1][:300]}" if lines else "error (see the trial's error.txt)"
