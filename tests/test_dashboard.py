@@ -3,9 +3,13 @@ answers with the token and refuses without it (401) or with a wrong one (403); s
 later find the head; `make dashboard-stop` stops exactly it."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -17,6 +21,27 @@ import ray
 from sweep.dashboard import connect
 connection = connect()
 print(connection.address, ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])
+"""
+
+
+# A sweep's own Ray (no head, no RAY_ADDRESS): start it as sweep/runner.py's start_ray does, ask
+# its dashboard's API without and with the token from $HOME/.ray/auth_token, shut it down.
+OWN_RAY = """
+import json, time
+from sweep import dashboard
+from sweep.runner import stop_ray
+connection = dashboard.connect()
+try:
+    url = connection.dashboard_url
+    deadline = time.monotonic() + 20  # the dashboard's HTTP server comes up after ray.init
+    while dashboard.api_status(url, None) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    token = dashboard.token_path().read_text().strip()
+    print(json.dumps({"address": connection.address, "url": url,
+                      "no_token": dashboard.api_status(url, None),
+                      "token": dashboard.api_status(url, token)}))
+finally:
+    stop_ray(connection)
 """
 
 
@@ -54,3 +79,28 @@ def test_dashboard_head_needs_the_token_and_stops_cleanly():
     assert dashboard.live_head_address() is None
     assert dashboard.api_status(url, token) is None  # nothing listens any more
     assert not dashboard.stop_head()  # nothing left to stop
+
+
+def test_a_sweeps_own_ray_dashboard_needs_the_token():
+    # Its own HOME and Ray folders: no `make dashboard` head to join, a token of its own. Short
+    # path (beside conftest's): Ray's unix sockets must stay under 107 characters.
+    root = tempfile.mkdtemp(prefix="o", dir=os.path.dirname(os.environ["RAY_TMPDIR"]))
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    for name in ("HOME", "TMPDIR", "RAY_TMPDIR"):
+        env[name] = os.path.join(root, name[0].lower())
+        os.makedirs(env[name])
+    try:
+        child = subprocess.run([sys.executable, "-c", OWN_RAY], capture_output=True, text=True,
+                               timeout=90, env=env)
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"the sweep's own Ray hung: {str(error.stderr)[-2000:]}")
+    finally:
+        token_file = os.path.join(env["HOME"], ".ray", "auth_token")
+        had_token = os.path.exists(token_file) and open(token_file).read().strip() != ""
+        shutil.rmtree(root, ignore_errors=True)
+    assert child.returncode == 0, child.stderr[-2000:]
+    seen = json.loads(child.stdout.strip().splitlines()[-1])
+    assert seen["address"] == "local" and had_token
+    assert seen["url"].startswith("http://127.0.0.1:")
+    assert (seen["no_token"], seen["token"]) == (401, 200)
