@@ -63,9 +63,7 @@ dashboard-stop: install
 	$(PY) -m sweep dashboard stop
 
 # The compare-runs report: report.html, report.md and trials.csv into the (first) run directory.
-# Several runs: make report RUN="runs/crack_unet runs/crack_segnet"
-EXP ?= quickstart
-RUN ?= runs/$(EXP)
+# Several runs: make report RUN="runs/crack_unet runs/crack_segnet" (EXP/RUN defaults: above)
 .PHONY: report
 report: install
 	$(PY) -m sweep report $(RUN) $(ARGS)

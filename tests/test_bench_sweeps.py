@@ -73,8 +73,8 @@ def test_pss_counts_memory_shared_by_forked_processes_once():
 
 
 # ---- tiny modes through the real runner ------------------------------------------------------
-# Each tiny sweep costs 5-10 s on 2 cores; `overhead` (a sweep and plain processes) runs by
-# default, the others (2 sweeps each; their measuring logic is tested above) with `make test-all`.
+# Each tiny sweep costs 5-10 s on 2 cores; all four (`overhead`: a sweep and plain processes; the
+# others: 2 sweeps each, their measuring logic tested above) run in the default `make test`.
 @pytest.fixture
 def tiny(tmp_path, ray_session):
     pytest.importorskip("sweep.runner")
