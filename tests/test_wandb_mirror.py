@@ -179,6 +179,29 @@ def test_api_key_is_written_nowhere(mirrored_sweep):
     assert leaks == []
 
 
+def test_the_product_path_writes_the_api_key_nowhere(ray_session, tmp_path, monkeypatch, capfd):
+    """`run_experiment` on experiments/smoke.yaml (2 trials, W&B offline) with a key in the
+    environment: no file of the run directory and no line of output holds it."""
+    from sweep.experiment import load_experiment
+    from sweep.runner import run_experiment
+
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    smoke = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+    experiment = load_experiment(smoke, ["--search.trials=2", "--search.startup_trials=2",
+                                         "--confirm.top_k=1", "--confirm.seeds=1",
+                                         "--wandb.mode=offline"])
+    run_dir = run_experiment(experiment, tmp_path / "runs").run_dir
+    output = capfd.readouterr()
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"experiment.yaml", "best_config.yaml", "trial_status.json", "trials.csv",
+            "mirror.json"} <= names and any(n.startswith("report.") for n in names)
+    assert any(p.suffix == ".wandb" for p in files)  # the offline W&B runs were written
+    assert any("tune" in p.relative_to(run_dir).parts for p in files)
+    assert [p for p in files if FAKE_KEY.encode() in p.read_bytes()] == []
+    assert FAKE_KEY not in output.out and FAKE_KEY not in output.err
+
+
 def test_a_broken_wandb_never_stops_the_sweep(ray_session, tmp_path, monkeypatch, capfd):
     """wandb cannot even be imported by the writer: one line says so, every trial finishes."""
     from ray import tune
@@ -216,7 +239,8 @@ def test_the_smoke_sweep_is_mirrored_in_full(smoke_run):
                                                  statuses[trial_id]["status"])
         assert run.summary["state"] == expected and run.run["sweep_id"] == status["sweep_id"]
         history = {h["epoch"]: h for h in run.history}
-        for row in rows.get(trial_id, []):
+        assert rows.get(trial_id), f"trial {trial_id} has no Ray result rows"
+        for row in rows[trial_id]:
             assert {k: history[row["epoch"]][k] for k in metric_row(row)} == metric_row(row)
     summary = read_run(smoke_run / status["summary_run"]["dir"])
     (model,) = [a for a in summary.artifacts if a["type"] == "model"]
