@@ -42,6 +42,9 @@ def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
         raise ckpt.CheckpointError(f"{path}: weights do not fit "
                                    f"({str(error).splitlines()[1].strip()[:120]})") from None
     target = resolve_device(device)
+    classes = max(2, model.n_classes)
+    if len(mask_values) < classes:  # Pytorch-UNet defaults to [0, 1]; extra classes keep k
+        mask_values = list(mask_values) + list(range(len(mask_values), classes))
     origin = "this project" if ckpt.is_full_checkpoint(payload) else "Pytorch-UNet"
     return Predictor(model.to(target).eval(), mask_values, target, f"{path} ({origin})")
 

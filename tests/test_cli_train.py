@@ -111,3 +111,14 @@ def test_load_past_the_last_epoch_is_one_line(trained, tmp_path, capsys):
     checkpoint = trained / "checkpoints" / "checkpoint_epoch1.pth"
     assert main(["train", *TINY, "-f", str(checkpoint), "--out-dir", str(tmp_path)]) == 2
     assert "is at epoch 1: nothing left to train with epochs=1" in capsys.readouterr().err
+
+
+def test_predict_three_class_weights_without_mask_values(tmp_path):
+    from models import create_model
+
+    torch.manual_seed(0)
+    torch.save(create_model("unet", n_classes=3, width=4).state_dict(), tmp_path / "m.pth")
+    source, out = tmp_path / "in.png", tmp_path / "out.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8)).save(source)
+    assert main(["predict", "-m", str(tmp_path / "m.pth"), "-i", str(source), "-o", str(out)]) == 0
+    assert set(np.unique(np.asarray(Image.open(out)))) <= {0, 1, 2}
