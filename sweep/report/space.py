@@ -11,12 +11,6 @@ SPEED_ONLY = ("num_workers", "pin_memory")
 # Settings whose effect is noise, not quality: grouped away in the seed-aware ranking.
 NOISE = ("seed",)
 
-# The kinds sweep/experiment.py's validator allows (SPACE_KINDS): {kind: [low, high]} or
-# {choice: [values]}; loguniform is the only log-scaled one.
-_NUMERIC_KINDS = {"loguniform": ("float", True), "uniform": ("float", False),
-                  "int": ("int", False)}
-
-
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
@@ -45,50 +39,37 @@ class ParamSpec:
 
 
 def space_from_experiment(experiment: dict) -> dict[str, ParamSpec]:
-    """Parse experiment.yaml's ``space:`` (``{name: {kind: bounds}}``, as the sweep writes it)."""
+    """Parse experiment.yaml's ``space:`` (``{name: {kind: bounds}}``, as the sweep writes it),
+    through the same conversion the sweep hands Optuna. A damaged entry is skipped (the study
+    fills in)."""
+    from sweep.experiment import to_distribution
+
     table = experiment.get("space")
     specs = {}
     for name, entry in (table if isinstance(table, dict) else {}).items():
-        spec = _parse_entry(str(name), entry)
-        if spec is not None:
-            specs[spec.name] = spec
+        try:
+            specs[str(name)] = spec_from_distribution(str(name), to_distribution(entry))
+        except (AttributeError, IndexError, StopIteration, TypeError, ValueError):
+            continue
     return specs
 
 
 def space_from_study(study) -> dict[str, ParamSpec]:
     """The distributions Optuna recorded for the study's trials (the searcher's own view)."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-
     specs: dict[str, ParamSpec] = {}
     for trial in study.get_trials(deepcopy=False):
         for name, dist in trial.distributions.items():
-            if name in specs:
-                continue
-            if isinstance(dist, CategoricalDistribution):
-                specs[name] = ParamSpec(name, "choice", choices=tuple(dist.choices))
-            else:
-                kind = "int" if isinstance(dist, IntDistribution) else "float"
-                specs[name] = ParamSpec(name, kind, dist.low, dist.high, dist.log)
+            specs.setdefault(name, spec_from_distribution(name, dist))
     return specs
 
 
-def _parse_entry(name: str, entry) -> ParamSpec | None:
-    """One validated entry; anything else (a damaged file) is skipped, the study fills in."""
-    if not isinstance(entry, dict) or len(entry) != 1:
-        return None
-    kind, bounds = next(iter(entry.items()))
-    if not isinstance(bounds, (list, tuple)):
-        return None
-    if kind == "choice":
-        return ParamSpec(name, "choice", choices=tuple(bounds))
-    if kind not in _NUMERIC_KINDS or len(bounds) != 2:
-        return None
-    number, log = _NUMERIC_KINDS[kind]
-    cast = int if number == "int" else float
-    try:
-        return ParamSpec(name, number, cast(bounds[0]), cast(bounds[1]), log)
-    except (TypeError, ValueError):
-        return None
+def spec_from_distribution(name: str, dist) -> ParamSpec:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return ParamSpec(name, "choice", choices=tuple(dist.choices))
+    kind = "int" if isinstance(dist, IntDistribution) else "float"
+    return ParamSpec(name, kind, dist.low, dist.high, dist.log)
 
 
 def position_in_range(spec: ParamSpec, value) -> float | None:
