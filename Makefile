@@ -27,7 +27,7 @@ test-all: install
 	$(PY) -m pytest -m "" $(ARGS)
 
 lint: install
-	$(PY) -m ruff check sweep models data_pipeline tests
+	$(PY) -m ruff check sweep models data_pipeline training bench tests
 
 train: install
 	$(PY) -m sweep train $(ARGS)
@@ -72,10 +72,10 @@ report: install
 # and bench/results.md. `make bench ARGS=loop` runs one; `make bench-tiny` proves the code runs.
 .PHONY: bench bench-tiny
 bench: install
-	$(PY) -m sweep bench $(ARGS)
+	$(PY) -m bench $(ARGS)
 
 bench-tiny: install
-	$(PY) -m sweep bench --tiny $(ARGS)
+	$(PY) -m bench --tiny $(ARGS)
 
 # Weights & Biases (issue 4): upload runs/$(EXP)/wandb/ and create its W&B sweep (needs an API
 # key: `wandb login`); wandb-view browses the same runs in the terminal, no network needed.

@@ -10,11 +10,10 @@ import importlib
 import logging
 import sys
 
-from sweep.errors import USER_ERRORS, one_line
+from sweep.cli.errors import USER_ERRORS, one_line
 
 # Modules that contribute commands, in the order `--help` lists them.
-COMMAND_MODULES = ["sweep.cli_train", "sweep.cli_sweep", "sweep.cli_bench", "sweep.cli_report",
-                   "sweep.cli_wandb"]
+COMMAND_MODULES = ["sweep.cli.train", "sweep.cli.sweep", "sweep.cli.report", "sweep.cli.wandb"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from sweep.experiment import load_experiment
 from sweep.runner import EXPERIMENT_FILE, TUNE_DIR, load_data_for, read_trials, start_ray, stop_ray
 from sweep.search import make_trainable, quiet_tune, run_config
 from sweep.status import read_statuses, write_json
-from sweep.strict import ConfigError
+from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweep.strict import ConfigError
+from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweep.config import TrainConfig
-from sweep.strict import ConfigError, build, coerce, load_yaml, merge, parse_overrides, require
 from sweep.wandb_mirror.settings import WandbSettings
+from training.config import TrainConfig
+from training.settings import ConfigError, build, coerce, load_yaml, merge, parse_overrides, require
 
 SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
 # The sweep sets these for every trial; an experiment may neither fix nor search them.

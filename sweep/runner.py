@@ -26,9 +26,9 @@ from sweep.search import (
     restore_tuner,
 )
 from sweep.status import STATUS_FILE, TrialStatusLog, read_statuses, tally, write_json
-from sweep.strict import ConfigError
 from sweep.trainable import CHECKPOINT_FILE
 from sweep.wandb_mirror.integration import finish_mirror, mirror_callback
+from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The Ray Tune trainable: a thin adapter over ``sweep.training.train``.
+"""The Ray Tune trainable: a thin adapter over ``training.loop.train``.
 
 Each epoch becomes ``tune.report(metrics, checkpoint=...)``; a restarted trial resumes from
 ``tune.get_checkpoint()``. The decoded data set arrives once per sweep through the object store
@@ -21,8 +21,8 @@ from ray import tune
 
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
-from sweep.training import EpochState, train
 from sweep.wandb_mirror.integration import val_panel_reporter
+from training.loop import EpochState, train
 
 CHECKPOINT_FILE = "checkpoint.pth"  # the training loop's own format, inside Ray's checkpoint dir
 INFEASIBLE_DIR = "infeasible"  # run_dir/infeasible/<trial_id>.json: {"reason": ...}

@@ -1,7 +1,7 @@
 """Small builders shared by the tests: tiny configs and data that train in about a second."""
 from __future__ import annotations
 
-from sweep.config import TrainConfig
+from training.config import TrainConfig
 
 TIMING_KEYS = {"epoch_seconds", "samples_per_s", "gpu_peak_mem_mb"}
 

@@ -5,19 +5,19 @@ import numpy as np
 import pytest
 import torch
 
-from data_pipeline import load_data
-from sweep.__main__ import main
-from sweep.bench.child import BenchError, run_in_child
-from sweep.bench.data_folder import folder_ids, split_ids, write_crack_folder
-from sweep.bench.machine import machine_info, machine_line
-from sweep.bench.measure import interleave, median, ratio, steady_throughput
-from sweep.bench.reference_loop import (
+from bench.__main__ import main
+from bench.child import BenchError, run_in_child
+from bench.data_folder import folder_ids, split_ids, write_crack_folder
+from bench.machine import machine_info, machine_line
+from bench.measure import interleave, median, ratio, steady_throughput
+from bench.reference_loop import (
     PerItemDecodeDataset,
     pooled_dice_loss,
     reference_loss,
     scan_mask_values,
 )
-from sweep.bench.results import markdown_table, save_entry
+from bench.results import markdown_table, save_entry
+from data_pipeline import load_data
 
 
 def test_interleave_alternates_which_side_goes_first():
@@ -65,13 +65,13 @@ def test_results_keep_other_entries_and_render_one_table(tmp_path):
 
 
 def test_unknown_benchmark_is_one_line_exit_2(capsys):
-    assert main(["bench", "nosuch"]) == 2
+    assert main(["nosuch"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown benchmark(s) nosuch") and len(err.splitlines()) == 1
 
 
 def test_bench_list_names_every_benchmark(capsys):
-    assert main(["bench", "--list"]) == 0
+    assert main(["--list"]) == 0
     out = capsys.readouterr().out
     for name in ("loop", "overhead", "search", "memory", "wandb", "gpu"):
         assert name in out
@@ -79,8 +79,8 @@ def test_bench_list_names_every_benchmark(capsys):
 
 def test_child_failure_names_the_error(tmp_path):
     with pytest.raises(BenchError, match="median of no values"):
-        run_in_child("sweep.bench.measure:median", {"values": []}, tmp_path, "bad", timeout=60)
-    assert run_in_child("sweep.bench.measure:median", {"values": [1, 5, 2]}, tmp_path, "ok",
+        run_in_child("bench.measure:median", {"values": []}, tmp_path, "bad", timeout=60)
+    assert run_in_child("bench.measure:median", {"values": [1, 5, 2]}, tmp_path, "ok",
                         timeout=60) == 2.0
 
 
@@ -119,7 +119,7 @@ def test_reference_loss_is_zero_dice_for_a_perfect_prediction():
 
 def test_loop_benchmark_tiny_mode_end_to_end(tmp_path, capsys):
     results = tmp_path / "results.json"
-    assert main(["bench", "loop", "--tiny", "--results", str(results),
+    assert main(["loop", "--tiny", "--results", str(results),
                  "--scratch", str(tmp_path / "scratch")]) == 0
     loop = json.loads(results.read_text())["benchmarks"]["loop"]
     assert loop["mode"] == "tiny" and loop["met"] is None  # tiny figures judge nothing

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.bench import gpu_bench
+from bench import gpu_bench
 
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("ray", "optuna", "wandb", "pandas")
@@ -28,7 +28,7 @@ def without_sweep_packages(tmp_path):
 def test_gpu_bench_tiny_runs_on_cpu_without_ray_or_wandb(tmp_path, without_sweep_packages):
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "sweep.bench.gpu_bench", "--tiny", "--device", "cpu",
+        [sys.executable, "-m", "bench.gpu_bench", "--tiny", "--device", "cpu",
          "--work", str(tmp_path / "work")],
         env={**without_sweep_packages, "OUT": str(out)}, cwd=REPO, capture_output=True,
         text=True, timeout=240)

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from sweep.bench.memory_probe import PeakSampler, check_supported, descendants, tree_pss_mb
-from sweep.bench.registry import Context
-from sweep.bench.sweeps import epoch_timeline, slope, summarise_search, to_target
+from bench.memory_probe import PeakSampler, check_supported, descendants, tree_pss_mb
+from bench.registry import Context
+from bench.sweeps import epoch_timeline, slope, summarise_search, to_target
 
 
 def write_trial(tune_dir, trial_id, rows):
@@ -82,7 +82,7 @@ def tiny(tmp_path, ray_session):
 
 
 def test_overhead_tiny_runs_the_sweep_and_the_plain_processes(tiny):
-    from sweep.bench.sweeps import OVERHEAD, run_overhead
+    from bench.sweeps import OVERHEAD, run_overhead
 
     outcome = run_overhead(tiny)
     sweep = outcome.figures["runs"]["sweep"][0]
@@ -93,7 +93,7 @@ def test_overhead_tiny_runs_the_sweep_and_the_plain_processes(tiny):
 
 
 def test_search_tiny_measures_both_variants(tiny):
-    from sweep.bench.sweeps import SEARCH, run_search
+    from bench.sweeps import SEARCH, run_search
 
     outcome = run_search(tiny)
     reached = outcome.figures["reached"]
@@ -106,7 +106,7 @@ def test_search_tiny_measures_both_variants(tiny):
 
 
 def test_memory_tiny_samples_peaks(tiny):
-    from sweep.bench.sweeps import run_memory
+    from bench.sweeps import run_memory
 
     outcome = run_memory(tiny)
     peaks = outcome.figures["peak_pss_mb"]
@@ -115,7 +115,7 @@ def test_memory_tiny_samples_peaks(tiny):
 
 
 def test_wandb_tiny_mirrors_the_sweep(tiny):
-    from sweep.bench.sweeps import run_wandb
+    from bench.sweeps import run_wandb
 
     outcome = run_wandb(tiny)
     assert all(r["wandb_runs"] >= 1 for r in outcome.figures["runs"]["on"])

@@ -10,7 +10,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from sweep.__main__ import main
 from sweep.experiment import Experiment, load_experiment
-from sweep.strict import ConfigError
+from training.settings import ConfigError
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SMOKE = EXPERIMENTS / "smoke.yaml"

@@ -3,8 +3,8 @@ Marked gpu: `make test` skips them; `make test-all` runs them where a GPU exists
 import pytest
 
 from data_pipeline import load_data
-from sweep.training import train
 from tests.helpers import results_only, tiny_config
+from training.loop import train
 
 pytestmark = pytest.mark.gpu
 
@@ -48,8 +48,8 @@ def test_named_ops_are_the_ones_torch_flags(gpu, name, bilinear):
     import torch
 
     from models import create_model
-    from sweep.determinism import configure_determinism, nondeterministic_ops
-    from sweep.losses import segmentation_loss
+    from training.determinism import configure_determinism, nondeterministic_ops
+    from training.losses import segmentation_loss
 
     configure_determinism(gpu, True)
     model = create_model(name, width=4, bilinear=bilinear).to(gpu)

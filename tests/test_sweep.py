@@ -12,12 +12,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from sweep.config import TrainConfig
 from sweep.confirm import confirm_run
 from sweep.experiment import load_experiment
-from sweep.predict import load_predictor, predict_mask
 from sweep.runner import read_trials, run_experiment
 from sweep.search import journal_storage
+from training.config import TrainConfig
+from training.predict import load_predictor, predict_mask
 
 SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from data_pipeline import load_data
-from sweep.checkpoints import CheckpointError
-from sweep.training import train
 from tests.helpers import results_only, tiny_config
+from training.checkpoints import CheckpointError
+from training.loop import train
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from data_pipeline import load_data
-from sweep.config import TrainConfig
 from sweep.wandb_mirror.callback import finish_mirror, make_wandb_callback
 from sweep.wandb_mirror.inspect import read_run
 from sweep.wandb_mirror.integration import val_panel_reporter
 from sweep.wandb_mirror.records import metric_row
 from sweep.wandb_mirror.sweep_config import build_sweep_config
+from training.config import TrainConfig
 
 FAKE_KEY = "fakekey-0123456789abcdef0123456789abcdef"
 EPOCHS = 3
@@ -29,7 +29,7 @@ def tiny_trainable(config, data=None):
 
     from ray import tune
 
-    from sweep.training import train
+    from training.loop import train
 
     train_config = TrainConfig.from_dict(dict(
         model="unet", width=4, synthetic_images=20, synthetic_size=32, epochs=EPOCHS,

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sweep.strict import ConfigError
 from sweep.wandb_mirror.integration import val_panel_reporter
 from sweep.wandb_mirror.settings import WandbSettings, has_api_key, resolve_mode
 from sweep.wandb_mirror.sweep_config import build_sweep_config, hyperband, write_sweep_yaml
+from training.settings import ConfigError
 
 
 def test_defaults_are_valid_and_offline_without_a_key():

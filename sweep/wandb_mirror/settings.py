@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from sweep.strict import build, require
+from training.settings import build, require
 
 MODES = ("auto", "online", "offline", "disabled")
 DEFAULT_PROJECT = "crack-sweep"

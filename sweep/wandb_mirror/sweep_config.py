@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from sweep.strict import ConfigError
+from training.settings import ConfigError
 
 # Search-space kinds (Ray Tune's names) -> W&B distributions.
 CONTINUOUS = {"uniform": "uniform", "loguniform": "log_uniform_values"}

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from sweep.strict import ConfigError
 from sweep.wandb_mirror.settings import has_api_key
 from sweep.wandb_mirror.txlog import replace_sweep_id
 from sweep.wandb_mirror.writer import scrub
+from training.settings import ConfigError
 
 
 class SyncError(RuntimeError):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sweep.losses import predict_classes
+from training.losses import predict_classes
 
 GAP = 2  # white pixels between tiles
 

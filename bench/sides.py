@@ -1,5 +1,5 @@
-"""The two sides the loop benchmarks compare, each run inside a child process (sweep.bench.child):
-our loop (decode the folder once, then sweep.training.train) and the reference loop.
+"""The two sides the loop benchmarks compare, each run inside a child process (bench.child):
+our loop (decode the folder once, then training.loop.train) and the reference loop.
 
 Both return when each epoch ended, so throughput can leave out the first epoch's one-off costs,
 and the final val_dice computed the same way (counts summed over the validation set).
@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from sweep.bench.child import wait_for_go
-from sweep.bench.measure import steady_throughput
+from bench.child import wait_for_go
+from bench.measure import steady_throughput
 
 
 @dataclass
@@ -53,8 +53,8 @@ def train_ours(spec: dict, out_dir: str, amp: bool = True, channels_last: bool =
                deterministic: bool = True, barrier_dir: str | None = None,
                tag: str = "ours") -> dict:
     from data_pipeline import load_data
-    from sweep.config import TrainConfig
-    from sweep.training import train
+    from training.config import TrainConfig
+    from training.loop import train
 
     spec = LoopSpec(**spec)
     # Our loop runs deterministic cuBLAS, which needs this before CUDA starts (in warm_up).
@@ -88,8 +88,8 @@ def train_ours(spec: dict, out_dir: str, amp: bool = True, channels_last: bool =
 
 def train_reference_side(spec: dict, out_dir: str, amp: bool = False,
                          barrier_dir: str | None = None, tag: str = "reference") -> dict:
-    from sweep.bench.data_folder import folder_ids, split_ids
-    from sweep.bench.reference_loop import train_reference
+    from bench.data_folder import folder_ids, split_ids
+    from bench.reference_loop import train_reference
 
     spec = LoopSpec(**spec)
     warm_up(torch.device(spec.device))

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from models import create_model
-from sweep.losses import confusion_counts, dice_and_iou, predict_classes
+from training.losses import confusion_counts, dice_and_iou, predict_classes
 
 
 class PerItemDecodeDataset(Dataset):

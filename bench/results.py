@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sweep.bench.machine import machine_line
+from bench.machine import machine_line
 
 
 def load_results(path: Path) -> dict:

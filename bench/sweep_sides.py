@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from sweep.bench.child import REPO_ROOT, BenchError
+from bench.child import REPO_ROOT, BenchError
 
 
 def experiment_values(name: str, train: dict, space: dict, *, trials: int, concurrency: int,

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from data_pipeline.folder import DataFolderError
-from sweep.checkpoints import CheckpointError
-from sweep.strict import ConfigError
+from training.checkpoints import CheckpointError
+from training.settings import ConfigError
 
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, DataFolderError,
                                             FileNotFoundError)

@@ -1,15 +1,16 @@
-"""`bench`: run benchmarks by name and write bench/results.json plus a Markdown table."""
+"""``python -m bench``: run benchmarks by name; write bench/results.json and a Markdown table."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from sweep.bench.registry import BENCHMARKS
+from bench.registry import BENCHMARKS
 
 
-def add_parser(subparsers) -> None:
-    bench = subparsers.add_parser(
-        "bench", help="run benchmarks (every figure a side-by-side ratio)",
+def build_parser() -> argparse.ArgumentParser:
+    bench = argparse.ArgumentParser(
+        prog="python -m bench",
         description="Run benchmarks (default: every CPU one) and write their figures, each with "
                     "the machine it came from, to a JSON file and a Markdown table beside it.")
     bench.add_argument("names", nargs="*", metavar="NAME",
@@ -23,12 +24,12 @@ def add_parser(subparsers) -> None:
                        help="scratch folder for data and runs (default: bench/out)")
     bench.add_argument("--repeats", type=int, help="override each benchmark's repeats")
     bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    bench.set_defaults(func=run_bench)
+    return bench
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from sweep.bench.registry import select
-    from sweep.strict import ConfigError
+    from bench.registry import select
+    from training.settings import ConfigError
 
     if args.list:
         for b in BENCHMARKS.values():
@@ -37,8 +38,8 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.repeats is not None and args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
     select(args.names)  # unknown names fail before anything runs
-    from sweep.bench.results import markdown_table
-    from sweep.bench.runner import run_benchmarks
+    from bench.results import markdown_table
+    from bench.runner import run_benchmarks
 
     mode = "tiny" if args.tiny else "full"
     results_path = args.results or (Path("bench/out/tiny/results.json") if args.tiny
@@ -48,3 +49,21 @@ def run_bench(args: argparse.Namespace) -> int:
     print(markdown_table(results), end="")
     print(f"\nwrote {results_path} and {results_path.with_suffix('.md')}")
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from sweep.cli.errors import USER_ERRORS, one_line
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return run_bench(args)
+    except USER_ERRORS as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

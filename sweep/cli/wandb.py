@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from sweep.strict import ConfigError
+from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sweep.bench.child import run_in_child
-from sweep.bench.data_folder import image_bytes, write_crack_folder
-from sweep.bench.measure import interleave, median, ratio, spread
-from sweep.bench.registry import Context, Outcome
-from sweep.bench.sides import LoopSpec
+from bench.child import run_in_child
+from bench.data_folder import image_bytes, write_crack_folder
+from bench.measure import interleave, median, ratio, spread
+from bench.registry import Context, Outcome
+from bench.sides import LoopSpec
 
 GOAL = 1.5
 # Our loop as a user would run it on a CPU: channels_last (TrainConfig.channels_last, off by
@@ -50,8 +50,8 @@ def run(ctx: Context) -> Outcome:
             return run_in_child(target, kwargs, ctx.work_dir, f"{name}{repeat}", timeout)
         return run_once
 
-    runs = interleave({"ours": side("sweep.bench.sides:train_ours", "ours", OURS_OPTIONS),
-                       "reference": side("sweep.bench.sides:train_reference_side", "reference",
+    runs = interleave({"ours": side("bench.sides:train_ours", "ours", OURS_OPTIONS),
+                       "reference": side("bench.sides:train_reference_side", "reference",
                                          {})},
                       ctx.repeats or size.repeats)
     return summarise(runs, spec, size, image_bytes(folder))

@@ -7,10 +7,10 @@ import shutil
 import time
 from pathlib import Path
 
-from sweep.bench.child import BenchError
-from sweep.bench.machine import machine_info
-from sweep.bench.registry import Benchmark, Context, Outcome, select
-from sweep.bench.results import markdown_table, save_entry
+from bench.child import BenchError
+from bench.machine import machine_info
+from bench.registry import Benchmark, Context, Outcome, select
+from bench.results import markdown_table, save_entry
 
 log = logging.getLogger(__name__)
 

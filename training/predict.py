@@ -12,9 +12,9 @@ from torch import nn
 
 from data_pipeline.samples import mask_to_values
 from models import create_model
-from sweep import checkpoints as ckpt
-from sweep.determinism import resolve_device
-from sweep.losses import predict_classes
+from training import checkpoints as ckpt
+from training.determinism import resolve_device
+from training.losses import predict_classes
 
 
 @dataclass

@@ -12,11 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sweep.bench.child import REPO_ROOT, BenchError, run_in_child, start_child
-from sweep.bench.measure import interleave, median, ratio, spread
-from sweep.bench.memory_probe import PeakSampler, check_supported, wait_and_sample
-from sweep.bench.registry import Context, Outcome
-from sweep.bench.sweep_sides import experiment_values, run_plain, run_sweep, trial_config_file
+from bench.child import REPO_ROOT, BenchError, run_in_child, start_child
+from bench.measure import interleave, median, ratio, spread
+from bench.memory_probe import PeakSampler, check_supported, wait_and_sample
+from bench.registry import Context, Outcome
+from bench.sweep_sides import experiment_values, run_plain, run_sweep, trial_config_file
 
 FIXED_SPACE = {"seed": {"choice": [0]}}  # one configuration: every trial trains the same
 SWEEP_TIMEOUT = 1800
@@ -38,7 +38,7 @@ def sweep_side(ctx: Context, values: dict, tag: str, env: dict | None = None) ->
     runs_dir = ctx.work_dir / "runs" / tag
     if ctx.tiny:
         return run_sweep(values, str(runs_dir))
-    return run_in_child("sweep.bench.sweep_sides:run_sweep",
+    return run_in_child("bench.sweep_sides:run_sweep",
                         {"values": values, "runs_dir": str(runs_dir),
                          "num_cpus": os.cpu_count()}, ctx.work_dir, tag, SWEEP_TIMEOUT, env)
 
@@ -238,7 +238,7 @@ def sampled_sweep_peak(ctx: Context, values: dict, tag: str) -> float:
         with PeakSampler(os.getpid()) as sampler:
             run_sweep(values, str(runs_dir))
         return sampler.peak_mb
-    child = start_child("sweep.bench.sweep_sides:run_sweep",
+    child = start_child("bench.sweep_sides:run_sweep",
                         {"values": values, "runs_dir": str(runs_dir),
                          "num_cpus": os.cpu_count()}, ctx.work_dir, tag)
     peak = wait_and_sample(child.process, timeout=SWEEP_TIMEOUT)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from sweep.strict import ConfigError
+from training.settings import ConfigError
 
 
 def seed_everything(seed: int) -> None:

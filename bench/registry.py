@@ -40,20 +40,20 @@ class Outcome:
 BENCHMARKS = {b.name: b for b in [
     Benchmark("loop", "training samples/s of our loop vs a Pytorch-UNet-style reference loop "
               "(same model, width, data, batch size, epochs); val_dice of both",
-              ">= 1.5x", "sweep.bench.loop:run"),
+              ">= 1.5x", "bench.loop:run"),
     Benchmark("overhead", "wall time of an N-trial sweep vs the same trainings as plain "
-              "processes at the same concurrency", "<= 1.10", "sweep.bench.sweeps:run_overhead"),
+              "processes at the same concurrency", "<= 1.10", "bench.sweeps:run_overhead"),
     Benchmark("search", "trial-epochs to reach a target val_dice: TPE + ASHA vs random search "
               "without early stopping, over >= 3 search seeds", ">= 3x fewer",
-              "sweep.bench.sweeps:run_search"),
+              "bench.sweeps:run_search"),
     Benchmark("memory", "peak memory of a sweep with 1, 2 (and 4) concurrent trials, on a big "
               "and a small data set: the data set is held once",
               "per-trial growth ~ model + activations (< 1/2 data set grows with the data)",
-              "sweep.bench.sweeps:run_memory"),
+              "bench.sweeps:run_memory"),
     Benchmark("wandb", "the same sweep with and without W&B mirroring", "<= 1.05",
-              "sweep.bench.sweeps:run_wandb"),
+              "bench.sweeps:run_wandb"),
     Benchmark("gpu", "bf16 AMP + channels_last vs float32 and vs the reference loop; 1, 2, 4 "
-              "trainings sharing the GPU", ">= 2x; >= 2.5x", "sweep.bench.gpu_bench:run",
+              "trainings sharing the GPU", ">= 2x; >= 2.5x", "bench.gpu_bench:run",
               needs="gpu"),
 ]}
 
@@ -64,7 +64,7 @@ def select(names: list[str]) -> list[Benchmark]:
         return [b for b in BENCHMARKS.values() if b.needs == "cpu"]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
-        from sweep.strict import ConfigError
+        from training.settings import ConfigError
 
         raise ConfigError(f"unknown benchmark(s) {', '.join(unknown)}; "
                           f"choose from {', '.join(BENCHMARKS)}")

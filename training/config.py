@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from models import list_models
-from sweep.strict import ConfigError, build, require
+from training.settings import ConfigError, build, require
 
 OPTIMIZERS = ("rmsprop", "adamw")
 SCHEDULERS = ("plateau", "cosine", "none")

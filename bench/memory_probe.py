@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from sweep.bench.child import BenchError
+from bench.child import BenchError
 
 PROC = Path("/proc")
 

@@ -1,8 +1,8 @@
 """`gpu`: a standalone benchmark for a lent H100/H200. Needs torch, numpy, pillow, tqdm and pyyaml
 only (no ray, optuna, wandb or pandas are imported on this path), and a plain checkout:
 
-    python -m sweep.bench.gpu_bench                       # full: under 8 minutes, one table
-    python -m sweep.bench.gpu_bench --tiny --device cpu   # proves the code path (the tests)
+    python -m bench.gpu_bench                       # full: under 8 minutes, one table
+    python -m bench.gpu_bench --tiny --device cpu   # proves the code path (the tests)
 
 Part 1, full-width UNet (64) at 256 px: our loop with bf16 autocast + channels_last vs our loop
 in float32, vs the Pytorch-UNet-style reference loop with its autocast (float16 + GradScaler),
@@ -22,16 +22,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweep.bench.child import BenchError, release_when_ready, run_in_child, start_child
-from sweep.bench.data_folder import write_crack_folder
-from sweep.bench.machine import machine_info, machine_line
-from sweep.bench.measure import median, ratio, spread
-from sweep.bench.sides import LoopSpec
+from bench.child import BenchError, release_when_ready, run_in_child, start_child
+from bench.data_folder import write_crack_folder
+from bench.machine import machine_info, machine_line
+from bench.measure import median, ratio, spread
+from bench.sides import LoopSpec
 
 GOAL_PRECISION = 2.0  # bf16 + channels_last vs float32 (and vs the reference)
 GOAL_SHARING = 2.5  # 4 trainings sharing the GPU vs 1
 
-OURS, REFERENCE = "sweep.bench.sides:train_ours", "sweep.bench.sides:train_reference_side"
+OURS, REFERENCE = "bench.sides:train_ours", "bench.sides:train_reference_side"
 SIDES = {  # name -> (child target, options)
     "ours bf16+CL": (OURS, {"amp": True, "channels_last": True}),
     "ours fp32": (OURS, {"amp": False, "channels_last": False}),
@@ -245,8 +245,8 @@ def benchmark(tiny: bool, device: str, work: Path, budget_s: float | None = None
 
 
 def run(ctx) -> object:
-    """The registry's entry (`python -m sweep bench gpu`): tiny mode runs on the CPU."""
-    from sweep.bench.registry import Outcome
+    """The registry's entry (`python -m bench gpu`): tiny mode runs on the CPU."""
+    from bench.registry import Outcome
 
     report = benchmark(ctx.tiny, "cpu" if ctx.tiny else "cuda", ctx.work_dir)
     goals = [c for c in report["summary"]["comparisons"] if c["goal"]]
@@ -261,7 +261,7 @@ def run(ctx) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweep.bench.gpu_bench",
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu_bench",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (tests the code path)")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from sweep.config import TrainConfig
-from sweep.strict import ConfigError, load_yaml
+from training.config import TrainConfig
+from training.settings import ConfigError, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; None defaults tell us which flags were given."""
     hints = typing.get_type_hints(TrainConfig)
-    group = parser.add_argument_group("settings (see sweep/config.py)")
+    group = parser.add_argument_group("settings (see training/config.py)")
     for field in dataclasses.fields(TrainConfig):
         names = ALIASES.get(field.name, []) + ["--" + field.name.replace("_", "-")]
         kind = hints[field.name]
@@ -76,7 +76,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from sweep.training import train
+    from training.loop import train
 
     config = config_from_args(args)
     data = config.load_data()
@@ -91,7 +91,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from sweep.predict import load_predictor, predict_mask, visualise
+    from training.predict import load_predictor, predict_mask, visualise
 
     if args.output and len(args.output) != len(args.input):
         raise ConfigError(f"{len(args.input)} inputs but {len(args.output)} outputs")

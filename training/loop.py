@@ -16,17 +16,17 @@ from tqdm import tqdm
 from data_pipeline import SegmentationData, split_indices
 from data_pipeline.loader import SegmentationDataset, make_loader
 from models import create_model
-from sweep import checkpoints as ckpt
-from sweep.config import TrainConfig
-from sweep.determinism import (
+from training import checkpoints as ckpt
+from training.config import TrainConfig
+from training.determinism import (
     configure_determinism,
     nondeterministic_ops,
     quiet_determinism_warnings,
     resolve_device,
     seed_everything,
 )
-from sweep.losses import confusion_counts, dice_and_iou, predict_classes, segmentation_loss
-from sweep.strict import ConfigError
+from training.losses import confusion_counts, dice_and_iou, predict_classes, segmentation_loss
+from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

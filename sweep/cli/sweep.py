@@ -58,7 +58,7 @@ def add_parser(subparsers) -> None:
 
 def split_overrides(args: argparse.Namespace) -> list[str]:
     """Unknown --key=value flags are experiment overrides; anything else is a mistake."""
-    from sweep.strict import ConfigError
+    from training.settings import ConfigError
 
     extra = getattr(args, "overrides", [])
     bad = [item for item in extra if not item.startswith("--") or "=" not in item]

@@ -3,7 +3,7 @@
 A fresh process per run keeps the sides apart: torch's global switches (deterministic
 algorithms, thread counts), allocator caches and a CUDA context never leak from one side into
 the other, and several children can share a GPU at once. Usage of the module itself:
-``python -m sweep.bench.child SPEC.json`` where the spec names ``module:function`` and its
+``python -m bench.child SPEC.json`` where the spec names ``module:function`` and its
 keyword arguments; the function's return value (a dict) is written to the spec's result path.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class BenchError(RuntimeError):
@@ -41,7 +41,7 @@ class Child:
             p for p in (str(REPO_ROOT), child_env.get("PYTHONPATH", "")) if p)
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "sweep.bench.child", str(self.spec_path)],
+                [sys.executable, "-m", "bench.child", str(self.spec_path)],
                 stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=REPO_ROOT)
 
     def result(self, timeout: float) -> dict:
