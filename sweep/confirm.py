@@ -13,14 +13,24 @@ from pathlib import Path
 from ray import tune
 
 from sweep.experiment import load_experiment
-from sweep.runner import EXPERIMENT_FILE, TUNE_DIR, load_data_for, read_trials, start_ray, stop_ray
+from sweep.rundir import (
+    COMPLETE,
+    CONFIRM_DIR,
+    CONFIRM_FILE,
+    EXPERIMENT_FILE,
+    SCORED,
+    TUNE_DIR,
+    read_statuses,
+    read_trials,
+    write_json,
+)
+from sweep.runner import load_data_for, start_ray, stop_ray
 from sweep.search import make_trainable, quiet_tune, run_config
-from sweep.status import read_statuses, write_json
 from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
-CONFIRM_DIR, CONFIRM_FILE, FIRST_NEW_SEED = "confirm", "confirm.json", 10_000
+FIRST_NEW_SEED = 10_000  # above the seeds a sweep's space usually spans
 
 
 @dataclass
@@ -36,8 +46,8 @@ def top_candidates(run_dir: Path, top_k: int) -> list[Candidate]:
     ranked = []
     for record in read_trials(run_dir / TUNE_DIR):
         status = statuses.get(record.trial_id, {}).get("status")
-        if status in ("complete", "pruned") and record.best_value() is not None:
-            ranked.append((status == "complete", record.best_value(), record))
+        if status in SCORED and record.best_value() is not None:
+            ranked.append((status == COMPLETE, record.best_value(), record))
     ranked.sort(key=lambda item: item[:2], reverse=True)
     chosen: list[Candidate] = []
     for _, value, record in ranked:

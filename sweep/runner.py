@@ -5,7 +5,6 @@ sys.exit, no printing beyond logging): the CLI, the tests and the benchmarks all
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -16,43 +15,33 @@ import yaml
 
 from sweep import dashboard
 from sweep.experiment import Experiment, load_experiment
-from sweep.search import (
+from sweep.rundir import (
+    BEST_CHECKPOINT,
+    BEST_CONFIG,
+    CHECKPOINT_FILE,
+    EXPERIMENT_FILE,
+    FAILED,
     FINISHED,
     METRIC,
+    RETRAIN_DIR,
+    RUNNING,
+    SCORED,
+    STATUS_FILE,
     STUDY_FILE,
     TUNE_DIR,
-    build_tuner,
-    journal_storage,
-    restore_tuner,
+    atomic_write,
+    read_statuses,
+    read_trials,
+    tally,
+    write_statuses,
+    write_text,
 )
-from sweep.status import STATUS_FILE, TrialStatusLog, read_statuses, tally, write_json
-from sweep.trainable import CHECKPOINT_FILE
+from sweep.search import build_tuner, journal_storage, restore_tuner
+from sweep.status import TrialStatusLog
 from sweep.wandb_mirror.integration import finish_mirror, mirror_callback
 from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
-
-EXPERIMENT_FILE, BEST_CHECKPOINT, BEST_CONFIG = "experiment.yaml", "best.pth", "best_config.yaml"
-
-
-@dataclass
-class TrialRecord:
-    """One trial folder under tune/: its params and its result rows (one per epoch)."""
-    trial_id: str
-    path: Path
-    params: dict
-    rows: list[dict]
-
-    def best_row(self) -> dict | None:
-        """The best epoch whose checkpoint Ray kept (it keeps the best and the latest)."""
-        kept = [r for r in self.rows if METRIC in r and r.get("checkpoint_dir_name")
-                and (self.path / r["checkpoint_dir_name"] / CHECKPOINT_FILE).exists()]
-        return max(kept, key=lambda r: r[METRIC], default=None)
-
-    def best_value(self) -> float | None:
-        values = [r[METRIC] for r in self.rows if METRIC in r]
-        return max(values) if values else None
-
 
 @dataclass
 class RunSummary:
@@ -97,8 +86,8 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
     connection = start_ray(experiment)  # first: a missing GPU fails before anything is written
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / EXPERIMENT_FILE).write_text(yaml.safe_dump(experiment.to_dict(),
-                                                              sort_keys=False))
+        write_text(run_dir / EXPERIMENT_FILE, yaml.safe_dump(experiment.to_dict(),
+                                                             sort_keys=False))
         data = load_data_for(experiment)
         tuner = build_tuner(experiment, run_dir, data,
                             sweep_callbacks(experiment, run_dir, data))
@@ -176,21 +165,21 @@ def max_num_workers(experiment: Experiment) -> int:
 def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float,
            dashboard_url: str | None) -> RunSummary:
     statuses = forget_lost_trials(run_dir, known)
-    if not tally(statuses)["running"]:
+    if not tally(statuses)[RUNNING]:
         fail_orphaned_study_trials(experiment, run_dir)
     records = [r for r in read_trials(run_dir / TUNE_DIR)
-               if statuses.get(r.trial_id, {}).get("status") in ("complete", "pruned")]
+               if statuses.get(r.trial_id, {}).get("status") in SCORED]
     summary = RunSummary(experiment.name, run_dir, wall_s, tally(statuses),
                          dashboard_url=dashboard_url)
     best = max(((r, r.best_row()) for r in records if r.best_row()),
                key=lambda pair: pair[1][METRIC], default=None)
     if best:
         record, row = best
-        shutil.copyfile(record.path / row["checkpoint_dir_name"] / CHECKPOINT_FILE,
-                        run_dir / BEST_CHECKPOINT)
-        config = experiment.trial_config(record.params, out_dir=str(run_dir / "retrain"))
+        source = record.path / row["checkpoint_dir_name"] / CHECKPOINT_FILE
+        atomic_write(run_dir / BEST_CHECKPOINT, lambda target: shutil.copyfile(source, target))
+        config = experiment.trial_config(record.params, out_dir=str(run_dir / RETRAIN_DIR))
         best_config = {k: v for k, v in config.to_dict().items() if k != "load"}
-        (run_dir / BEST_CONFIG).write_text(yaml.safe_dump(best_config, sort_keys=False))
+        write_text(run_dir / BEST_CONFIG, yaml.safe_dump(best_config, sort_keys=False))
         summary.best_trial, summary.best_val_dice = record.trial_id, float(row[METRIC])
         summary.best_epoch, summary.best_params = int(row["epoch"]), record.params
         finish_mirror(run_dir, run_dir / BEST_CHECKPOINT, best_config,
@@ -219,10 +208,10 @@ def forget_lost_trials(run_dir: Path, known: set[str]) -> dict:
     sweep: it will never finish, so it is recorded as failed rather than left running."""
     statuses = read_statuses(run_dir)
     for trial_id, entry in statuses.items():
-        if entry["status"] == "running" and trial_id not in known:
-            entry.update(status="failed", reason="lost: the driver stopped before Ray recorded "
+        if entry["status"] == RUNNING and trial_id not in known:
+            entry.update(status=FAILED, reason="lost: the driver stopped before Ray recorded "
                                                  "this trial, so a resume could not continue it")
-    write_json(run_dir / STATUS_FILE, statuses)
+    write_statuses(run_dir, statuses)
     return statuses
 
 
@@ -235,21 +224,6 @@ def fail_orphaned_study_trials(experiment: Experiment, run_dir: Path) -> None:
     study = optuna.load_study(study_name=experiment.name, storage=journal_storage(run_dir))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(trial.number, state=TrialState.FAIL)
-
-
-def read_trials(tune_dir: Path) -> list[TrialRecord]:
-    records = []
-    for folder in sorted(p for p in Path(tune_dir).iterdir() if (p / "params.json").exists()):
-        rows = []
-        if (folder / "result.json").exists():
-            for line in (folder / "result.json").read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line torn by a killed driver
-        params = json.loads((folder / "params.json").read_text())
-        records.append(TrialRecord(folder.name, folder, params, rows))
-    return records
 
 
 def summary_text(summary: RunSummary) -> str:

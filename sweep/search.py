@@ -18,14 +18,19 @@ from ray.tune.search.optuna import OptunaSearch
 
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
-from sweep.trainable import infeasible_reason, train_trial
+from sweep.rundir import (
+    COMPLETE,
+    METRIC,
+    MODE,
+    PRUNED,
+    STUDY_FILE,
+    TUNE_DIR,
+    infeasible_reason,
+    verdict,
+)
+from sweep.trainable import train_trial
 
 log = logging.getLogger(__name__)
-
-METRIC, MODE = "val_dice", "max"
-STUDY_FILE = "study.journal"
-TUNE_DIR = "tune"
-FINISHED = ("complete", "pruned", "infeasible")
 
 
 def journal_storage(run_dir: Path):
@@ -33,20 +38,6 @@ def journal_storage(run_dir: Path):
     from optuna.storages.journal import JournalFileBackend
 
     return JournalStorage(JournalFileBackend(str(Path(run_dir).resolve() / STUDY_FILE)))
-
-
-def classify(result: dict | None, error: bool, max_epochs: int, infeasible: str | None,
-             budget: bool = False) -> tuple[str, str]:
-    """(status, reason) of a trial that ended, as trial_status.json records it."""
-    if infeasible:
-        return "infeasible", infeasible
-    if error:
-        return "failed", "error (see the trial's error.txt)"
-    epochs = int((result or {}).get("epoch") or 0)
-    if epochs >= max_epochs:
-        return "complete", f"trained all {max_epochs} epochs"
-    by = "ASHA or the time budget" if budget else "ASHA"
-    return "pruned", f"stopped by {by} after epoch {epochs} of {max_epochs}"
 
 
 class SweepSearch(OptunaSearch):
@@ -65,8 +56,9 @@ class SweepSearch(OptunaSearch):
         if trial_id not in self._ot_trials or trial_id in self._completed_trials:
             return
         self._completed_trials.add(trial_id)
-        status, reason = classify(result, error, self._max_epochs,
-                                  infeasible_reason(Path(self._run_dir), trial_id), self._budget)
+        status, reason = verdict(result, errored=error, max_epochs=self._max_epochs,
+                                 infeasible=infeasible_reason(self._run_dir, trial_id),
+                                 budget=self._budget)
         trial = self._ot_trials[trial_id]
         try:
             if result:
@@ -82,9 +74,9 @@ class SweepSearch(OptunaSearch):
         from optuna.trial import TrialState
 
         values = self._frozen(trial).intermediate_values
-        if status == "complete" and values:
+        if status == COMPLETE and values:
             self._ot_study.tell(trial, max(values.values()))
-        elif status in ("complete", "pruned"):
+        elif status in (COMPLETE, PRUNED):
             self._ot_study.tell(trial, state=TrialState.PRUNED)  # last value becomes its value
         else:
             self._ot_study.tell(trial, state=TrialState.FAIL)

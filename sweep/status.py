@@ -3,42 +3,27 @@ status as it changes (running, complete, pruned, infeasible, failed) and prints 
 best val_dice so far."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
 
 from ray import tune
 
-from sweep.search import FINISHED, METRIC, classify
-from sweep.trainable import infeasible_reason
+from sweep.rundir import (
+    FINISHED,
+    METRIC,
+    RUNNING,
+    STATUSES,
+    best_so_far,
+    infeasible_reason,
+    read_statuses,
+    tally,
+    verdict,
+    write_statuses,
+)
 from sweep.wandb_mirror.records import error_line
 
 log = logging.getLogger(__name__)
-
-STATUS_FILE = "trial_status.json"
-STATUSES = ("complete", "pruned", "infeasible", "failed", "running")
-
-
-def read_statuses(run_dir: Path) -> dict:
-    try:
-        return json.loads((Path(run_dir) / STATUS_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def write_json(path: Path, payload) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    tmp.replace(path)  # readers (report, a resumed driver) never see half a file
-
-
-def tally(statuses: dict) -> dict:
-    counts = {status: 0 for status in STATUSES}
-    for entry in statuses.values():
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    return counts
-
 
 class TrialStatusLog(tune.Callback):
     def __init__(self, run_dir: Path, max_epochs: int, total: int, budget: bool = False):
@@ -54,29 +39,32 @@ class TrialStatusLog(tune.Callback):
         # at once), and its stale last result must not rewrite their status.
         self.statuses = read_statuses(self.run_dir)
         self.settled = {t for t, e in self.statuses.items() if e["status"] in FINISHED}
-        for trial_id, entry in self.statuses.items():
-            self.best = max(self.best, (entry.get("best_val_dice", -math.inf), trial_id))
+        self.best = max(self.best, best_so_far(self.statuses))
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.update(trial, "running", "training")
+        self.update(trial, RUNNING, "training")
         self.progress()
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        self.update(trial, "running", "retrying from its last checkpoint after an error")
+        self.update(trial, RUNNING, "retrying from its last checkpoint after an error")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if METRIC in result:
             self.best = max(self.best, (float(result[METRIC]), trial.trial_id))
-        self.update(trial, "running", "training", result)
+        self.update(trial, RUNNING, "training", result)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        status, reason = classify(trial.last_result, False, self.max_epochs,
-                                  infeasible_reason(self.run_dir, trial.trial_id), self.budget)
+        status, reason = verdict(trial.last_result, errored=False, max_epochs=self.max_epochs,
+                                 infeasible=infeasible_reason(self.run_dir, trial.trial_id),
+                                 budget=self.budget)
         self.update(trial, status, reason, trial.last_result)
         self.progress()
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.update(trial, "failed", error_line(trial), trial.last_result)
+        status, reason = verdict(trial.last_result, errored=True, max_epochs=self.max_epochs,
+                                 infeasible=infeasible_reason(self.run_dir, trial.trial_id),
+                                 error_text=error_line(trial))
+        self.update(trial, status, reason, trial.last_result)
         self.progress()
 
     def update(self, trial, status: str, reason: str, result: dict | None = None) -> None:
@@ -89,11 +77,11 @@ class TrialStatusLog(tune.Callback):
             if METRIC in result:
                 entry["best_val_dice"] = max(float(result[METRIC]),
                                              entry.get("best_val_dice", -math.inf))
-        write_json(self.run_dir / STATUS_FILE, self.statuses)
+        write_statuses(self.run_dir, self.statuses)
 
     def progress(self) -> None:
         counts = tally(self.statuses)
-        done = sum(counts[s] for s in STATUSES if s != "running")
+        done = sum(counts[s] for s in STATUSES if s != RUNNING)
         best = (f"best val_dice {self.best[0]:.4f} (trial {self.best[1]})"
                 if self.best[1] else "no val_dice yet")
         log.info("progress: %d/%d trials done (%d complete, %d pruned, %d infeasible, "

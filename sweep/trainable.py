@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import shutil
 import tempfile
@@ -21,11 +20,10 @@ from ray import tune
 
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
+from sweep.rundir import CHECKPOINT_FILE, record_infeasible
 from sweep.wandb_mirror.integration import val_panel_reporter
 from training.loop import EpochState, train
 
-CHECKPOINT_FILE = "checkpoint.pth"  # the training loop's own format, inside Ray's checkpoint dir
-INFEASIBLE_DIR = "infeasible"  # run_dir/infeasible/<trial_id>.json: {"reason": ...}
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
 
 
@@ -126,19 +124,3 @@ def free_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
-
-def record_infeasible(run_dir: Path, trial_id: str, reason: str) -> None:
-    folder = run_dir / INFEASIBLE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{trial_id}.tmp"
-    tmp.write_text(json.dumps({"reason": reason}))
-    tmp.replace(folder / f"{trial_id}.json")
-
-
-def infeasible_reason(run_dir: Path, trial_id: str) -> str | None:
-    """Why the trial was infeasible, or None if it was not."""
-    path = Path(run_dir) / INFEASIBLE_DIR / f"{trial_id}.json"
-    try:
-        return json.loads(path.read_text())["reason"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return None

@@ -14,7 +14,8 @@ from PIL import Image
 
 from sweep.confirm import confirm_run
 from sweep.experiment import load_experiment
-from sweep.runner import read_trials, run_experiment
+from sweep.rundir import read_trials
+from sweep.runner import run_experiment
 from sweep.search import journal_storage
 from training.config import TrainConfig
 from training.predict import load_predictor, predict_mask

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import optuna
 
-from sweep.runner import read_trials, resume_experiment
+from sweep.rundir import read_trials
+from sweep.runner import resume_experiment
 from sweep.search import journal_storage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +89,8 @@ def test_resume_after_sigkill_reruns_nothing_finished(ray_session, tmp_path):
 def test_resume_falls_back_to_the_newest_checkpoint_when_rays_is_gone(tmp_path):
     """Ray deletes a worse checkpoint as soon as a newer one registers; a driver killed before
     its next snapshot leaves the resumed trial pointing at the deleted one."""
-    from sweep.trainable import CHECKPOINT_FILE, resume_file
+    from sweep.rundir import CHECKPOINT_FILE
+    from sweep.trainable import resume_file
 
     for index in (1, 3):
         folder = tmp_path / f"checkpoint_{index:06d}"

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.atomic import atomic_write
+
 FORMAT = "crack-sweep/1"
 CHECKPOINT_NAME = re.compile(r"checkpoint_epoch(\d+)\.pth$")
 
@@ -67,11 +69,9 @@ def restore_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: Path, **payload) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"format": FORMAT, **payload, "rng": rng_state()}, tmp)
-    tmp.replace(path)  # a killed run never leaves a half-written checkpoint behind
-    return path
+    # Written aside, then renamed: a killed run never leaves a half-written checkpoint behind.
+    return atomic_write(path, lambda temporary: torch.save(
+        {"format": FORMAT, **payload, "rng": rng_state()}, temporary))
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:

@@ -3,7 +3,6 @@ trials.csv into the first one."""
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from sweep.report.document import Bullets, Report, Section, Table, Text
 from sweep.report.html import render_html
 from sweep.report.load import STATUSES, RunData, load_run
 from sweep.report.markdown import render_markdown
+from sweep.rundir import REPORT_HTML, REPORT_MD, TRIALS_CSV, write_text
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +25,12 @@ def write_report(run_dirs: list[Path]) -> dict[str, Path]:
     runs = [load_run(Path(d)) for d in run_dirs]
     report = build_report(runs)
     out = Path(run_dirs[0])
-    paths = {"html": out / "report.html", "md": out / "report.md", "csv": out / "trials.csv"}
-    write_atomically(paths["html"], render_html(report))
-    write_atomically(paths["md"], render_markdown(report))
-    write_atomically(paths["csv"], trials_csv(runs).to_csv(index=False))
+    paths = {"html": out / REPORT_HTML, "md": out / REPORT_MD, "csv": out / TRIALS_CSV}
+    # Written aside, then renamed: a reader (or a browser refresh) never sees half a report.
+    write_text(paths["html"], render_html(report))
+    write_text(paths["md"], render_markdown(report))
+    write_text(paths["csv"], trials_csv(runs).to_csv(index=False))
     return paths
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """A reader (or a browser refresh) never sees half a report."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
 
 
 def trials_csv(runs: list[RunData]) -> pd.DataFrame:

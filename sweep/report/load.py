@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from sweep import rundir
 from sweep.report.space import ParamSpec, space_from_experiment, space_from_study
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 METRICS = ("val_dice", "val_iou", "val_loss")
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "epoch_seconds",
                 "samples_per_s", "gpu_peak_mem_mb", "time_total_s", "training_iteration")
-STATUSES = ("complete", "pruned", "infeasible", "failed", "running", "unknown")
+UNKNOWN = "unknown"  # the report's word for a trial whose status file entry is missing
+STATUSES = (*rundir.STATUSES, UNKNOWN)
 
 
 @dataclass
@@ -47,17 +49,17 @@ def load_run(path: Path) -> RunData:
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run directory")
     missing: list[str] = []
-    experiment = read_yaml(path / "experiment.yaml", missing)
+    experiment = read_yaml(path / rundir.EXPERIMENT_FILE, missing)
     name = str(experiment.get("name") or path.name)
-    history, configs, trial_dirs = read_tune_dir(path / "tune", missing)
-    status = read_json(path / "trial_status.json", [], "trial statuses")  # noted when inferred
+    history, configs, trial_dirs = read_tune_dir(path / rundir.TUNE_DIR, missing)
+    status = read_json(path / rundir.STATUS_FILE, [], "trial statuses")  # noted when inferred
     max_epochs = (experiment.get("scheduler") or {}).get("max_epochs")
     trials = summarise_trials(history, configs, trial_dirs, status or {}, missing, max_epochs)
-    study = read_study(path / "study.journal", name, missing)
+    study = read_study(path / rundir.STUDY_FILE, name, missing)
     space = space_from_experiment(experiment)
     if not space and study is not None:
         space = space_from_study(study)
-    confirm = read_json(path / "confirm.json", [], "confirm runs")  # optional: no note
+    confirm = read_json(path / rundir.CONFIRM_FILE, [], "confirm runs")  # optional: no note
     return RunData(path, name, experiment, space, trials, history, study, confirm, missing)
 
 
@@ -90,11 +92,11 @@ def read_tune_dir(tune: Path, missing: list[str]):
     rows, configs, dirs = [], {}, {}
     if not tune.is_dir():
         missing.append("tune/ is missing: no trial results")
-    for trial_dir in sorted(p for p in tune.glob("*") if (p / "params.json").exists()
-                            or (p / "result.json").exists()):
-        results = read_result_lines(trial_dir / "result.json", missing)
+    for trial_dir in sorted(p for p in tune.glob("*") if (p / rundir.PARAMS_FILE).exists()
+                            or (p / rundir.RESULT_FILE).exists()):
+        results = read_result_lines(trial_dir / rundir.RESULT_FILE, missing)
         trial_id = trial_dir.name
-        config = read_json(trial_dir / "params.json", [], "config")
+        config = read_json(trial_dir / rundir.PARAMS_FILE, [], "config")
         if config is None and results:
             config = results[-1].get("config")
         configs[trial_id] = config if isinstance(config, dict) else {}
@@ -191,7 +193,13 @@ def note_missing_metrics(trials: pd.DataFrame, missing: list[str]) -> None:
 def infer_statuses(trials: pd.DataFrame, missing: list[str], max_epochs=None) -> None:
     """Without trial_status.json: trials that ran the full budget count as complete."""
     most = int(max_epochs) if isinstance(max_epochs, int) else int(trials["epochs"].max())
-    trials["status"] = ["complete" if e >= most > 0 else "unknown" for e in trials["epochs"]]
+    def inferred(epochs: int) -> str:
+        # The sweep's own verdict where the epochs alone can tell (complete); pruned, failed
+        # and interrupted trials all stop short of the budget, so the rest stay unknown.
+        status, _ = rundir.verdict({"epoch": epochs}, errored=False, max_epochs=most)
+        return status if status == rundir.COMPLETE and most > 0 else UNKNOWN
+
+    trials["status"] = [inferred(e) for e in trials["epochs"]]
     missing.append("trial_status.json is missing or unreadable: trials that ran all "
                    f"{most} epochs count as complete, the others as unknown")
 
