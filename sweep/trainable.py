@@ -21,7 +21,7 @@ from ray import tune
 
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
-from sweep.wandb_mirror.integration import val_panel_reporter
+from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.loop import EpochState, train
 
 CHECKPOINT_FILE = "checkpoint.pth"  # the training loop's own format, inside Ray's checkpoint dir

@@ -13,9 +13,9 @@ import yaml
 from data_pipeline import load_data
 from sweep.wandb_mirror.callback import finish_mirror, make_wandb_callback
 from sweep.wandb_mirror.inspect import read_run
-from sweep.wandb_mirror.integration import val_panel_reporter
 from sweep.wandb_mirror.records import metric_row
 from sweep.wandb_mirror.sweep_config import build_sweep_config
+from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.config import TrainConfig
 
 FAKE_KEY = "fakekey-0123456789abcdef0123456789abcdef"
