@@ -21,7 +21,7 @@ from ray import tune
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
 from sweep.rundir import CHECKPOINT_FILE, record_infeasible
-from sweep.wandb_mirror.integration import val_panel_reporter
+from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.loop import EpochState, train
 
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)

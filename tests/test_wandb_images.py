@@ -1,6 +1,11 @@
 """Validation panels rendered inside trials: image | true mask | predicted mask per row."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -43,3 +48,17 @@ def test_panel_from_a_model_on_the_gpu(tmp_path, gpu):
     model = model.to(gpu, memory_format=torch.channels_last)
     path = render_val_panel(model, data, [0, 1], 2, tmp_path / "panel.png")
     assert np.asarray(Image.open(path)).shape == (2 * 32 + GAP, 3 * 32 + 2 * GAP, 3)
+
+
+def test_a_trial_imports_no_driver_code():
+    """A trial worker imports sweep.trainable: it must not pull in the driver's mirror (the
+    callback, its channel and writer process, the integration, the uploader)."""
+    driver = [f"sweep.wandb_mirror.{name}"
+              for name in ("callback", "channel", "writer", "integration", "sync")]
+    code = ("import json, sys, sweep.trainable; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('sweep.'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], check=True)
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    assert "sweep.wandb_mirror.val_images" in loaded  # the trial's own part of the mirror
+    assert [name for name in driver if name in loaded] == []

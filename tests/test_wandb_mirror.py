@@ -1,6 +1,6 @@
-"""The mirror on a real (tiny) Ray Tune sweep: one offline W&B run per trial, all tied to one
-sweep id, holding every metric row Ray recorded, value for value; read back with
-`wandb leet inspect`. The API key in the environment is never written anywhere."""
+"""The mirror on a real (tiny) Ray Tune sweep: one offline W&B run per trial, grouped by the
+sweep's name and carrying no sweep id, holding every metric row Ray recorded, value for value;
+read back with `wandb leet inspect`. The API key in the environment is never written anywhere."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,9 @@ import yaml
 from data_pipeline import load_data
 from sweep.wandb_mirror.callback import finish_mirror, make_wandb_callback
 from sweep.wandb_mirror.inspect import read_run
-from sweep.wandb_mirror.integration import val_panel_reporter
 from sweep.wandb_mirror.records import metric_row
 from sweep.wandb_mirror.sweep_config import build_sweep_config
+from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.config import TrainConfig
 
 FAKE_KEY = "fakekey-0123456789abcdef0123456789abcdef"
@@ -102,18 +102,18 @@ def ray_rows(run_dir: Path) -> dict[str, list[dict]]:
     return rows
 
 
-def test_one_run_per_trial_all_tied_to_one_sweep(mirrored_sweep):
+def test_one_run_per_trial_grouped_by_name_without_a_sweep_id(mirrored_sweep):
     run_dir, status = mirrored_sweep
     trial_dirs = [p for p in (run_dir / "tune").iterdir() if (p / "params.json").exists()]
     assert len(status["runs"]) == len(trial_dirs) == 5
-    sweep_ids = set()
     for trial_id, entry in status["runs"].items():
         (folder,) = entry["dirs"]
         run = read_run(run_dir / folder)
         assert run.run["run_id"] == trial_id and run.run["run_group"] == "tiny"
+        assert "sweep_id" not in run.run  # offline: `wandb-sync` makes the sweep
         assert run.exit_code is not None  # finished properly, nothing left open
-        sweep_ids.add(run.run["sweep_id"])
-    assert sweep_ids == {status["sweep_id"]}
+    assert status["group"] == "tiny" and status["mode"] == "offline"
+    assert not {"sweep_id", "local_sweep_id", "online_sweep_id"} & set(status)
     assert (run_dir / "wandb_sweep.yaml").is_file()
 
 
@@ -237,7 +237,8 @@ def test_the_smoke_sweep_is_mirrored_in_full(smoke_run):
         run = read_run(smoke_run / entry["dirs"][-1])
         expected = {"complete": "finished"}.get(statuses[trial_id]["status"],
                                                  statuses[trial_id]["status"])
-        assert run.summary["state"] == expected and run.run["sweep_id"] == status["sweep_id"]
+        assert run.summary["state"] == expected and "sweep_id" not in run.run
+        assert run.run["run_group"] == status["group"]
         history = {h["epoch"]: h for h in run.history}
         assert rows.get(trial_id), f"trial {trial_id} has no Ray result rows"
         for row in rows[trial_id]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sweep.wandb_mirror.integration import val_panel_reporter
 from sweep.wandb_mirror.settings import WandbSettings, has_api_key, resolve_mode
 from sweep.wandb_mirror.sweep_config import build_sweep_config, hyperband, write_sweep_yaml
+from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.settings import ConfigError
 
 

@@ -1,9 +1,10 @@
 """`wandb-sync`: the upload and the sweep creation are replaced; what they are given is real
-(staged copies of offline runs, read back with `wandb leet inspect`)."""
+(the offline runs' own folders, read back with `wandb leet inspect`)."""
 from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import wandb
@@ -27,20 +28,26 @@ def offline_sweep(tmp_path):
     return tmp_path
 
 
+def mirror_status(run_dir: Path) -> dict:
+    return json.loads((run_dir / "wandb" / "mirror.json").read_text())
+
+
+def snapshot(run_dir: Path) -> dict:
+    """Every file under the run directory: size, time and bytes."""
+    return {p.relative_to(run_dir): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
+            for p in run_dir.rglob("*") if p.is_file()}
+
+
 @pytest.fixture
 def fake_wandb_api(monkeypatch):
     """Replaces `wandb sync` and `wandb.sweep`; records what they were given."""
     seen = {}
-    real_run = subprocess.run  # `wandb leet inspect` below still runs for real
+    real_run = subprocess.run  # `wandb leet inspect` in the tests still runs for real
 
     def run(command, **kwargs):
         if command[1:2] != ["sync"]:
             return real_run(command, **kwargs)
-        staged = [arg for arg in command if "offline-run-" in arg]
         seen["command"] = command
-        if seen.get("read_staged", True):  # they are gone once sync returns
-            runs = [read_run(path).run for path in staged]
-            seen["staged_runs"] = {run["run_id"]: run for run in runs}
         return subprocess.CompletedProcess(command, 0, "", "")
 
     def create_sweep(config, project=None, entity=None, prior_runs=None):
@@ -54,40 +61,53 @@ def fake_wandb_api(monkeypatch):
     return seen
 
 
-def test_sync_uploads_copies_without_the_local_sweep_then_creates_the_sweep(
+def test_offline_runs_carry_no_sweep_id(offline_sweep):
+    status = mirror_status(offline_sweep)
+    folders = [d for entry in status["runs"].values() for d in entry["dirs"]]
+    folders.append(status["summary_run"]["dir"])
+    runs = [read_run(offline_sweep / folder).run for folder in folders]
+    assert len(runs) == 3 and all("sweep_id" not in run for run in runs)
+    assert {run["run_group"] for run in runs} == {"exp"}  # tied by the experiment's name
+    assert not {"sweep_id", "local_sweep_id"} & set(status)
+
+
+def test_sync_uploads_the_run_folders_as_they_are_then_creates_the_sweep(
         offline_sweep, fake_wandb_api):
+    before = snapshot(offline_sweep)
     assert main(["wandb-sync", str(offline_sweep)]) == 0
 
+    status = mirror_status(offline_sweep)
     command = fake_wandb_api["command"]
     assert command[1:6] == ["sync", "--project", "proj", "--entity", "team"]
-    staged = fake_wandb_api["staged_runs"]
-    assert set(staged) == {"t_00000", "t_00001", "summary-local123"}
-    assert all("sweep_id" not in run for run in staged.values())
+    # The original folders, trials first (in mirror.json's order), then the summary run.
+    assert command[6:] == [str(offline_sweep / d) for entry in status["runs"].values()
+                           for d in entry["dirs"]] + [
+        str(offline_sweep / status["summary_run"]["dir"])]
     assert fake_wandb_api["sweep"] == dict(
         config=yaml.safe_load((offline_sweep / "wandb_sweep.yaml").read_text()),
         project="proj", entity="team", prior_runs=["t_00000", "t_00001"])
-
-    status = json.loads((offline_sweep / "wandb" / "mirror.json").read_text())
-    assert status["synced"]["sweep_id"] == "wb5weep1"
-    assert not (offline_sweep / "wandb" / "sync-staging").exists()
-    # The local runs keep their tie to the local sweep id.
-    original = read_run(offline_sweep / status["runs"]["t_00000"]["dirs"][0])
-    assert original.run["sweep_id"] == "local123"
+    assert status["synced"] == {"sweep_id": "wb5weep1", "prior_runs": ["t_00000", "t_00001"],
+                                "project": "proj", "entity": "team"}
+    # Nothing copied or rewritten: only mirror.json changed (it records the upload).
+    after = snapshot(offline_sweep)
+    assert {path for path in before.keys() | after.keys()
+            if before.get(path) != after.get(path)} == {Path("wandb/mirror.json")}
 
 
 def test_second_sync_refuses_without_force(offline_sweep, fake_wandb_api, capsys):
-    fake_wandb_api["read_staged"] = False
     assert main(["wandb-sync", str(offline_sweep)]) == 0
     assert main(["wandb-sync", str(offline_sweep)]) == 2
     assert "already uploaded to W&B sweep wb5weep1" in capsys.readouterr().err
+    assert "--include-synced" not in fake_wandb_api["command"]
+    # The folders are the originals, which `wandb sync` marks as synced: --force includes them.
     assert main(["wandb-sync", str(offline_sweep), "--force"]) == 0
+    assert fake_wandb_api["command"][6] == "--include-synced"
 
 
 def test_failed_upload_is_one_line_and_creates_no_sweep(offline_sweep, fake_wandb_api,
                                                         monkeypatch, capsys):
     monkeypatch.setattr(sync.subprocess, "run", lambda command, **kw: subprocess.
                         CompletedProcess(command, 1, "", "wandb: ERROR api key not valid\n"))
-    # (nothing below reads runs back, so no real subprocess is needed any more)
     assert main(["wandb-sync", str(offline_sweep)]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "error: wandb sync failed (exit 1): wandb: ERROR api key not valid"
@@ -100,12 +120,40 @@ def test_without_a_key_sync_says_how_to_log_in(offline_sweep, monkeypatch, capsy
     assert "no W&B API key: run `wandb login`" in capsys.readouterr().err
 
 
-def test_dry_run_needs_no_key_and_uploads_nothing(offline_sweep, monkeypatch, caplog):
+def test_dry_run_needs_no_key_uploads_nothing_and_writes_nothing(offline_sweep, monkeypatch,
+                                                                 caplog):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+    def no_upload(*args, **kwargs):
+        raise AssertionError("a dry run ran a command")
+
+    monkeypatch.setattr(sync.subprocess, "run", no_upload)
+    monkeypatch.setattr(wandb, "sweep", no_upload)
+    before = snapshot(offline_sweep)
     caplog.set_level("INFO")
     assert main(["wandb-sync", str(offline_sweep), "--dry-run"]) == 0
     assert "would upload 2 trial runs (t_00000, t_00001)" in caplog.text
-    assert not (offline_sweep / "wandb" / "sync-staging").exists()
+    status = mirror_status(offline_sweep)
+    assert str(offline_sweep / status["runs"]["t_00000"]["dirs"][0]) in caplog.text
+    assert snapshot(offline_sweep) == before
+
+
+def test_runs_of_an_earlier_mirror_with_a_local_sweep_id_are_refused(offline_sweep,
+                                                                     fake_wandb_api, capsys):
+    status = mirror_status(offline_sweep)
+    (offline_sweep / "wandb" / "mirror.json").write_text(
+        json.dumps({**status, "local_sweep_id": "local123"}))
+    assert main(["wandb-sync", str(offline_sweep)]) == 2
+    assert "carry a local sweep id (local123)" in capsys.readouterr().err
+    assert "command" not in fake_wandb_api
+
+
+def test_a_missing_run_folder_is_a_one_line_error(offline_sweep, fake_wandb_api, capsys):
+    status = mirror_status(offline_sweep)
+    for log in (offline_sweep / status["runs"]["t_00001"]["dirs"][0]).glob("*.wandb"):
+        log.unlink()
+    assert main(["wandb-sync", str(offline_sweep)]) == 2
+    assert "no W&B run in" in capsys.readouterr().err and "command" not in fake_wandb_api
 
 
 def test_a_folder_without_runs_is_a_one_line_error(tmp_path, capsys):

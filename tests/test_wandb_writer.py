@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import wandb
 
-from sweep.wandb_mirror.channel import MirrorChannel
+from sweep.wandb_mirror.channel import MirrorChannel, writer_env
 from sweep.wandb_mirror.inspect import read_run
 from sweep.wandb_mirror.writer import MirrorWriter
 
@@ -20,7 +20,7 @@ SWEEP_CONFIG = {"name": "exp", "method": "bayes", "metric": {"name": "val_dice",
 
 def make_plan(run_dir: Path, mode: str = "offline", **changes) -> dict:
     plan = {"experiment": "exp", "run_dir": str(run_dir), "mode": mode, "project": "proj",
-            "entity": None, "sweep_id": "local123", "summary_run_id": "summary-local123",
+            "entity": None, "summary_run_id": "summary-abc123",
             "sweep_config": SWEEP_CONFIG, "metric": "val_dice", "metric_mode": "max",
             "max_epochs": 3, "dataset": {"fingerprint": "abc", "source": {"kind": "synthetic"}},
             "artifacts": True}
@@ -57,7 +57,12 @@ def test_offline_runs_hold_history_summary_state_and_image(tmp_path):
     runs = runs_of(tmp_path)
     assert reports == [] and set(runs) == {"t_00000", "t_00001", "t_00002"}
     done = runs["t_00000"]
-    assert done.run["sweep_id"] == "local123" and done.run["run_group"] == "exp"
+    # Offline: no sweep id in any run record; the runs are tied by their group.
+    assert all("sweep_id" not in run.run for run in runs.values())
+    assert {run.run["run_group"] for run in runs.values()} == {"exp"}
+    status = json.loads((tmp_path / "wandb" / "mirror.json").read_text())
+    assert not {"sweep_id", "local_sweep_id", "online_sweep_id"} & set(status)
+    assert status["group"] == "exp" and status["mode"] == "offline"
     assert [row["epoch"] for row in done.history] == [1, 2, 3]
     assert [row["_step"] for row in done.history] == [1, 2, 3]
     assert done.history[0]["val_images._type"] == "image-file"
@@ -106,9 +111,11 @@ def test_online_creates_the_sweep_first_and_ties_every_run_to_it(tmp_path, monke
     assert calls[0] == ("sweep", SWEEP_CONFIG, "proj", "team")
     assert calls[1:3] == [("init", "t_00000", "wb5weep1", "online"),
                           ("init", "t_00001", "wb5weep1", "online")]
-    assert calls[3][1:3] == ("summary-local123", None)  # the summary run: no sweep
+    assert calls[3][1:3] == ("summary-abc123", None)  # the summary run: no sweep
     runs = runs_of(tmp_path)
     assert {r.run["sweep_id"] for r in runs.values()} == {"wb5weep1"}
+    status = json.loads((tmp_path / "wandb" / "mirror.json").read_text())
+    assert status["online_sweep_id"] == "wb5weep1" and status["mode"] == "online"
 
 
 def test_sweep_that_cannot_be_created_falls_back_to_offline_runs(tmp_path, monkeypatch):
@@ -122,7 +129,9 @@ def test_sweep_that_cannot_be_created_falls_back_to_offline_runs(tmp_path, monke
     writer.handle({"kind": "close"})
     assert len(reports) == 1 and "writing offline runs instead" in reports[0]
     run = runs_of(tmp_path)["t_00000"]
-    assert run.run["sweep_id"] == "local123" and len(run.history) == 1
+    assert "sweep_id" not in run.run and len(run.history) == 1
+    status = json.loads((tmp_path / "wandb" / "mirror.json").read_text())
+    assert status["mode"] == "offline" and "online_sweep_id" not in status
 
 
 def test_a_failing_wandb_is_reported_once_and_never_raises(tmp_path, monkeypatch):
@@ -137,6 +146,23 @@ def test_a_failing_wandb_is_reported_once_and_never_raises(tmp_path, monkeypatch
     writer.handle({"kind": "close"})
     assert len(reports) == 1 and "No space left on device" in reports[0]
     assert "sweep goes on" in reports[0]
+
+
+def test_summary_run_id_is_new_per_sweep_and_kept_on_resume(tmp_path):
+    from sweep.wandb_mirror.callback import summary_run_id
+
+    first, second = summary_run_id(tmp_path), summary_run_id(tmp_path)
+    assert first.startswith("summary-") and first != second
+    writer = MirrorWriter(make_plan(tmp_path, summary_run_id=first), report=print)
+    writer.save_status()
+    assert summary_run_id(tmp_path) == first
+
+
+def test_writer_process_never_inherits_a_sweep_id(tmp_path):
+    """Only the writer ties runs to a sweep (online); a WANDB_SWEEP_ID left in the shell
+    would tie offline runs to a sweep the server does not hold."""
+    env = writer_env(make_plan(tmp_path), {"WANDB_SWEEP_ID": "stray1", "PATH": "/bin"})
+    assert "WANDB_SWEEP_ID" not in env and env["WANDB_MODE"] == "offline"
 
 
 def test_writer_process_with_an_unwritable_folder_reports_one_line(tmp_path, capfd):

@@ -15,11 +15,12 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers) -> None:
     sync = subparsers.add_parser(
         "wandb-sync", help="upload a sweep's offline W&B runs and create its W&B sweep",
-        description="Upload runs/NAME/wandb/ with `wandb sync`, then create a W&B sweep "
-                    "(runs/NAME/wandb_sweep.yaml) holding those runs. Needs an API key.")
+        description="Upload the run folders under runs/NAME/wandb/ as they are with `wandb "
+                    "sync`, then create a W&B sweep (runs/NAME/wandb_sweep.yaml) holding those "
+                    "runs (prior_runs). Needs an API key.")
     sync.add_argument("run_dir", help="the sweep's run directory, e.g. runs/quickstart")
     sync.add_argument("--dry-run", action="store_true",
-                      help="stage the runs and print what would be uploaded, upload nothing")
+                      help="print what would be uploaded; upload and write nothing")
     sync.add_argument("--force", action="store_true",
                       help="upload again although an earlier wandb-sync did (a new sweep)")
     sync.set_defaults(func=run_sync)

@@ -3,7 +3,10 @@ the writer process does every W&B call. Build it with ``make_wandb_callback``.""
 from __future__ import annotations
 
 import atexit
+import json
 import logging
+import secrets
+import string
 from pathlib import Path
 
 from ray.tune import Callback
@@ -11,7 +14,7 @@ from ray.tune import Callback
 from sweep.wandb_mirror import records
 from sweep.wandb_mirror.channel import MirrorChannel
 from sweep.wandb_mirror.settings import WandbSettings, resolve_mode
-from sweep.wandb_mirror.sweep_config import local_sweep_id, write_sweep_yaml
+from sweep.wandb_mirror.sweep_config import write_sweep_yaml
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +45,31 @@ def make_wandb_callback(settings: dict | WandbSettings | None, experiment_name: 
     sweep_config = sweep_config or {"name": experiment_name, "method": "bayes",
                                      "metric": {"name": metric}, "parameters": {}}
     write_sweep_yaml(run_dir / "wandb_sweep.yaml", sweep_config)
-    sweep_id = local_sweep_id(run_dir)
+    # No sweep id here: offline runs are tied by their group (the experiment's name), their
+    # config and mirror.json; `wandb-sync` creates the W&B sweep after uploading them.
     plan = {
         "experiment": experiment_name, "run_dir": str(run_dir), "mode": wandb_mode,
         "project": settings.resolved_project(), "entity": settings.resolved_entity(),
-        "sweep_id": sweep_id, "summary_run_id": f"summary-{sweep_id}",
+        "summary_run_id": summary_run_id(run_dir),
         "sweep_config": sweep_config, "metric": metric, "metric_mode": mode,
         "max_epochs": max_epochs, "dataset": dataset or {}, "artifacts": settings.artifacts,
         "fixed_config": records.json_safe(fixed_config or {}),
     }
     return WandbMirrorCallback(plan, settings.drain_timeout_s, status_log)
+
+
+def summary_run_id(run_dir: Path) -> str:
+    """The summary run's W&B id: kept from an earlier start (resume), else new. Random, so
+    two sweeps of one experiment never share it in a project."""
+    try:
+        saved = json.loads((run_dir / "wandb" / "mirror.json").read_text())
+        kept = saved.get("summary_run_id") or (saved.get("summary_run") or {}).get("run_id")
+        if kept:
+            return kept
+    except (OSError, ValueError, AttributeError):
+        pass
+    alphabet = string.ascii_lowercase + string.digits  # W&B's own ids look like this
+    return "summary-" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 class WandbMirrorCallback(Callback):

@@ -68,6 +68,9 @@ def writer_env(plan: dict, env: dict | None) -> dict:
     """The writer's environment: quiet W&B, offline said twice (wandb wants it in the env)."""
     env = dict(os.environ if env is None else env)
     env["WANDB_SILENT"] = "true"
+    # A sweep id is set by the writer alone (online runs); one inherited from a shell or a
+    # `wandb agent` would tie offline runs to a sweep W&B's server does not hold.
+    env.pop("WANDB_SWEEP_ID", None)
     if plan["mode"] == "offline":
         env["WANDB_MODE"] = "offline"
     # Artifact staging inside the run directory, so `wandb-sync` finds everything there.

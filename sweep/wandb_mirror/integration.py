@@ -1,17 +1,14 @@
-"""What the sweep calls: one function each for the runner (build the callback, finish the
-mirror) and the trainable (render validation panels at the chosen epochs)."""
+"""What the sweep's driver calls: build the mirror's callback, finish the mirror. (Trials use
+``val_images.val_panel_reporter``, which imports none of this.)"""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from sweep.wandb_mirror.callback import finish_mirror, make_wandb_callback
-from sweep.wandb_mirror.records import IMAGE_KEY
-from sweep.wandb_mirror.settings import WandbSettings, resolve_mode
+from sweep.wandb_mirror.settings import WandbSettings
 from sweep.wandb_mirror.sweep_config import build_sweep_config
 
-__all__ = ["finish_mirror", "mirror_callback", "val_panel_reporter"]
-log = logging.getLogger(__name__)
+__all__ = ["finish_mirror", "mirror_callback"]
 RUNTIME_KEYS = ("out_dir", "load")  # per trial, not settings worth a W&B column
 
 
@@ -33,34 +30,3 @@ def mirror_callback(experiment, run_dir: str | Path, data=None, status_log=None,
     return make_wandb_callback(settings, experiment.name, run_dir, metric=metric, mode=mode,
                                max_epochs=scheduler.max_epochs, sweep_config=sweep_config,
                                dataset=dataset, fixed_config=fixed, status_log=status_log)
-
-
-def val_panel_reporter(wandb_section: dict, data, max_epochs: int):
-    """Inside a trial: a function ``(metrics, state)`` that renders a validation panel at the
-    chosen epochs into the trial's folder and puts its path in ``metrics`` (the mirror logs
-    it as an image); None when W&B or images are off."""
-    settings = WandbSettings.from_dict(wandb_section, "wandb")
-    # The callback's own resolution: WANDB_MODE=disabled in a trial's environment turns it off.
-    if resolve_mode(settings) == "disabled" or not settings.image_count:
-        return None
-    from data_pipeline import split_indices
-    from sweep.wandb_mirror.val_images import render_epochs, render_val_panel
-
-    epochs = render_epochs(settings.image_epochs, max_epochs)
-
-    def add_panel(metrics: dict, state) -> None:
-        if state.epoch not in epochs:
-            return
-        from ray import tune
-
-        _, val = split_indices(len(data), state.config.val_percent, state.config.split_seed)
-        folder = Path(tune.get_context().get_trial_dir()) / "val_images"
-        try:
-            path = render_val_panel(state.model, data, val, settings.image_count,
-                                    folder / f"epoch_{state.epoch:03d}.png")
-        except Exception as error:  # a picture is never worth a trial
-            log.warning("validation panel not rendered at epoch %d: %s", state.epoch, error)
-            return
-        metrics[IMAGE_KEY] = str(path)
-
-    return add_panel

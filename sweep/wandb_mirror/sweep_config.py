@@ -5,9 +5,6 @@ was searched, so parallel coordinates and parameter importance read the right ra
 """
 from __future__ import annotations
 
-import json
-import secrets
-import string
 from pathlib import Path
 
 import yaml
@@ -101,15 +98,3 @@ def write_sweep_yaml(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
-
-def local_sweep_id(run_dir: Path) -> str:
-    """The sweep id offline runs share: kept from an earlier start (resume), else new."""
-    status = run_dir / "wandb" / "mirror.json"
-    if status.is_file():
-        try:
-            saved = json.loads(status.read_text())
-            return saved.get("local_sweep_id") or saved["sweep_id"]
-        except (ValueError, KeyError):
-            pass
-    alphabet = string.ascii_lowercase + string.digits  # W&B's own ids look like this
-    return "".join(secrets.choice(alphabet) for _ in range(8))

@@ -1,13 +1,14 @@
-"""``wandb-sync``: upload a sweep's offline runs, then create the W&B sweep that holds them.
+"""``wandb-sync``: upload a sweep's offline runs as they are, then create the W&B sweep that
+holds them.
 
-The runs were tied offline to a locally generated sweep id that W&B's server has never seen,
-so each is uploaded from a staged copy whose run record names no sweep; ``wandb.sweep(...,
-prior_runs=[...])`` then attaches the uploaded runs to a new W&B sweep.
+Offline runs carry no sweep id (they are tied by group, config and ``wandb/mirror.json``), so
+``wandb sync --project P [--entity E] DIR...`` uploads the run folders unchanged; then
+``wandb.sweep(config, project=..., entity=..., prior_runs=[run ids])`` creates the W&B sweep
+with the uploaded trial runs attached.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ from pathlib import Path
 import yaml
 
 from sweep.wandb_mirror.settings import has_api_key
-from sweep.wandb_mirror.txlog import replace_sweep_id
 from sweep.wandb_mirror.writer import scrub
 from training.settings import ConfigError
 
@@ -34,8 +34,9 @@ class SyncPlan:
     other_runs: list[Path]  # the summary run: uploaded, not part of the sweep
 
     @property
-    def staging(self) -> Path:
-        return self.run_dir / "wandb" / "sync-staging"
+    def folders(self) -> list[Path]:
+        """Every run folder to upload, in order (a resumed trial's folders one after another)."""
+        return [*(d for dirs in self.trial_runs.values() for d in dirs), *self.other_runs]
 
 
 def plan_sync(run_dir: str | Path) -> SyncPlan:
@@ -45,6 +46,10 @@ def plan_sync(run_dir: str | Path) -> SyncPlan:
         raise ConfigError(f"{run_dir}: no W&B runs here ({status_path} is missing; was the "
                           "sweep run with wandb enabled?)")
     status = json.loads(status_path.read_text())
+    if status.get("local_sweep_id"):
+        raise ConfigError(f"{run_dir}: these runs were written by an earlier version of the "
+                          f"mirror and carry a local sweep id ({status['local_sweep_id']}) that "
+                          "W&B's server would refuse; run the sweep again to upload it")
     sweep_yaml = run_dir / "wandb_sweep.yaml"
     if not sweep_yaml.is_file():
         raise ConfigError(f"{run_dir}: {sweep_yaml.name} is missing")
@@ -56,24 +61,17 @@ def plan_sync(run_dir: str | Path) -> SyncPlan:
     trial_runs = {e["run_id"]: [run_dir / d for d in e["dirs"]] for e in offline
                   if e["state"] != "running"}
     other = [run_dir / status["summary_run"]["dir"]] if status.get("summary_run") else []
-    return SyncPlan(run_dir, status, yaml.safe_load(sweep_yaml.read_text()), trial_runs, other)
-
-
-def stage(plan: SyncPlan) -> list[Path]:
-    """Copies of the run directories whose transaction logs name no sweep."""
-    shutil.rmtree(plan.staging, ignore_errors=True)
-    staged = []
-    for source in [*(d for dirs in plan.trial_runs.values() for d in dirs), *plan.other_runs]:
-        target = plan.staging / source.name
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.wandb", "*.synced"))
-        for log in source.glob("*.wandb"):
-            replace_sweep_id(log, target / log.name, "")
-        staged.append(target)
-    return staged
+    plan = SyncPlan(run_dir, status, yaml.safe_load(sweep_yaml.read_text()), trial_runs, other)
+    missing = [str(d) for d in plan.folders if not any(d.glob("*.wandb"))]
+    if missing:
+        raise ConfigError(f"{run_dir}: no W&B run in {missing[0]}"
+                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return plan
 
 
 def sync_run_dir(run_dir: str | Path, dry_run: bool = False, force: bool = False) -> dict:
-    """Upload and create the sweep; returns what was done (also kept in mirror.json)."""
+    """Upload and create the sweep; returns what was done (also kept in mirror.json).
+    A dry run returns the command and the prior runs, and writes nothing."""
     plan = plan_sync(run_dir)
     previous = plan.status.get("synced")
     if previous and not force and not dry_run:
@@ -83,28 +81,28 @@ def sync_run_dir(run_dir: str | Path, dry_run: bool = False, force: bool = False
         raise ConfigError(f"{run_dir}: no finished trial runs to upload")
     if not dry_run and not has_api_key():
         raise ConfigError("no W&B API key: run `wandb login` or set WANDB_API_KEY, then retry")
-    staged = stage(plan)  # also in a dry run: proves every log can be read and rewritten
-    command = sync_command(plan, staged)
+    command = sync_command(plan, include_synced=force)
     if dry_run:
-        shutil.rmtree(plan.staging, ignore_errors=True)
         return {"command": command, "prior_runs": sorted(plan.trial_runs)}
-    try:
-        upload(command)
-        sweep_id = create_sweep(plan)
-    finally:
-        shutil.rmtree(plan.staging, ignore_errors=True)
+    upload(command)
+    sweep_id = create_sweep(plan)
     synced = {"sweep_id": sweep_id, "prior_runs": sorted(plan.trial_runs),
               "project": plan.status["project"], "entity": plan.status["entity"]}
     save_synced(plan, synced)
     return synced
 
 
-def sync_command(plan: SyncPlan, staged: list[Path]) -> list[str]:
+def sync_command(plan: SyncPlan, include_synced: bool = False) -> list[str]:
+    """``wandb sync`` naming the run folders themselves (nothing is copied or rewritten).
+    ``wandb sync`` marks what it uploaded (``run-ID.wandb.synced``) and skips it next time
+    (so a retry after a failed sweep creation uploads nothing twice); ``--force`` includes it."""
     wandb_cli = str(Path(sys.executable).with_name("wandb"))
     command = [wandb_cli, "sync", "--project", plan.status["project"]]
     if plan.status.get("entity"):
         command += ["--entity", plan.status["entity"]]
-    return command + [str(path) for path in staged]
+    if include_synced:
+        command.append("--include-synced")
+    return command + [str(path) for path in plan.folders]
 
 
 def upload(command: list[str]) -> None:

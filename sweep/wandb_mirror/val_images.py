@@ -1,16 +1,53 @@
 """Validation panels for W&B, rendered inside a trial (only it holds the model): one row per
-image, columns image | true mask | predicted mask, as Pytorch-UNet's W&B runs show them."""
+image, columns image | true mask | predicted mask, as Pytorch-UNet's W&B runs show them.
+
+The trial side of the mirror: ``sweep.trainable`` imports this module, so it imports no
+driver code (no callback, channel, writer, integration or sync): only settings and records.
+"""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from data_pipeline import split_indices
+from sweep.wandb_mirror.records import IMAGE_KEY
+from sweep.wandb_mirror.settings import WandbSettings, resolve_mode
 from training.losses import predict_classes
 
 GAP = 2  # white pixels between tiles
+log = logging.getLogger(__name__)
+
+
+def val_panel_reporter(wandb_section: dict, data, max_epochs: int):
+    """Inside a trial: a function ``(metrics, state)`` that renders a validation panel at the
+    chosen epochs into the trial's folder and puts its path in ``metrics`` (the mirror logs
+    it as an image); None when W&B or images are off."""
+    settings = WandbSettings.from_dict(wandb_section, "wandb")
+    # The callback's own resolution: WANDB_MODE=disabled in a trial's environment turns it off.
+    if resolve_mode(settings) == "disabled" or not settings.image_count:
+        return None
+    epochs = render_epochs(settings.image_epochs, max_epochs)
+
+    def add_panel(metrics: dict, state) -> None:
+        if state.epoch not in epochs:
+            return
+        from ray import tune
+
+        _, val = split_indices(len(data), state.config.val_percent, state.config.split_seed)
+        folder = Path(tune.get_context().get_trial_dir()) / "val_images"
+        try:
+            path = render_val_panel(state.model, data, val, settings.image_count,
+                                    folder / f"epoch_{state.epoch:03d}.png")
+        except Exception as error:  # a picture is never worth a trial
+            log.warning("validation panel not rendered at epoch %d: %s", state.epoch, error)
+            return
+        metrics[IMAGE_KEY] = str(path)
+
+    return add_panel
 
 
 def render_val_panel(model: torch.nn.Module, data, val_indices, count: int,

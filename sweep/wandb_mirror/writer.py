@@ -35,12 +35,14 @@ class MirrorWriter:
     def __init__(self, plan: dict, report=None):
         self.plan = plan
         self.mode = plan["mode"]
-        self.sweep_id = plan["sweep_id"]
+        # Online only: the W&B sweep that runs join as they start. Offline runs carry no sweep
+        # id; they are tied by group (the experiment's name), config and this status file.
+        self.sweep_id: str | None = None
         self.root = Path(plan["run_dir"])
         self.runs: dict[str, OpenRun] = {}
-        self.status = {"sweep_id": self.sweep_id, "local_sweep_id": plan["sweep_id"],
-                       "mode": self.mode, "project": plan["project"],
-                       "entity": plan["entity"], "runs": {}, "summary_run": None, "error": None,
+        self.status = {"mode": self.mode, "project": plan["project"], "entity": plan["entity"],
+                       "group": plan["experiment"], "summary_run_id": plan["summary_run_id"],
+                       "runs": {}, "summary_run": None, "error": None,
                        **earlier_status(self.root)}  # a resumed sweep keeps its earlier runs
         self.report = report or print_once
         self.broken = False
@@ -77,24 +79,24 @@ class MirrorWriter:
         if self.mode == "online":
             # Created once, before the first run; a resumed sweep keeps its W&B sweep.
             self.sweep_id = self.status.get("online_sweep_id") or self.create_sweep()
-        self.status.update(sweep_id=self.sweep_id, mode=self.mode)
         if self.mode == "online":
             self.status["online_sweep_id"] = self.sweep_id
+        self.status["mode"] = self.mode
         self.save_status()
 
-    def create_sweep(self) -> str:
+    def create_sweep(self) -> str | None:
         try:
             return self.wandb.sweep(self.plan["sweep_config"], project=self.plan["project"],
                                     entity=self.plan["entity"])
         except Exception as error:
             self.fall_back_offline("creating the W&B sweep", error)
-            return self.sweep_id
+            return None
 
     def fall_back_offline(self, doing: str, error: BaseException) -> None:
         self.report(f"W&B mirror: {doing} failed ({type(error).__name__}: "
                     f"{scrub(first_line(error))}); writing offline runs instead "
                     f"(upload later with `python -m sweep wandb-sync {self.root}`)")
-        self.mode, self.sweep_id = "offline", self.plan["sweep_id"]
+        self.mode, self.sweep_id = "offline", None
 
     # ---- trials ---------------------------------------------------------------------------
     def on_trial_start(self, record: dict) -> None:
@@ -163,9 +165,11 @@ class MirrorWriter:
 
     def log_artifacts(self) -> None:
         # Its own run, not tied to the sweep: W&B's sweep views then hold trials only.
+        config = {"experiment": self.plan["experiment"]}
+        if self.sweep_id:  # online: which W&B sweep it summarises (the run itself joins none)
+            config["sweep_id"] = self.sweep_id
         run = self.init_run(self.plan["summary_run_id"], f"{self.plan['experiment']}-summary",
-                            {"experiment": self.plan["experiment"], "sweep_id": self.sweep_id},
-                            job_type="sweep-summary")
+                            config, job_type="sweep-summary")
         run.log_artifact(self.dataset_artifact())
         if self.model and Path(self.model["path"]).is_file():
             run.log_artifact(self.model_artifact(self.model), aliases=["best", "latest"])
@@ -185,13 +189,16 @@ class MirrorWriter:
         return artifact
 
     def model_artifact(self, model: dict):
+        metadata = {"config": model["config"], "metric": self.plan["metric"],
+                    "metrics": model["metrics"], "trial_id": model.get("trial_id"),
+                    "group": self.plan["experiment"],
+                    "data_fingerprint": self.plan["dataset"].get("fingerprint")}
+        if self.sweep_id:
+            metadata["sweep_id"] = self.sweep_id
         artifact = self.wandb.Artifact(
             f"{self.plan['experiment']}-model", type="model",
             description="the sweep's best checkpoint (this project's format, predict-ready)",
-            metadata={"config": model["config"], "metric": self.plan["metric"],
-                      "metrics": model["metrics"], "trial_id": model.get("trial_id"),
-                      "sweep_id": self.sweep_id, "data_fingerprint":
-                          self.plan["dataset"].get("fingerprint")})
+            metadata=metadata)
         artifact.add_file(model["path"], name=Path(model["path"]).name, policy="immutable")
         return artifact
 
@@ -204,8 +211,7 @@ class MirrorWriter:
             if self.mode != "online":
                 raise
             self.fall_back_offline("starting an online run", error)
-            sweep_id = self.sweep_id if sweep_id else None
-            return self.init_run_once(run_id, name, config, job_type, sweep_id)
+            return self.init_run_once(run_id, name, config, job_type, None)
 
     def init_run_once(self, run_id: str, name: str, config: dict, job_type: str,
                       sweep_id: str | None):
@@ -243,8 +249,9 @@ class MirrorWriter:
 def earlier_status(root: Path) -> dict:
     try:
         status = json.loads((root / "wandb" / "mirror.json").read_text())
-        return {key: status[key] for key in ("runs", "synced", "online_sweep_id")
-                if key in status}
+        # local_sweep_id: runs of an earlier mirror version carry it (sync refuses those).
+        return {key: status[key] for key in ("runs", "synced", "online_sweep_id",
+                                             "local_sweep_id") if key in status}
     except (OSError, ValueError):
         return {}
 
