@@ -66,6 +66,23 @@ def verdict(last_result: dict | None, *, errored: bool, max_epochs: int,
     return PRUNED, f"stopped by {by} after epoch {epochs} of {max_epochs}"
 
 
+def error_line(trial) -> str:
+    """The last line of a Tune trial's traceback, e.g. 'error: ValueError: ...': the reason
+    trial_status.json and the W&B run record for a failed trial."""
+    text = ""
+    try:
+        # The driver's local error.txt first: when on_trial_error runs, get_error() (which
+        # reads the storage copy) can still come back empty.
+        if trial.error_file:
+            with open(trial.error_file, errors="replace") as file:
+                text = file.read()
+        text = text or str(trial.get_error() or "")
+    except Exception:  # noqa: BLE001 - the reason is a nicety; never fail the sweep for it
+        pass
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"error: {lines[-1][:300]}" if lines else "error (see the trial's error.txt)"
+
+
 def is_out_of_memory(text: str) -> bool:
     text = text.lower()
     return "out of memory" in text or "outofmemoryerror" in text

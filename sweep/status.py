@@ -15,13 +15,13 @@ from sweep.rundir import (
     RUNNING,
     STATUSES,
     best_so_far,
+    error_line,
     infeasible_reason,
     read_statuses,
     tally,
     verdict,
     write_statuses,
 )
-from sweep.wandb_mirror.records import error_line
 
 log = logging.getLogger(__name__)
 

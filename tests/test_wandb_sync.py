@@ -22,7 +22,7 @@ from tests.test_wandb_writer import SWEEP_CONFIG, feed_trial, make_plan
 def offline_sweep(tmp_path):
     write_sweep_yaml(tmp_path / "wandb_sweep.yaml", SWEEP_CONFIG)
     writer = MirrorWriter(make_plan(tmp_path, entity="team"), report=lambda message: None)
-    feed_trial(writer, "t_00000", [0.2, 0.4], "finished")
+    feed_trial(writer, "t_00000", [0.2, 0.4], "complete")
     feed_trial(writer, "t_00001", [0.1], "pruned")
     writer.handle({"kind": "close"})
     return tmp_path

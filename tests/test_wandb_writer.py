@@ -49,7 +49,7 @@ def test_offline_runs_hold_history_summary_state_and_image(tmp_path):
     Image.new("RGB", (12, 4)).save(image)
     reports = []
     writer = MirrorWriter(make_plan(tmp_path), report=reports.append)
-    feed_trial(writer, "t_00000", [0.2, 0.5, 0.4], "finished", image=str(image))
+    feed_trial(writer, "t_00000", [0.2, 0.5, 0.4], "complete", image=str(image))
     feed_trial(writer, "t_00001", [0.1], "pruned")
     feed_trial(writer, "t_00002", [], "failed")
     writer.handle({"kind": "close"})
@@ -68,7 +68,7 @@ def test_offline_runs_hold_history_summary_state_and_image(tmp_path):
     assert done.history[0]["val_images._type"] == "image-file"
     assert done.summary["best/val_dice"] == 0.5 and done.summary["best/epoch"] == 2
     assert done.summary["val_dice"] == 0.4  # the last value stays W&B's summary value
-    assert done.run["tags"] == ["finished"] and done.exit_code == 0
+    assert done.run["tags"] == ["complete"] and done.exit_code == 0
     assert runs["t_00001"].run["tags"] == ["pruned"] and runs["t_00001"].exit_code == 0
     assert runs["t_00002"].run["tags"] == ["failed"] and runs["t_00002"].exit_code == 1
     assert runs["t_00002"].history == []
@@ -82,7 +82,9 @@ def test_close_finishes_runs_still_open_and_logs_the_data_set(tmp_path):
                    "row": {"epoch": 1, "val_dice": 0.3}, "image": None})
     writer.handle({"kind": "close"})
     run = runs_of(tmp_path)["t1"]
-    assert run.history[0]["val_dice"] == 0.3 and run.summary["state"] == "failed"
+    # Not ended: "running", as trial_status.json keeps it, so a resume continues the run.
+    assert run.history[0]["val_dice"] == 0.3 and run.summary["state"] == "running"
+    assert run.exit_code == 1
 
     status = json.loads((tmp_path / "wandb" / "mirror.json").read_text())
     summary = read_run(tmp_path / status["summary_run"]["dir"])
@@ -104,8 +106,8 @@ def test_online_creates_the_sweep_first_and_ties_every_run_to_it(tmp_path, monke
     monkeypatch.setattr(wandb, "init", init)
     writer = MirrorWriter(make_plan(tmp_path, mode="online", entity="team"),
                           report=lambda message: None)
-    feed_trial(writer, "t_00000", [0.3], "finished")
-    feed_trial(writer, "t_00001", [0.2], "finished")
+    feed_trial(writer, "t_00000", [0.3], "complete")
+    feed_trial(writer, "t_00001", [0.2], "complete")
     writer.handle({"kind": "close"})
 
     assert calls[0] == ("sweep", SWEEP_CONFIG, "proj", "team")
@@ -125,7 +127,7 @@ def test_sweep_that_cannot_be_created_falls_back_to_offline_runs(tmp_path, monke
     monkeypatch.setattr(wandb, "sweep", refuse)
     reports = []
     writer = MirrorWriter(make_plan(tmp_path, mode="online"), report=reports.append)
-    feed_trial(writer, "t_00000", [0.3], "finished")
+    feed_trial(writer, "t_00000", [0.3], "complete")
     writer.handle({"kind": "close"})
     assert len(reports) == 1 and "writing offline runs instead" in reports[0]
     run = runs_of(tmp_path)["t_00000"]
@@ -141,8 +143,8 @@ def test_a_failing_wandb_is_reported_once_and_never_raises(tmp_path, monkeypatch
     monkeypatch.setattr(wandb, "init", disk_full)
     reports = []
     writer = MirrorWriter(make_plan(tmp_path), report=reports.append)
-    feed_trial(writer, "t_00000", [0.3], "finished")
-    feed_trial(writer, "t_00001", [0.3], "finished")
+    feed_trial(writer, "t_00000", [0.3], "complete")
+    feed_trial(writer, "t_00001", [0.3], "complete")
     writer.handle({"kind": "close"})
     assert len(reports) == 1 and "No space left on device" in reports[0]
     assert "sweep goes on" in reports[0]
@@ -187,7 +189,7 @@ def test_writer_process_drains_everything_before_close_returns(tmp_path):
         for epoch in range(1, 6):
             channel.send({"kind": "result", "trial_id": f"t{trial}", "step": epoch,
                           "row": {"epoch": epoch, "val_dice": epoch / 10}, "image": None})
-        channel.send({"kind": "trial_end", "trial_id": f"t{trial}", "state": "finished"})
+        channel.send({"kind": "trial_end", "trial_id": f"t{trial}", "state": "complete"})
     channel.send({"kind": "close"})
     assert channel.close(timeout=60)
     runs = runs_of(tmp_path)
@@ -196,7 +198,7 @@ def test_writer_process_drains_everything_before_close_returns(tmp_path):
     assert 0 < status["writer_cpu_s"] < 60  # the whole mirror's CPU time, for the benchmarks
 
 
-@pytest.mark.parametrize("state", ["finished", "infeasible"])
+@pytest.mark.parametrize("state", ["complete", "infeasible"])
 def test_exit_code_follows_state(tmp_path, state):
     writer = MirrorWriter(make_plan(tmp_path), report=lambda message: None)
     feed_trial(writer, "t", [0.1], state)
@@ -213,3 +215,48 @@ def test_writer_process_that_dies_is_reported_once_and_never_blocks(tmp_path, ca
     assert channel.close(timeout=10)
     warnings = [r.getMessage() for r in caplog.records if "W&B mirror" in r.getMessage()]
     assert len(warnings) == 1 and "writer process exited" in warnings[0]
+
+
+def test_a_resumed_trial_continues_its_run_and_a_lost_one_ends_failed(tmp_path):
+    """Ctrl-C, then `resume`: the run left open continues in a second folder (same id) from
+    the next epoch and ends with the trial's verdict; a trial the resume lost (failed in
+    trial_status.json) is failed in W&B too. One verdict everywhere."""
+    def start(writer, trial_id):
+        writer.handle({"kind": "trial_start", "trial_id": trial_id, "run_id": trial_id,
+                       "name": f"exp-{trial_id}", "config": {}})
+
+    def result(writer, trial_id, epoch, dice):
+        writer.handle({"kind": "result", "trial_id": trial_id, "step": epoch,
+                       "row": {"epoch": epoch, "val_dice": dice}, "image": None})
+
+    first = MirrorWriter(make_plan(tmp_path), report=lambda message: None)
+    for trial_id in ("kept", "lost"):
+        start(first, trial_id)
+        result(first, trial_id, 1, 0.7)
+    (tmp_path / "tune" / "kept").mkdir(parents=True)  # Ray's row of that epoch
+    (tmp_path / "tune" / "kept" / "result.json").write_text('{"epoch": 1, "val_dice": 0.7}\n')
+    first.handle({"kind": "close"})  # a clean stop with both trials unfinished
+    status = json.loads((tmp_path / "wandb" / "mirror.json").read_text())
+    assert {e["state"] for e in status["runs"].values()} == {"running"}
+
+    (tmp_path / "trial_status.json").write_text(json.dumps({
+        "kept": {"status": "complete", "reason": "trained all 3 epochs"},
+        "lost": {"status": "failed", "reason": "lost: the driver stopped before Ray recorded"}}))
+    second = MirrorWriter(make_plan(tmp_path), report=lambda message: None)
+    start(second, "kept")
+    result(second, "kept", 1, 0.9)  # an epoch the first folder holds: not logged twice
+    result(second, "kept", 2, 0.5)
+    result(second, "kept", 3, 0.6)
+    second.handle({"kind": "trial_end", "trial_id": "kept", "state": "complete", "reason": "ok"})
+    second.handle({"kind": "close"})
+
+    status = json.loads((tmp_path / "wandb" / "mirror.json").read_text())
+    kept, lost = status["runs"]["kept"], status["runs"]["lost"]
+    assert kept["state"] == "complete" and len(kept["dirs"]) == 2
+    continued = read_run(tmp_path / kept["dirs"][1])
+    assert [h["epoch"] for h in continued.history] == [2, 3]
+    assert continued.summary["state"] == "complete" and continued.exit_code == 0
+    assert continued.summary["best/val_dice"] == 0.7  # epoch 1 counts: read from Ray's rows
+    assert lost["state"] == "failed" and len(lost["dirs"]) == 2
+    settled = read_run(tmp_path / lost["dirs"][1])
+    assert settled.summary["state"] == "failed" and settled.exit_code == 1

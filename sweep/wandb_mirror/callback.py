@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from sweep import rundir
 from sweep.wandb_mirror import records
 from sweep.wandb_mirror.channel import MirrorChannel
 from sweep.wandb_mirror.settings import WandbSettings, resolve_mode
@@ -126,17 +127,16 @@ class WandbMirrorCallback(Callback):
                    "reason": reason})
 
     def final_state(self, trial, errored: bool) -> tuple[str, str]:
-        """The sweep's own verdict when it has one (its words: complete -> finished)."""
+        """The sweep's own verdict (trial_status.json's words), from the status log listed
+        before this callback when it has one, else from the same verdict function."""
         entry = getattr(self.status_log, "statuses", {}).get(trial.trial_id, {})
-        if entry.get("status") in ("complete", "pruned", "infeasible", "failed"):
-            state = "finished" if entry["status"] == "complete" else entry["status"]
-            return state, entry.get("reason", "")
-        reason = records.error_line(trial) if errored else ""
-        max_epochs = trial.config.get("epochs", self.plan["max_epochs"])
-        state = records.final_state(errored, reason, trial.last_result or {}, max_epochs)
-        if state == "pruned":
-            reason = f"stopped by the scheduler after epoch {records.step_of(trial.last_result)}"
-        return state, reason
+        if entry.get("status") in rundir.ENDED:
+            return entry["status"], entry.get("reason", "")
+        max_epochs = trial.config.get("epochs", self.plan["max_epochs"]) or 0
+        return rundir.verdict(trial.last_result, errored=errored, max_epochs=max_epochs,
+                              infeasible=rundir.infeasible_reason(self.plan["run_dir"],
+                                                                  trial.trial_id),
+                              error_text=rundir.error_line(trial) if errored else "")
 
     # ---- after the sweep -------------------------------------------------------------------
     def log_best_model(self, path: str | Path, config: dict, metrics: dict,

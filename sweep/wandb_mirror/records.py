@@ -12,7 +12,6 @@ NOT_LOGGED = {"config", "done", "trial_id", "date", "hostname", "node_ip", "expe
 RAY_KEYS = {"timestamp", "time_this_iter_s", "time_total_s", "time_since_restore", "pid",
             "iterations_since_restore", "training_iteration"}
 IMAGE_KEY = "val_images"  # the trainable reports a rendered panel's path under this key
-STATES = ("finished", "pruned", "infeasible", "failed")
 
 
 def run_id(trial_id: str) -> str:
@@ -52,21 +51,6 @@ def json_safe(value):
     return str(value)
 
 
-def final_state(errored: bool, error_text: str, last_result: dict, max_epochs: int | None) -> str:
-    """finished, pruned (stopped early by the scheduler), infeasible (out of memory) or failed."""
-    if errored:
-        return "infeasible" if is_out_of_memory(error_text) else "failed"
-    # Tune marks a scheduler-stopped trial `done` too, so the epoch count tells them apart.
-    if max_epochs and step_of(last_result) < max_epochs:
-        return "pruned"
-    return "finished"
-
-
-def is_out_of_memory(text: str) -> bool:
-    text = text.lower()
-    return "out of memory" in text or "outofmemoryerror" in text or "infeasible" in text
-
-
 def best_summary(rows: list[dict], metric: str, mode: str) -> dict:
     """``best/<key>`` values from the row where ``metric`` was best (NaN rows never win)."""
     scored = [r for r in rows if isinstance(r.get(metric), (int, float))
@@ -76,20 +60,3 @@ def best_summary(rows: list[dict], metric: str, mode: str) -> dict:
     pick = max if mode == "max" else min
     best = pick(scored, key=lambda r: r[metric])
     return {f"best/{key}": value for key, value in best.items() if key not in RAY_KEYS}
-
-
-def error_line(trial) -> str:
-    """The last line of a Tune trial's traceback, e.g. 'error: ValueError: ...' (the sweep's
-    trial_status.json reason and the W&B run's state_reason alike)."""
-    text = ""
-    try:
-        # The driver's local error.txt first: when on_trial_error runs, get_error() (which
-        # reads the storage copy) can still come back empty.
-        if trial.error_file:
-            with open(trial.error_file) as file:
-                text = file.read()
-        text = text or str(trial.get_error() or "")
-    except Exception:  # noqa: BLE001 - the reason is a nicety; never fail the sweep for it
-        pass
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f"error: {lines[-1][:300]}" if lines else "error (see the trial's error.txt)"

@@ -14,11 +14,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweep.wandb_mirror.records import best_summary
+from sweep import rundir
+from sweep.wandb_mirror.records import best_summary, metric_row, step_of
 
 NICENESS = 10  # below the trials: on a busy machine, W&B writing waits, training does not
-FAILED_STATES = ("failed", "infeasible", "interrupted")
-ENDED_STATES = ("finished", "pruned", "infeasible", "failed")
+# The sweep's own words for a trial's fate (sweep/rundir.py): W&B's summary.state and tag.
+# A run left RUNNING when the sweep stops is continued by `resume` in a new folder, same id.
+NOT_OK = (rundir.FAILED, rundir.INFEASIBLE, rundir.RUNNING)  # exit code 1 in W&B
+STOPPED_REASON = "the sweep stopped before this trial ended; `python -m sweep resume` continues it"
 
 
 @dataclass
@@ -102,17 +105,28 @@ class MirrorWriter:
     def on_trial_start(self, record: dict) -> None:
         trial_id = record["trial_id"]
         earlier = self.status["runs"].get(trial_id, {})
-        if trial_id in self.runs or earlier.get("state") in ENDED_STATES:
+        if trial_id in self.runs or earlier.get("state") in rundir.ENDED:
             return  # restored after an error (run still open), or ended before a resume
         run = self.init_run(record["run_id"], record["name"], record["config"],
                             job_type="trial", sweep_id=self.sweep_id)
-        self.runs[trial_id] = OpenRun(run, record["run_id"])
         # An interrupted trial that a resume continues gets a second folder, same run id:
-        # `wandb sync` uploads both, in order, into one run.
-        self.status["runs"][trial_id] = {"run_id": record["run_id"], "state": "running",
-                                         "mode": self.mode,
+        # `wandb sync` uploads both, in order, into one run. It goes on from the last step
+        # the first folder holds, and its summary still covers the epochs logged there.
+        last_step = int(earlier.get("last_step", 0))
+        self.runs[trial_id] = OpenRun(run, record["run_id"], self.logged_rows(trial_id, last_step),
+                                      last_step)
+        self.status["runs"][trial_id] = {"run_id": record["run_id"], "state": rundir.RUNNING,
+                                         "mode": self.mode, "last_step": last_step,
                                          "dirs": earlier.get("dirs", []) + [self.relative(run)]}
         self.save_status()
+
+    def logged_rows(self, trial_id: str, last_step: int) -> list[dict]:
+        """Ray's rows of the epochs an earlier folder of this run logged (for its summary)."""
+        if not last_step:
+            return []
+        rows = rundir.read_result_rows(self.root / rundir.TUNE_DIR / trial_id)
+        by_step = {step_of(row): metric_row(row) for row in rows}  # the last row per epoch
+        return [by_step[step] for step in sorted(by_step) if step <= last_step]
 
     def on_result(self, record: dict) -> None:
         open_run = self.runs.get(record["trial_id"])
@@ -132,7 +146,8 @@ class MirrorWriter:
         if open_run is None:
             return
         self.finish_run(open_run, record["state"], record.get("reason", ""))
-        self.status["runs"][record["trial_id"]]["state"] = record["state"]
+        self.status["runs"][record["trial_id"]].update(state=record["state"],
+                                                       last_step=open_run.last_step)
         self.save_status()
 
     def finish_run(self, open_run: OpenRun, state: str, reason: str) -> None:
@@ -141,7 +156,7 @@ class MirrorWriter:
         run.summary.update({**summary, "state": state, "state_reason": reason,
                             "epochs": open_run.last_step})
         run.tags = tuple(run.tags or ()) + (state,)
-        run.finish(exit_code=1 if state in FAILED_STATES else 0)
+        run.finish(exit_code=1 if state in NOT_OK else 0)
 
     # ---- the sweep's data set and best model ----------------------------------------------
     def on_model(self, record: dict) -> None:
@@ -153,15 +168,34 @@ class MirrorWriter:
         if self.closed:
             return
         self.closed = True
-        state, reason = (("interrupted", "the sweep's driver stopped; a resume continues it")
-                         if interrupted else ("failed", "the sweep ended before this trial"))
+        # Whether the driver was killed or stopped cleanly with trials unfinished (Ctrl-C, a
+        # time budget), an open run stays RUNNING, as trial_status.json says: a resume goes on.
         for trial_id, open_run in list(self.runs.items()):
-            self.guarded("finishing a run", self.finish_run, open_run, state, reason)
-            self.status["runs"][trial_id]["state"] = state
+            self.guarded("finishing a run", self.finish_run, open_run, rundir.RUNNING,
+                         STOPPED_REASON)
+            self.status["runs"][trial_id].update(state=rundir.RUNNING,
+                                                 last_step=open_run.last_step)
         self.runs.clear()
+        if not interrupted and not self.broken and self.wandb:
+            self.guarded("settling lost trials", self.settle_lost_trials)
         if not interrupted and not self.broken and self.wandb and self.plan.get("artifacts"):
             self.guarded("logging artifacts", self.log_artifacts)
         self.save_status()
+
+    def settle_lost_trials(self) -> None:
+        """A trial the sweep gave up on while its run was closed (lost with a killed driver:
+        trial_status.json says failed) gets that verdict in W&B too: one more folder, same id."""
+        statuses = rundir.read_statuses(self.root)
+        for trial_id, entry in self.status["runs"].items():
+            final = statuses.get(trial_id, {})
+            if entry["state"] != rundir.RUNNING or final.get("status") not in rundir.ENDED:
+                continue
+            run = self.init_run(entry["run_id"], f"{self.plan['experiment']}-{trial_id}", {},
+                                job_type="trial", sweep_id=self.sweep_id)
+            entry["dirs"] = entry.get("dirs", []) + [self.relative(run)]
+            self.finish_run(OpenRun(run, entry["run_id"], [], int(entry.get("last_step", 0))),
+                            final["status"], final.get("reason", ""))
+            entry["state"] = final["status"]
 
     def log_artifacts(self) -> None:
         # Its own run, not tied to the sweep: W&B's sweep views then hold trials only.
