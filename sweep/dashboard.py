@@ -49,16 +49,19 @@ def auth_help(url: str) -> str:
 
 
 def connect(include_dashboard: bool = True) -> RayConnection:
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return RayConnection("existing session", None, owned=False)
+    head = None if os.environ.get("RAY_ADDRESS") else read_head_state()
+    if head:
+        # Before `import ray` below: where this process has not imported Ray yet, the public
+        # switch (RAY_AUTH_MODE in the environment) is all it takes.
+        enable_token_auth()
     import ray
 
-    if ray.is_initialized():
-        return RayConnection("existing session", None, owned=False)
-    head = read_head_state()
     if os.environ.get("RAY_ADDRESS"):
         context, where = join(os.environ["RAY_ADDRESS"]), os.environ["RAY_ADDRESS"]
     elif head:
         # By address, not "auto": "auto" may pick any other Ray running on this machine.
-        enable_token_auth()
         context, where = ray.init(address=head["address"], log_to_driver=False), head["address"]
     else:
         # address="local": never trip over a stale ray_current_cluster file from an old cluster.
@@ -76,10 +79,37 @@ def connect(include_dashboard: bool = True) -> RayConnection:
     return RayConnection(where, url, owned=True)
 
 
+def prepare_to_join_head() -> None:
+    """Call before anything imports ray (the sweep commands do): if a driver started now will
+    join the head of `make dashboard`, token auth through Ray's public switch alone."""
+    if not os.environ.get("RAY_ADDRESS") and read_head_state():
+        enable_token_auth()
+
+
 def enable_token_auth() -> None:
-    """Token auth for this driver before it joins our own head by address. Ray turns it on by
-    itself only for a cluster it finds on its own (never sending the token to an address it
-    was merely given), and reads RAY_AUTH_MODE once; its own helper sets and re-reads it."""
+    """Token auth for this driver before it joins our own head by address.
+
+    Ray's public switch is ``RAY_AUTH_MODE=token`` in the environment (docs.ray.io/en/latest/
+    ray-security/token-auth.html), and Ray 2.60 reads it once: when ``ray._raylet`` is imported
+    (its C++ RayConfig), not at ``ray.init``. ``ray.init`` has no argument for it, rejects
+    ``_system_config={"AUTH_MODE": ...}``, and turns it on by itself only for a cluster it
+    discovers (``address`` None or "auto", ray/_private/worker.py ``maybe_enable_token_auth_if_
+    token_available``), never for an address it is given. So: set the variable; where Ray was
+    imported before (a driver that did ``import ray`` first), re-read Ray's config as Ray's
+    own discovery path does, the one step with no public form."""
+    already_read = "ray._raylet" in sys.modules
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return  # set before Ray read it, or by Ray itself after re-reading its config
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if already_read:
+        _reread_ray_config()
+
+
+def _reread_ray_config() -> None:
+    """The only private Ray call here (ray 2.60): ``_enable_token_auth`` sets RAY_AUTH_MODE and
+    re-initialises the C++ RayConfig (``ray._raylet.Config.initialize("")``), as ray.init does
+    for a cluster it discovers. Needed only when ray was imported before RAY_AUTH_MODE was set;
+    the sweep commands call ``prepare_to_join_head`` first and never get here."""
     from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
     _enable_token_auth()

@@ -15,11 +15,25 @@ import pytest
 
 from sweep import dashboard
 
-# What a sweep's driver does first (in its own process: this one may hold the tests' Ray).
+# A driver that imported ray before it joins (in its own process: this one may hold the tests'
+# Ray): Ray has read RAY_AUTH_MODE already, so only re-reading Ray's config turns token auth on.
 JOIN = """
 import ray
 from sweep.dashboard import connect
 connection = connect()
+print(connection.address, ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])
+"""
+
+# What `python -m sweep run/resume/confirm` does: RAY_AUTH_MODE=token in the environment before
+# anything imports ray, Ray's public switch; the private re-read of Ray's config must not run.
+JOIN_PUBLIC = """
+from sweep import dashboard
+def private_call_used():
+    raise AssertionError("the private Ray call was used")
+dashboard._reread_ray_config = private_call_used
+dashboard.prepare_to_join_head()
+import ray
+connection = dashboard.connect()
 print(connection.address, ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])
 """
 
@@ -66,12 +80,15 @@ def test_dashboard_head_needs_the_token_and_stops_cleanly():
         assert dashboard.api_status(url, "not-the-token") == 403
         # Sweeps started now join this head rather than starting their own Ray.
         assert dashboard.live_head_address() == head["address"] == f"127.0.0.1:{port}"
-        try:
-            joined = subprocess.run([sys.executable, "-c", JOIN], capture_output=True,
-                                    text=True, timeout=90)
-        except subprocess.TimeoutExpired as error:
-            pytest.fail(f"joining the head hung: {str(error.stderr)[-2000:]}")
-        assert joined.stdout.split() == [head["address"], str(port)], joined.stderr[-2000:]
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+        for script in (JOIN_PUBLIC, JOIN):
+            try:
+                joined = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                        text=True, timeout=90, env=env)
+            except subprocess.TimeoutExpired as error:
+                pytest.fail(f"joining the head hung: {str(error.stderr)[-2000:]}")
+            assert joined.stdout.split() == [head["address"], str(port)], joined.stderr[-2000:]
         assert dashboard.start_head() == head  # a second start finds the running head
     finally:
         stopped = dashboard.stop_head()
