@@ -140,11 +140,19 @@ def describe(connection: RayConnection) -> str:
 # ---- the head node of `make dashboard` ----------------------------------------------------------
 
 def read_head_state() -> dict | None:
+    """The head `start_head` left running, or None. A state file whose pid is dead, or is now
+    some other process (pids are reused), is removed: that head is gone."""
     try:
         state = json.loads(head_state_path().read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except FileNotFoundError:
         return None
-    return state if pid_alive(state.get("pid", -1)) else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        state = {}
+    if isinstance(state, dict) and is_our_head(state):
+        return state
+    log.info("removing %s: its Ray head is gone", head_state_path())
+    head_state_path().unlink(missing_ok=True)
+    return None
 
 
 def live_head_address() -> str | None:
@@ -152,12 +160,31 @@ def live_head_address() -> str | None:
     return state["address"] if state else None
 
 
-def pid_alive(pid: int) -> bool:
+def process_identity(pid: int) -> dict | None:
+    """What tells this process from a later one given the same pid: its start time and command
+    line (psutil), and its process group (we only signal a group the head leads)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError, OverflowError, ValueError):
+        process = psutil.Process(pid)
+        with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return {"create_time": process.create_time(), "cmdline": process.cmdline(),
+                    "pgid": os.getpgid(pid)}
+    except (psutil.Error, OSError, ValueError, TypeError):
+        return None
+
+
+def is_our_head(state: dict) -> bool:
+    """The pid in the state file is still the process `start_head` started, and it still leads
+    its own process group. A state file without the identity (older format) never matches."""
+    pid = state.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or "create_time" not in state:
         return False
-    return True
+    now = process_identity(pid)
+    return (now is not None and now["pgid"] == pid and now["cmdline"] == state.get("cmdline")
+            and abs(now["create_time"] - state["create_time"]) < 0.01)
 
 
 def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD_PORT,
@@ -178,9 +205,12 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
     with log_file.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
+    identity = process_identity(process.pid)  # Popen returns once the child has exec'd
     url = f"http://127.0.0.1:{dashboard_port}"
     state = {"pid": process.pid, "address": f"127.0.0.1:{port}", "dashboard_url": url,
              "log": str(log_file)}
+    if identity:
+        state.update(create_time=identity["create_time"], cmdline=identity["cmdline"])
     wait_until_ready(process, url, log_file, timeout_s)
     head_state_path().write_text(json.dumps(state, indent=1))
     return state
@@ -228,7 +258,8 @@ def api_status(url: str, token: str | None, path: str = "/api/version") -> int |
 
 
 def stop_head(timeout_s: float = 30) -> bool:
-    """Stop the head ``start_head`` started (only it: never a global ``ray stop``)."""
+    """Stop the head ``start_head`` started (only it: never a global ``ray stop``). Its process
+    group is signalled only while its pid is still that head (``read_head_state`` checks)."""
     state = read_head_state()
     head_state_path().unlink(missing_ok=True)
     if not state:
