@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -194,6 +195,8 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
     state = read_head_state()
     if state:
         return state
+    check_ports_free({"--port": port, "--dashboard-port": dashboard_port,
+                      **ports_in(extra_args)})
     state_dir = head_state_path().parent
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "ray-head.log"
@@ -216,6 +219,29 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
     return state
 
 
+def ports_in(args: tuple[str, ...]) -> dict[str, int]:
+    """The ``--...-port=N`` options among extra ``ray start`` arguments."""
+    found = {}
+    for arg in args:
+        name, _, value = arg.partition("=")
+        if name.startswith("--") and name.endswith("-port") and value.isdigit():
+            found[name] = int(value)
+    return found
+
+
+def check_ports_free(ports: dict[str, int]) -> None:
+    """A port something else listens on is the user's to change: one line, before Ray starts."""
+    for option, port in ports.items():
+        with socket.socket() as probe:
+            # SO_REUSEADDR: a port in TIME_WAIT (a head just stopped) is free; a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("", port))
+            except OSError as error:
+                raise ConfigError(f"{option}={port}: something else already uses that port "
+                                  f"({error.strerror}); pick another") from None
+
+
 def ensure_token() -> None:
     """`ray start` with token auth needs the token to exist; Ray's own command makes one
     (it prints the token, so its output goes nowhere)."""
@@ -234,7 +260,8 @@ def wait_until_ready(process: subprocess.Popen, url: str, log_file: Path, timeou
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = " | ".join(log_file.read_text(errors="replace").strip().splitlines()[-3:])
-            raise RuntimeError(f"ray start exited with {process.returncode}: {tail}")
+            raise ConfigError(f"ray start exited with {process.returncode} (log: {log_file}): "
+                              f"{tail}")
         if token_path().exists() and api_status(url, token_path().read_text().strip()) == 200:
             return
         time.sleep(1)

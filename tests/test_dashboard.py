@@ -178,3 +178,22 @@ def test_a_dead_head_pid_is_cleaned_up():
     assert dashboard.stop_head() is False and not dashboard.head_state_path().exists()
     dashboard.head_state_path().write_text("{not json")
     assert dashboard.read_head_state() is None and not dashboard.head_state_path().exists()
+
+
+def test_dashboard_start_on_a_taken_port_is_a_one_line_error():
+    from training.settings import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        started = subprocess.run(
+            [sys.executable, "-m", "sweep", "dashboard", "start", f"--port={busy}",
+             f"--dashboard-port={free_port()}"], capture_output=True, text=True, timeout=60)
+        assert started.returncode == 2, started.stderr[-2000:]
+        assert started.stderr.strip() == (
+            f"error: --port={busy}: something else already uses that port (Address already "
+            f"in use); pick another"), started.stderr[-2000:]
+        with pytest.raises(ConfigError, match=f"--dashboard-port={busy}: something else"):
+            dashboard.start_head(free_port(), busy)
+    assert dashboard.read_head_state() is None  # no Ray was started
