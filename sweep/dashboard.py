@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,16 +50,19 @@ def auth_help(url: str) -> str:
 
 
 def connect(include_dashboard: bool = True) -> RayConnection:
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return RayConnection("existing session", None, owned=False)
+    head = None if os.environ.get("RAY_ADDRESS") else read_head_state()
+    if head:
+        # Before `import ray` below: where this process has not imported Ray yet, the public
+        # switch (RAY_AUTH_MODE in the environment) is all it takes.
+        enable_token_auth()
     import ray
 
-    if ray.is_initialized():
-        return RayConnection("existing session", None, owned=False)
-    head = read_head_state()
     if os.environ.get("RAY_ADDRESS"):
         context, where = join(os.environ["RAY_ADDRESS"]), os.environ["RAY_ADDRESS"]
     elif head:
         # By address, not "auto": "auto" may pick any other Ray running on this machine.
-        enable_token_auth()
         context, where = ray.init(address=head["address"], log_to_driver=False), head["address"]
     else:
         # address="local": never trip over a stale ray_current_cluster file from an old cluster.
@@ -76,10 +80,37 @@ def connect(include_dashboard: bool = True) -> RayConnection:
     return RayConnection(where, url, owned=True)
 
 
+def prepare_to_join_head() -> None:
+    """Call before anything imports ray (the sweep commands do): if a driver started now will
+    join the head of `make dashboard`, token auth through Ray's public switch alone."""
+    if not os.environ.get("RAY_ADDRESS") and read_head_state():
+        enable_token_auth()
+
+
 def enable_token_auth() -> None:
-    """Token auth for this driver before it joins our own head by address. Ray turns it on by
-    itself only for a cluster it finds on its own (never sending the token to an address it
-    was merely given), and reads RAY_AUTH_MODE once; its own helper sets and re-reads it."""
+    """Token auth for this driver before it joins our own head by address.
+
+    Ray's public switch is ``RAY_AUTH_MODE=token`` in the environment (docs.ray.io/en/latest/
+    ray-security/token-auth.html), and Ray 2.60 reads it once: when ``ray._raylet`` is imported
+    (its C++ RayConfig), not at ``ray.init``. ``ray.init`` has no argument for it, rejects
+    ``_system_config={"AUTH_MODE": ...}``, and turns it on by itself only for a cluster it
+    discovers (``address`` None or "auto", ray/_private/worker.py ``maybe_enable_token_auth_if_
+    token_available``), never for an address it is given. So: set the variable; where Ray was
+    imported before (a driver that did ``import ray`` first), re-read Ray's config as Ray's
+    own discovery path does, the one step with no public form."""
+    already_read = "ray._raylet" in sys.modules
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return  # set before Ray read it, or by Ray itself after re-reading its config
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if already_read:
+        _reread_ray_config()
+
+
+def _reread_ray_config() -> None:
+    """The only private Ray call here (ray 2.60): ``_enable_token_auth`` sets RAY_AUTH_MODE and
+    re-initialises the C++ RayConfig (``ray._raylet.Config.initialize("")``), as ray.init does
+    for a cluster it discovers. Needed only when ray was imported before RAY_AUTH_MODE was set;
+    the sweep commands call ``prepare_to_join_head`` first and never get here."""
     from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
     _enable_token_auth()
@@ -110,11 +141,19 @@ def describe(connection: RayConnection) -> str:
 # ---- the head node of `make dashboard` ----------------------------------------------------------
 
 def read_head_state() -> dict | None:
+    """The head `start_head` left running, or None. A state file whose pid is dead, or is now
+    some other process (pids are reused), is removed: that head is gone."""
     try:
         state = json.loads(head_state_path().read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except FileNotFoundError:
         return None
-    return state if pid_alive(state.get("pid", -1)) else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        state = {}
+    if isinstance(state, dict) and is_our_head(state):
+        return state
+    log.info("removing %s: its Ray head is gone", head_state_path())
+    head_state_path().unlink(missing_ok=True)
+    return None
 
 
 def live_head_address() -> str | None:
@@ -122,12 +161,31 @@ def live_head_address() -> str | None:
     return state["address"] if state else None
 
 
-def pid_alive(pid: int) -> bool:
+def process_identity(pid: int) -> dict | None:
+    """What tells this process from a later one given the same pid: its start time and command
+    line (psutil), and its process group (we only signal a group the head leads)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError, OverflowError, ValueError):
+        process = psutil.Process(pid)
+        with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return {"create_time": process.create_time(), "cmdline": process.cmdline(),
+                    "pgid": os.getpgid(pid)}
+    except (psutil.Error, OSError, ValueError, TypeError):
+        return None
+
+
+def is_our_head(state: dict) -> bool:
+    """The pid in the state file is still the process `start_head` started, and it still leads
+    its own process group. A state file without the identity (older format) never matches."""
+    pid = state.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or "create_time" not in state:
         return False
-    return True
+    now = process_identity(pid)
+    return (now is not None and now["pgid"] == pid and now["cmdline"] == state.get("cmdline")
+            and abs(now["create_time"] - state["create_time"]) < 0.01)
 
 
 def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD_PORT,
@@ -137,6 +195,8 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
     state = read_head_state()
     if state:
         return state
+    check_ports_free({"--port": port, "--dashboard-port": dashboard_port,
+                      **ports_in(extra_args)})
     state_dir = head_state_path().parent
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "ray-head.log"
@@ -148,12 +208,38 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
     with log_file.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
+    identity = process_identity(process.pid)  # Popen returns once the child has exec'd
     url = f"http://127.0.0.1:{dashboard_port}"
     state = {"pid": process.pid, "address": f"127.0.0.1:{port}", "dashboard_url": url,
              "log": str(log_file)}
+    if identity:
+        state.update(create_time=identity["create_time"], cmdline=identity["cmdline"])
     wait_until_ready(process, url, log_file, timeout_s)
     head_state_path().write_text(json.dumps(state, indent=1))
     return state
+
+
+def ports_in(args: tuple[str, ...]) -> dict[str, int]:
+    """The ``--...-port=N`` options among extra ``ray start`` arguments."""
+    found = {}
+    for arg in args:
+        name, _, value = arg.partition("=")
+        if name.startswith("--") and name.endswith("-port") and value.isdigit():
+            found[name] = int(value)
+    return found
+
+
+def check_ports_free(ports: dict[str, int]) -> None:
+    """A port something else listens on is the user's to change: one line, before Ray starts."""
+    for option, port in ports.items():
+        with socket.socket() as probe:
+            # SO_REUSEADDR: a port in TIME_WAIT (a head just stopped) is free; a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("", port))
+            except OSError as error:
+                raise ConfigError(f"{option}={port}: something else already uses that port "
+                                  f"({error.strerror}); pick another") from None
 
 
 def ensure_token() -> None:
@@ -174,7 +260,8 @@ def wait_until_ready(process: subprocess.Popen, url: str, log_file: Path, timeou
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = " | ".join(log_file.read_text(errors="replace").strip().splitlines()[-3:])
-            raise RuntimeError(f"ray start exited with {process.returncode}: {tail}")
+            raise ConfigError(f"ray start exited with {process.returncode} (log: {log_file}): "
+                              f"{tail}")
         if token_path().exists() and api_status(url, token_path().read_text().strip()) == 200:
             return
         time.sleep(1)
@@ -198,7 +285,8 @@ def api_status(url: str, token: str | None, path: str = "/api/version") -> int |
 
 
 def stop_head(timeout_s: float = 30) -> bool:
-    """Stop the head ``start_head`` started (only it: never a global ``ray stop``)."""
+    """Stop the head ``start_head`` started (only it: never a global ``ray stop``). Its process
+    group is signalled only while its pid is still that head (``read_head_state`` checks)."""
     state = read_head_state()
     head_state_path().unlink(missing_ok=True)
     if not state:

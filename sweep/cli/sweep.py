@@ -67,7 +67,15 @@ def split_overrides(args: argparse.Namespace) -> list[str]:
     return extra
 
 
+def before_ray() -> None:
+    """First thing in a command that drives Ray: Ray reads RAY_AUTH_MODE when it is imported."""
+    from sweep.dashboard import prepare_to_join_head
+
+    prepare_to_join_head()
+
+
 def run_sweep(args: argparse.Namespace) -> int:
+    before_ray()
     from sweep.experiment import load_experiment
     from sweep.runner import run_experiment, summary_text
 
@@ -83,6 +91,7 @@ def exit_code(summary) -> int:
 
 
 def resume_sweep(args: argparse.Namespace) -> int:
+    before_ray()
     from sweep.runner import resume_experiment, summary_text
 
     summary = resume_experiment(args.run_dir)
@@ -91,6 +100,7 @@ def resume_sweep(args: argparse.Namespace) -> int:
 
 
 def confirm_sweep(args: argparse.Namespace) -> int:
+    before_ray()
     from sweep.confirm import confirm_run, confirm_text
 
     print(confirm_text(confirm_run(args.run_dir, args.top_k, args.seeds)), flush=True)
