@@ -60,17 +60,6 @@ class ConfirmSettings:
 
 
 @dataclass
-class FaultSettings:
-    """Testing hooks, so the failure paths run on CPU too: trials whose config matches every
-    item of ``oom_when`` run out of memory at epoch ``oom_epoch``; those matching ``error_when``
-    crash at epoch ``error_epoch`` unless resumed from a checkpoint (so a retry gets past it)."""
-    oom_when: dict = field(default_factory=dict)
-    oom_epoch: int = 1
-    error_when: dict = field(default_factory=dict)
-    error_epoch: int = 2
-
-
-@dataclass
 class Experiment:
     name: str = ""
     description: str = ""
@@ -81,7 +70,6 @@ class Experiment:
     resources: ResourceSettings = field(default_factory=ResourceSettings)
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
     wandb: dict = field(default_factory=dict)  # the W&B mirror's settings (its own schema)
-    faults: FaultSettings = field(default_factory=FaultSettings)
 
     @classmethod
     def from_dict(cls, values: dict, source: str) -> Experiment:
@@ -130,17 +118,10 @@ class Experiment:
                 "resources.gpus", resources.gpus, "a fraction up to 1, or a whole number")
         require(self.confirm.top_k >= 1, source, "confirm.top_k", self.confirm.top_k, "at least 1")
         require(self.confirm.seeds >= 1, source, "confirm.seeds", self.confirm.seeds, "at least 1")
-        require(self.faults.oom_epoch >= 1, source, "faults.oom_epoch", self.faults.oom_epoch,
-                "at least 1")
         require(bool(self.space), source, "space", self.space, "at least one searched setting")
         WandbSettings.from_dict(self.wandb, source)  # the mirror's section, checked as strictly
         for key, spec in self.space.items():
             check_space_entry(self.train, key, spec, source)
-        require(self.faults.error_epoch >= 2, source, "faults.error_epoch",
-                self.faults.error_epoch, "2 or more (a retry resumes after an earlier epoch)")
-        for section in ("oom_when", "error_when"):
-            for key, value in getattr(self.faults, section).items():
-                check_setting(self.train, f"faults.{section}.{key}", key, value, source)
 
     def distributions(self) -> dict:
         """The space as Optuna distributions (what OptunaSearch and the study record)."""

@@ -80,6 +80,8 @@ BAD = {
                                ["space.lr.loguniform", "[0, 0.1]"]),
     "epochs set by the sweep": ({"train": {"epochs": 9}}, ["train.epochs", "9", "max_epochs"]),
     "grace beyond max": ({"scheduler": {"grace_period": 99}}, ["scheduler.grace_period", "99"]),
+    # A test seam, not a user setting: tests set CRACK_SWEEP_FAULTS instead (tests/README.md).
+    "faults section": ({"faults": {"oom_when": {"batch_size": 2}}}, ["unknown key faults"]),
 }
 
 
