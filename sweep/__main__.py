@@ -13,7 +13,8 @@ import sys
 from sweep.cli.errors import USER_ERRORS, one_line
 
 # Modules that contribute commands, in the order `--help` lists them.
-COMMAND_MODULES = ["sweep.cli.train", "sweep.cli.sweep", "sweep.cli.report", "sweep.cli.wandb"]
+COMMAND_MODULES = ["sweep.cli.train", "sweep.cli.sweep", "sweep.cli.report", "sweep.cli.wandb",
+                   "sweep.cli.settings"]
 
 
 def build_parser() -> argparse.ArgumentParser:
