@@ -116,6 +116,25 @@ def test_bad_override_is_one_line_exit_2(flag, expected, tmp_path, capsys):
         assert part in message, message
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["--search.trials", "4"], "'--search.trials' is not an override of the form --key=value"),
+    (["stray"], "'stray' is not an override"),
+])
+def test_run_arguments_that_are_not_overrides_are_one_line_exit_2(argv, expected, tmp_path,
+                                                                  capsys):
+    assert main(["run", str(SMOKE), *argv, "--runs-dir", str(tmp_path / "runs")]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and expected in message, message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_flags_of_other_commands_stay_argparse_errors(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["resume", "runs/x", "--search.trials=4"])
+    assert done.value.code == 2
+    assert "unrecognized arguments: --search.trials=4" in capsys.readouterr().err
+
+
 def test_missing_and_empty_files_are_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: no such file"):
         load_experiment(tmp_path / "nope.yaml")
