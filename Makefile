@@ -41,6 +41,12 @@ samples: install
 clean:
 	rm -rf runs .pytest_cache
 
+# docs/SETTINGS.md: every setting with its description, generated from the code (a test checks
+# the committed file against the generator).
+.PHONY: settings-doc
+settings-doc: install
+	$(PY) -m sweep settings > docs/SETTINGS.md
+
 # Sweeps (issue 3): `make sweep` runs experiments/$(EXP).yaml into runs/$(EXP)/; overrides go in
 # ARGS, e.g. make sweep EXP=crack_unet ARGS="--search.trials=20 --fresh".
 EXP ?= quickstart

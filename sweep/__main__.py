@@ -1,7 +1,9 @@
 """``python -m sweep <command>``: one command line for training, prediction and sweeps.
 
 Each command lives in its own module exposing ``add_parser(subparsers)``; the parser it adds
-sets ``func`` to a function of the parsed arguments that returns an exit code.
+sets ``func`` to a function of the parsed arguments that returns an exit code. A command that
+sets ``takes_overrides`` receives the flags argparse does not know as ``args.overrides``
+(``run``: ``--section.key=value``); for any other command they are argparse's usual error.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import sys
 from sweep.cli.errors import USER_ERRORS, one_line
 
 # Modules that contribute commands, in the order `--help` lists them.
-COMMAND_MODULES = ["sweep.cli.train", "sweep.cli.sweep", "sweep.cli.report", "sweep.cli.wandb"]
+COMMAND_MODULES = ["sweep.cli.train", "sweep.cli.sweep", "sweep.cli.report", "sweep.cli.wandb",
+                   "sweep.cli.settings"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "takes_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = unknown
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)

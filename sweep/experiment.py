@@ -15,12 +15,21 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sweep.wandb_mirror.settings import WandbSettings
 from training.config import TrainConfig
-from training.settings import ConfigError, build, coerce, load_yaml, merge, parse_overrides, require
+from training.settings import (
+    ConfigError,
+    build,
+    coerce,
+    load_yaml,
+    merge,
+    parse_overrides,
+    require,
+    setting,
+)
 
 SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
 # The sweep sets these for every trial; an experiment may neither fix nor search them.
@@ -32,56 +41,53 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 @dataclass
 class SearchSettings:
-    trials: int = 12
-    concurrency: int = 2  # trials at once (also capped by the CPUs/GPUs Ray has)
-    seed: int = 0  # TPE sampler seed: same seed, same suggestions
-    startup_trials: int = 10  # random trials before TPE starts modelling
-    time_budget_s: float = 0.0  # 0 = no limit; running trials are stopped at the limit
-    max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
+    trials: int = setting(12, "Trials in the sweep")
+    concurrency: int = setting(2, "Trials at once (also capped by the CPUs and GPUs Ray has)")
+    seed: int = setting(0, "Seed of Optuna's TPE sampler: same seed, same suggestions")
+    startup_trials: int = setting(10, "Random trials before TPE starts modelling the space")
+    time_budget_s: float = setting(0.0, "Wall-clock limit of the sweep, in seconds; running "
+                                        "trials are stopped at it; 0 = none")
+    max_failures: int = setting(2, "Retries of a crashed trial, each from its last checkpoint")
 
 
 @dataclass
 class SchedulerSettings:  # ASHA
-    max_epochs: int = 5
-    grace_period: int = 1  # epochs every trial gets before it can be stopped
-    reduction_factor: float = 2.0
+    max_epochs: int = setting(5, "Epochs of a trial that is never stopped early (every trial's "
+                                 "budget)")
+    grace_period: int = setting(1, "Epochs every trial gets before ASHA may stop it")
+    reduction_factor: float = setting(2.0, "ASHA keeps 1 in this many trials at each rung")
 
 
 @dataclass
 class ResourceSettings:
-    cpus: float = 1.0  # per trial, plus one per data-loading worker (the trial's num_workers)
-    gpus: float = 0.0  # per trial; a fraction lets trials share a GPU
+    cpus: float = setting(1.0, "CPUs per trial, plus one per data-loading worker (the trial's "
+                               "num_workers); also its torch threads")
+    gpus: float = setting(0.0, "GPUs per trial; a fraction lets trials share a GPU")
 
 
 @dataclass
 class ConfirmSettings:
-    top_k: int = 3  # configurations to rerun
-    seeds: int = 3  # new seeds per configuration
-
-
-@dataclass
-class FaultSettings:
-    """Testing hooks, so the failure paths run on CPU too: trials whose config matches every
-    item of ``oom_when`` run out of memory at epoch ``oom_epoch``; those matching ``error_when``
-    crash at epoch ``error_epoch`` unless resumed from a checkpoint (so a retry gets past it)."""
-    oom_when: dict = field(default_factory=dict)
-    oom_epoch: int = 1
-    error_when: dict = field(default_factory=dict)
-    error_epoch: int = 2
+    top_k: int = setting(3, "Best configurations that `confirm` reruns")
+    seeds: int = setting(3, "New seeds per configuration")
 
 
 @dataclass
 class Experiment:
-    name: str = ""
-    description: str = ""
-    train: TrainConfig = field(default_factory=TrainConfig)
-    space: dict = field(default_factory=dict)
-    search: SearchSettings = field(default_factory=SearchSettings)
-    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
-    resources: ResourceSettings = field(default_factory=ResourceSettings)
-    confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
-    wandb: dict = field(default_factory=dict)  # the W&B mirror's settings (its own schema)
-    faults: FaultSettings = field(default_factory=FaultSettings)
+    name: str = setting("", "Name of the run folder (runs/<name>/); default: the file's name")
+    description: str = setting("", "Free text, for people")
+    train: TrainConfig = setting(help="Fixed training settings of every trial (any TrainConfig "
+                                      "field but epochs, out_dir and load)", factory=TrainConfig)
+    space: dict = setting({}, "Searched settings: a TrainConfig field -> {loguniform|uniform: "
+                              "[lo, hi]}, {int: [lo, hi]} or {choice: [...]}")
+    search: SearchSettings = setting(help="How many trials, how many at once, TPE",
+                                     factory=SearchSettings)
+    scheduler: SchedulerSettings = setting(help="ASHA early stopping",
+                                           factory=SchedulerSettings)
+    resources: ResourceSettings = setting(help="Resources per trial", factory=ResourceSettings)
+    confirm: ConfirmSettings = setting(help="Reruns of the top configurations with new seeds",
+                                       factory=ConfirmSettings)
+    # The mirror checks its own section (sweep/wandb_mirror/settings.py).
+    wandb: dict = setting({}, "The W&B mirror's settings (WandbSettings)")
 
     @classmethod
     def from_dict(cls, values: dict, source: str) -> Experiment:
@@ -130,17 +136,10 @@ class Experiment:
                 "resources.gpus", resources.gpus, "a fraction up to 1, or a whole number")
         require(self.confirm.top_k >= 1, source, "confirm.top_k", self.confirm.top_k, "at least 1")
         require(self.confirm.seeds >= 1, source, "confirm.seeds", self.confirm.seeds, "at least 1")
-        require(self.faults.oom_epoch >= 1, source, "faults.oom_epoch", self.faults.oom_epoch,
-                "at least 1")
         require(bool(self.space), source, "space", self.space, "at least one searched setting")
         WandbSettings.from_dict(self.wandb, source)  # the mirror's section, checked as strictly
         for key, spec in self.space.items():
             check_space_entry(self.train, key, spec, source)
-        require(self.faults.error_epoch >= 2, source, "faults.error_epoch",
-                self.faults.error_epoch, "2 or more (a retry resumes after an earlier epoch)")
-        for section in ("oom_when", "error_when"):
-            for key, value in getattr(self.faults, section).items():
-                check_setting(self.train, f"faults.{section}.{key}", key, value, source)
 
     def distributions(self) -> dict:
         """The space as Optuna distributions (what OptunaSearch and the study record)."""

@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
+from sweep.faults import faults_from_env
 from sweep.rundir import (
     COMPLETE,
     METRIC,
@@ -129,9 +130,11 @@ def trial_resources(experiment: Experiment, candidates: list[dict] | None = None
 def make_trainable(experiment: Experiment, run_dir: Path, data: SegmentationData,
                    candidates: list[dict] | None = None, finished: frozenset = frozenset()):
     # with_parameters puts the data in the object store once; every trial reads that copy.
+    # The tests' fault injection is read here, on the driver: see sweep/faults.py.
     trainable = tune.with_parameters(train_trial, data=data, experiment=experiment,
                                      run_dir=str(Path(run_dir).resolve()),
-                                     candidates=candidates, finished=finished)
+                                     candidates=candidates, finished=finished,
+                                     faults=faults_from_env())
     return tune.with_resources(trainable, trial_resources(experiment, candidates))
 
 

@@ -20,6 +20,7 @@ from ray import tune
 
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
+from sweep.faults import Faults, fault_injector
 from sweep.rundir import CHECKPOINT_FILE, record_infeasible
 from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.loop import EpochState, train
@@ -28,15 +29,17 @@ OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
 
 
 def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment, run_dir: str,
-                candidates: list[dict] | None = None, finished: frozenset = frozenset()) -> None:
+                candidates: list[dict] | None = None, finished: frozenset = frozenset(),
+                faults: Faults | None = None) -> None:
     """One trial. ``config`` holds the searched settings, or (confirm runs) a candidate index
-    and a seed; ``finished`` names trials the driver already recorded as done (resume)."""
+    and a seed; ``finished`` names trials the driver already recorded as done (resume);
+    ``faults`` is the tests' fault injection (sweep/faults.py), None in real sweeps."""
     trial_id = tune.get_context().get_trial_id()
     if trial_id in finished:
         return  # finished before the driver died, after Ray's last snapshot: never rerun
     params = trial_params(config, candidates)
     try:
-        run_epochs(params, data, experiment)
+        run_epochs(params, data, experiment, faults)
     except OUT_OF_MEMORY as error:
         reason = f"out of memory: {' '.join(str(error).split())[:300]}"
     else:
@@ -52,7 +55,8 @@ def trial_params(config: dict, candidates: list[dict] | None) -> dict:
     return {**candidates[config["candidate"]], "seed": config["seed"]}
 
 
-def run_epochs(params: dict, data: SegmentationData, experiment: Experiment) -> None:
+def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
+               faults: Faults | None = None) -> None:
     checkpoint = tune.get_checkpoint()
     with contextlib.ExitStack() as stack:
         work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-"))
@@ -61,7 +65,8 @@ def run_epochs(params: dict, data: SegmentationData, experiment: Experiment) -> 
             load = str(resume_file(Path(stack.enter_context(checkpoint.as_directory()))))
         # Locally only the newest epoch is kept; Ray stores the reported ones.
         config = experiment.trial_config(params, out_dir=work_dir, load=load, keep_checkpoints=1)
-        report = make_reporter(experiment, params, data, resumed=checkpoint is not None)
+        report = make_reporter(experiment, params, data, resumed=checkpoint is not None,
+                               faults=faults)
         train(config, data, report=report)
 
 
@@ -76,8 +81,8 @@ def resume_file(folder: Path) -> Path:
 
 
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
-                  resumed: bool = False):
-    inject_faults = fault_injector(experiment.faults, params, resumed)
+                  resumed: bool = False, faults: Faults | None = None):
+    inject_faults = fault_injector(faults, params, resumed)
     # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
     add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
                  if data is not None else None)
@@ -92,24 +97,6 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     return report
-
-
-def fault_injector(faults, params: dict, resumed: bool):
-    """The testing hooks of ``experiment.faults`` for this trial: raises at the chosen epoch."""
-    def matches(when: dict) -> bool:
-        return bool(when) and all(params.get(k) == v for k, v in when.items())
-
-    oom, crash = matches(faults.oom_when), matches(faults.error_when) and not resumed
-
-    def inject(epoch: int) -> None:
-        if oom and epoch == faults.oom_epoch:
-            raise torch.OutOfMemoryError(f"simulated by faults.oom_when={faults.oom_when} at "
-                                         f"epoch {epoch}")
-        if crash and epoch == faults.error_epoch:
-            raise RuntimeError(f"injected by faults.error_when={faults.error_when} at epoch "
-                               f"{epoch}")
-
-    return inject
 
 
 def link_or_copy(source: Path, target: Path) -> None:

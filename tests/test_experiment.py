@@ -80,6 +80,8 @@ BAD = {
                                ["space.lr.loguniform", "[0, 0.1]"]),
     "epochs set by the sweep": ({"train": {"epochs": 9}}, ["train.epochs", "9", "max_epochs"]),
     "grace beyond max": ({"scheduler": {"grace_period": 99}}, ["scheduler.grace_period", "99"]),
+    # A test seam, not a user setting: tests set CRACK_SWEEP_FAULTS instead (tests/README.md).
+    "faults section": ({"faults": {"oom_when": {"batch_size": 2}}}, ["unknown key faults"]),
 }
 
 
@@ -112,6 +114,25 @@ def test_bad_override_is_one_line_exit_2(flag, expected, tmp_path, capsys):
     assert message.count("\n") == 0 and str(SMOKE) in message
     for part in expected:
         assert part in message, message
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--search.trials", "4"], "'--search.trials' is not an override of the form --key=value"),
+    (["stray"], "'stray' is not an override"),
+])
+def test_run_arguments_that_are_not_overrides_are_one_line_exit_2(argv, expected, tmp_path,
+                                                                  capsys):
+    assert main(["run", str(SMOKE), *argv, "--runs-dir", str(tmp_path / "runs")]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and expected in message, message
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_flags_of_other_commands_stay_argparse_errors(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["resume", "runs/x", "--search.trials=4"])
+    assert done.value.code == 2
+    assert "unrecognized arguments: --search.trials=4" in capsys.readouterr().err
 
 
 def test_missing_and_empty_files_are_named(tmp_path):

@@ -14,6 +14,7 @@ from PIL import Image
 
 from sweep.confirm import confirm_run
 from sweep.experiment import load_experiment
+from sweep.faults import ENV_VAR as FAULTS_ENV
 from sweep.rundir import read_trials
 from sweep.runner import run_experiment
 from sweep.search import journal_storage
@@ -74,9 +75,11 @@ def test_optuna_load_study_reads_every_trial(smoke_run):
     assert {t.state for t in study.trials} == set(expected.values())
 
 
-def test_out_of_memory_trial_is_infeasible_and_the_sweep_goes_on(ray_session, tmp_path):
-    experiment = load_experiment(SMOKE, ["--faults.oom_when={batch_size: 2}",
-                                         "--search.trials=3", "--scheduler.max_epochs=2"])
+def test_out_of_memory_trial_is_infeasible_and_the_sweep_goes_on(ray_session, tmp_path,
+                                                                 monkeypatch):
+    # Set after Ray started: the driver reads it (sweep/faults.py), the workers never see it.
+    monkeypatch.setenv(FAULTS_ENV, json.dumps({"oom_when": {"batch_size": 2}}))
+    experiment = load_experiment(SMOKE, ["--search.trials=3", "--scheduler.max_epochs=2"])
     summary = run_experiment(experiment, tmp_path)
     status = statuses(summary.run_dir)
     infeasible = {t for t, e in status.items() if e["status"] == "infeasible"}
@@ -110,9 +113,11 @@ def test_confirm_reruns_the_top_configs_with_new_seeds(smoke_run, tmp_path):
         assert [row["epoch"] for row in record.rows] == [1, 2, 3]
 
 
-def test_a_crashed_trial_is_retried_from_its_last_checkpoint(ray_session, tmp_path):
-    experiment = load_experiment(SMOKE, ["--faults.error_when={batch_size: 2}",
-                                         "--faults.error_epoch=2", "--search.trials=2",
+def test_a_crashed_trial_is_retried_from_its_last_checkpoint(ray_session, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setenv(FAULTS_ENV, json.dumps({"error_when": {"batch_size": 2},
+                                               "error_epoch": 2}))
+    experiment = load_experiment(SMOKE, ["--search.trials=2",
                                          "--scheduler.grace_period=3"])  # no pruning here
     summary = run_experiment(experiment, tmp_path)
     status = statuses(summary.run_dir)
@@ -121,4 +126,4 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(ray_session, tmp_pa
     for trial_id in crashed:
         (record,) = [r for r in read_trials(summary.run_dir / "tune") if r.trial_id == trial_id]
         assert [row["epoch"] for row in record.rows] == [1, 2, 3]  # epoch 1 not run again
-        assert "injected by faults.error_when" in (record.path / "error.txt").read_text()
+        assert f"injected by {FAULTS_ENV} error_when" in (record.path / "error.txt").read_text()

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from models import list_models
-from training.settings import ConfigError, build, require
+from training.settings import ConfigError, build, require, setting
 
 OPTIMIZERS = ("rmsprop", "adamw")
 SCHEDULERS = ("plateau", "cosine", "none")
@@ -14,44 +14,53 @@ SCHEDULERS = ("plateau", "cosine", "none")
 @dataclass
 class TrainConfig:
     # Model
-    model: str = "unet"
-    width: int = 16  # base channels; 64 is Pytorch-UNet's full width
-    bilinear: bool = False
-    classes: int = 2
-    channels_last: bool = True  # NHWC: ~25 % faster convolutions on this CPU, and on GPUs
-    # Data ('' = the embedded synthetic crack set)
-    data_dir: str = ""
-    synthetic_images: int = 160
-    synthetic_size: int = 128
-    synthetic_seed: int = 0
-    scale: float = 1.0
-    mask_suffix: str = "auto"
-    val_percent: float = 10.0
-    split_seed: int = 0  # the validation split depends on this alone, never on `seed`
-    augment: bool = True
+    model: str = setting("unet", "Architecture, by its registered name (e.g. unet, segnet)")
+    width: int = setting(16, "Base channel count of the first layer; 64 is Pytorch-UNet's full "
+                             "width")
+    bilinear: bool = setting(False, "Bilinear upsampling instead of transposed convolutions")
+    classes: int = setting(2, "Output classes, background included")
+    channels_last: bool = setting(True, "NHWC memory layout: ~25 % faster convolutions on CPU "
+                                        "and GPU")
+    # Data
+    data_dir: str = setting("", "Folder with imgs/ and masks/ (Pytorch-UNet's layout); '' = the "
+                                "embedded synthetic crack set")
+    synthetic_images: int = setting(160, "Images in the synthetic set")
+    synthetic_size: int = setting(128, "Side of a synthetic image, in pixels")
+    synthetic_seed: int = setting(0, "Seed of the synthetic set's generator")
+    scale: float = setting(1.0, "Downscaling factor of the images")
+    mask_suffix: str = setting("auto", "Mask file name suffix after the image id (e.g. _mask); "
+                                       "auto tries _mask, then none")
+    val_percent: float = setting(10.0, "Share of the data held out for validation, in %")
+    split_seed: int = setting(0, "Seed of the validation split (the split depends on it alone, "
+                                 "never on seed)")
+    augment: bool = setting(True, "Random flips, 90-degree turns and brightness/contrast "
+                                  "jitter of training images")
     # Optimisation
-    epochs: int = 5
-    batch_size: int = 4
-    eval_batch_size: int = 8
-    lr: float = 1e-3
-    optimizer: str = "rmsprop"
-    weight_decay: float = 1e-8
-    momentum: float = 0.9
-    scheduler: str = "plateau"
-    grad_clip: float = 1.0
-    seed: int = 0
+    epochs: int = setting(5, "Passes over the training set")
+    batch_size: int = setting(4, "Training images per step")
+    eval_batch_size: int = setting(8, "Validation images per forward pass")
+    lr: float = setting(1e-3, "Initial learning rate")
+    optimizer: str = setting("rmsprop", "rmsprop (Pytorch-UNet's) or adamw")
+    weight_decay: float = setting(1e-8, "Weight decay (L2 penalty) of the optimizer")
+    momentum: float = setting(0.9, "Momentum of RMSprop (ignored by AdamW)")
+    scheduler: str = setting("plateau", "Learning-rate schedule: plateau (on val_dice), cosine "
+                                        "or none")
+    grad_clip: float = setting(1.0, "Gradient norm clipping threshold; 0 = off")
+    seed: int = setting(0, "Seed of initialisation, shuffling and augmentation")
     # Runtime (num_workers and pin_memory change speed, never results)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported); ignored on CPU
-    deterministic: bool = True
-    num_workers: int = 0
-    pin_memory: bool = True  # only takes effect on CUDA
-    # torch intra-op threads, 0 = torch's default (the core count). Unlike num_workers this can
-    # change the last bits of results (reductions split by thread), so sweeps pin it.
-    threads: int = 0
-    out_dir: str = "runs/train"
-    keep_checkpoints: int = 3  # newest checkpoints kept per run; 0 keeps all
-    load: str = ""  # checkpoint to resume (ours) or to start from (Pytorch-UNet weights)
+    device: str = setting("auto", "auto (CUDA if present), cpu, cuda or cuda:N")
+    amp: bool = setting(True, "Mixed precision on CUDA (bf16 where supported); ignored on CPU")
+    deterministic: bool = setting(True, "Deterministic CUDA kernels (the ops without one are "
+                                        "named)")
+    num_workers: int = setting(0, "Data-loading worker processes; 0 = load in the main process")
+    pin_memory: bool = setting(True, "Page-locked host memory for batches; CUDA only")
+    # Unlike num_workers this can change the last bits of results (reductions split by
+    # thread), so sweeps pin it.
+    threads: int = setting(0, "torch intra-op CPU threads; 0 = torch's default (the core count)")
+    out_dir: str = setting("runs/train", "Folder for checkpoints, metrics.jsonl and samples")
+    keep_checkpoints: int = setting(3, "Newest checkpoints kept per run; 0 keeps all")
+    load: str = setting("", "Checkpoint to resume (ours) or to start from (Pytorch-UNet "
+                            "weights); '' = none")
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:

@@ -2,6 +2,7 @@
 wrong type is an error that names the key, the value and where it came from."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -12,6 +13,18 @@ import yaml
 
 class ConfigError(ValueError):
     """Bad settings; the message is one line a user can act on."""
+
+
+def setting(default=dataclasses.MISSING, help: str = "", *, factory=dataclasses.MISSING):
+    """A dataclass field with its one-line description: the one source of ``--help`` and
+    docs/SETTINGS.md. A list or dict default is copied for each instance."""
+    if isinstance(default, (list, dict)):
+        default, factory = dataclasses.MISSING, lambda value=default: copy.deepcopy(value)
+    return dataclasses.field(default=default, default_factory=factory, metadata={"help": help})
+
+
+def help_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("help", "")
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -8,27 +8,17 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-class OverridesParser(argparse.ArgumentParser):
-    """Flags it does not know (--search.trials=4) become experiment overrides, not errors."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extra = super().parse_known_args(args, namespace)
-        namespace.overrides = [*getattr(namespace, "overrides", []), *extra]
-        return namespace, []
-
-
 def add_parser(subparsers) -> None:
     run = subparsers.add_parser(
         "run", help="sweep an experiment with Ray Tune + Optuna (TPE) + ASHA",
         description="Run the sweep an experiment file describes; everything lands in "
                     "RUNS_DIR/<name>/ (docs/RUN_LAYOUT.md). Settings after the file override "
                     "it, e.g. --search.trials=4 --train.width=16.")
-    run.__class__ = OverridesParser
     run.add_argument("experiment", type=Path, help="experiments/NAME.yaml")
     run.add_argument("--runs-dir", type=Path, default=Path("runs"), metavar="DIR")
     run.add_argument("--fresh", action="store_true",
                      help="delete an earlier sweep of the same name first")
-    run.set_defaults(func=run_sweep)
+    run.set_defaults(func=run_sweep, takes_overrides=True)  # main() hands it unknown flags
 
     resume = subparsers.add_parser("resume", help="continue an interrupted sweep",
                                    description="Continue a sweep with its searcher state: no "
@@ -60,7 +50,7 @@ def split_overrides(args: argparse.Namespace) -> list[str]:
     """Unknown --key=value flags are experiment overrides; anything else is a mistake."""
     from training.settings import ConfigError
 
-    extra = getattr(args, "overrides", [])
+    extra = args.overrides
     bad = [item for item in extra if not item.startswith("--") or "=" not in item]
     if bad:
         raise ConfigError(f"command line: {bad[0]!r} is not an override of the form --key=value")

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from training.config import TrainConfig
-from training.settings import ConfigError, load_yaml
+from training.settings import ConfigError, help_of, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +52,18 @@ def add_parser(subparsers) -> None:
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; None defaults tell us which flags were given."""
     hints = typing.get_type_hints(TrainConfig)
-    group = parser.add_argument_group("settings (see training/config.py)")
+    group = parser.add_argument_group("settings (docs/SETTINGS.md)")
     for field in dataclasses.fields(TrainConfig):
         names = ALIASES.get(field.name, []) + ["--" + field.name.replace("_", "-")]
+        # argparse %-formats help text: "10 %" must reach it as "10 %%".
+        text = f"{help_of(field)} (default: {field.default!r})".replace("%", "%%")
         kind = hints[field.name]
         if kind is bool:
-            group.add_argument(*names, dest=field.name, default=None,
-                               action=argparse.BooleanOptionalAction,
-                               help=f"default {field.default}")
+            group.add_argument(*names, dest=field.name, default=None, help=text,
+                               action=argparse.BooleanOptionalAction)
         else:
             group.add_argument(*names, dest=field.name, type=kind, default=None,
-                               metavar=field.name.upper(), help=f"default {field.default!r}")
+                               metavar=field.name.upper(), help=text)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

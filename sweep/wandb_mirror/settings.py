@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import netrc
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from training.settings import build, require
+from training.settings import build, require, setting
 
 MODES = ("auto", "online", "offline", "disabled")
 DEFAULT_PROJECT = "crack-sweep"
@@ -14,17 +14,20 @@ DEFAULT_PROJECT = "crack-sweep"
 
 @dataclass
 class WandbSettings:
-    enabled: bool = True
+    enabled: bool = setting(True, "Mirror the sweep to W&B; false turns it off (so does "
+                                  "WANDB_MODE=disabled)")
     # auto: online when an API key is configured (and WANDB_MODE does not say otherwise),
     # else offline; runs written offline are uploaded later with `make wandb-sync`.
-    mode: str = "auto"
-    project: str = ""  # '' = $WANDB_PROJECT or "crack-sweep"
-    entity: str = ""  # '' = $WANDB_ENTITY or the key's default entity
-    # Epochs at which trials render validation images; -1 = a trial's last epoch.
-    image_epochs: list[int] = field(default_factory=lambda: [1, -1])
-    image_count: int = 4  # validation images per panel; 0 = no images
-    artifacts: bool = True  # data set and best-model artifacts
-    drain_timeout_s: float = 120.0  # how long the end of a sweep waits for W&B writing
+    mode: str = setting("auto", "auto (online with an API key, else offline), online, offline "
+                                "or disabled; WANDB_MODE=offline forces offline")
+    project: str = setting("", "W&B project; '' = $WANDB_PROJECT, else crack-sweep")
+    entity: str = setting("", "W&B entity; '' = $WANDB_ENTITY, else the key's default entity")
+    image_epochs: list[int] = setting([1, -1], "Epochs at which trials log validation panels; "
+                                               "-1 = a trial's last epoch")
+    image_count: int = setting(4, "Validation images per panel (0 to 16); 0 = no images")
+    artifacts: bool = setting(True, "Log the data set and the best model as artifacts")
+    drain_timeout_s: float = setting(120.0, "How long the end of a sweep waits for the mirror "
+                                            "to finish writing, in seconds")
 
     @classmethod
     def from_dict(cls, values: dict | None, source: str = "wandb") -> WandbSettings:

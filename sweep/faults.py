@@ -1,0 +1,73 @@
+"""Fault injection, a test seam: the sweep's failure paths (a trial out of memory, a trial that
+crashes and is retried from its checkpoint) run on CPU without real failures.
+
+Not a user setting, so not part of the experiment file: the tests set ``CRACK_SWEEP_FAULTS``
+to JSON (tests/README.md), e.g. ``{"oom_when": {"batch_size": 2}}``. It is read on the driver
+when the trainable is built and handed to the trials with ``tune.with_parameters``: a Ray
+worker's environment is the one Ray started with, so a variable set later (by a test sharing
+one Ray session) would never reach a trial that read it itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from training.config import TrainConfig
+from training.settings import ConfigError, build, require
+
+ENV_VAR = "CRACK_SWEEP_FAULTS"
+
+
+@dataclass
+class Faults:
+    """Trials whose config matches every item of ``oom_when`` run out of memory at epoch
+    ``oom_epoch``; those matching ``error_when`` crash at epoch ``error_epoch`` unless resumed
+    from a checkpoint (so a retry gets past it)."""
+    oom_when: dict = field(default_factory=dict)
+    oom_epoch: int = 1
+    error_when: dict = field(default_factory=dict)
+    error_epoch: int = 2
+
+
+def faults_from_env(environ=os.environ) -> Faults | None:
+    """The faults ``CRACK_SWEEP_FAULTS`` asks for, or None; bad content is a ConfigError."""
+    text = environ.get(ENV_VAR, "").strip()
+    if not text:
+        return None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{ENV_VAR}: not valid JSON ({error.msg}, char {error.pos})") from None
+    faults = build(Faults, values, ENV_VAR)
+    require(faults.oom_epoch >= 1, ENV_VAR, "oom_epoch", faults.oom_epoch, "at least 1")
+    require(faults.error_epoch >= 2, ENV_VAR, "error_epoch", faults.error_epoch,
+            "2 or more (a retry resumes after an earlier epoch)")
+    settings = {f.name for f in dataclasses.fields(TrainConfig)}
+    for section in ("oom_when", "error_when"):
+        for key in set(getattr(faults, section)) - settings:
+            raise ConfigError(f"{ENV_VAR}: {section}.{key} names no training setting")
+    return faults
+
+
+def fault_injector(faults: Faults | None, params: dict, resumed: bool):
+    """A function of the epoch that raises where ``faults`` says, for the trial of ``params``."""
+    faults = faults or Faults()
+
+    def matches(when: dict) -> bool:
+        return bool(when) and all(params.get(k) == v for k, v in when.items())
+
+    oom, crash = matches(faults.oom_when), matches(faults.error_when) and not resumed
+
+    def inject(epoch: int) -> None:
+        if oom and epoch == faults.oom_epoch:
+            raise torch.OutOfMemoryError(f"simulated by {ENV_VAR} oom_when={faults.oom_when} "
+                                         f"at epoch {epoch}")
+        if crash and epoch == faults.error_epoch:
+            raise RuntimeError(f"injected by {ENV_VAR} error_when={faults.error_when} at epoch "
+                               f"{epoch}")
+
+    return inject
