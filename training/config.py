@@ -29,6 +29,12 @@ class TrainConfig:
     val_percent: float = 10.0
     split_seed: int = 0  # the validation split depends on this alone, never on `seed`
     augment: bool = True
+    # Training crop: 0 trains on whole images (one size needed); N takes a random NxN window of
+    # each image (a function of seed, epoch and image, like every augmentation). Validation
+    # always scores whole images. Images smaller than N are refused, not padded.
+    crop: int = 0
+    # Where decoded data sets are cached ('' = $CRACK_SWEEP_CACHE, else ~/.cache/crack-sweep/data)
+    cache_dir: str = ""
     # Optimisation
     epochs: int = 5
     batch_size: int = 4
@@ -62,13 +68,16 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def load_data(self):
-        """Decode the data set these settings name (a folder, or the synthetic set)."""
+    def load_data(self, check_crop: bool = True):
+        """The data set these settings name (a folder, or the synthetic set), mapped from its
+        decoded cache (built on first use). ``check_crop=False`` leaves the image sizes against
+        ``crop`` to each run (a sweep that searches crop)."""
         from data_pipeline import load_data
 
         return load_data(self.data_dir, scale=self.scale, mask_suffix=self.mask_suffix,
                          n_classes=self.classes, synthetic_images=self.synthetic_images,
-                         synthetic_size=self.synthetic_size, synthetic_seed=self.synthetic_seed)
+                         synthetic_size=self.synthetic_size, synthetic_seed=self.synthetic_seed,
+                         cache_dir=self.cache_dir, crop=self.crop if check_crop else None)
 
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes}, "replace")
@@ -84,7 +93,7 @@ class TrainConfig:
                 "at least 2 (one for training, one for validation)")
         for key in ("seed", "split_seed", "synthetic_seed"):  # numpy seeds are non-negative
             require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
-        for key in ("num_workers", "threads", "keep_checkpoints"):
+        for key in ("num_workers", "threads", "keep_checkpoints", "crop"):
             require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
         require(self.lr > 0, source, "lr", self.lr, "a positive number")
         require(self.scale > 0, source, "scale", self.scale, "a positive number")
