@@ -228,7 +228,8 @@ def run_memory(ctx: Context) -> Outcome:
                + ", ".join(f"{k}: {v:.0f}" for k, v in anon.items()) + " MB",
                f"{s['big_images']} images (and {s['small_images']} for the comparison) of "
                f"{s['width']}x{s['height']} px, decoded once into the disk cache and mapped by "
-               f"every trial; Ray's object store capped at {s['object_store_mb'] or '(not: tiny)'} MB; UNet "
+               f"every trial; Ray's object store capped at "
+               f"{s['object_store_mb'] or '(not in tiny mode)'} MB; UNet "
                f"width {s['net_width']}, {s['crop']} px training crops, batch {s['batch']}, "
                f"{s['epochs']} epoch, whole-image validation of {s['val_percent']} %, trials of "
                f"{s['cpus']} CPU; a plain `train` process peaks at {plain_mb:.0f} MB",
