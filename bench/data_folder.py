@@ -3,6 +3,7 @@ loop (which reads files) and ours (which decodes the folder once) train on the s
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -13,24 +14,33 @@ from data_pipeline.synthetic import synthetic_pair
 
 
 def write_crack_folder(root: Path, images: int, size: int, seed: int = 0,
-                       processes: int = 1) -> Path:
-    """ROOT/imgs/crack_00000.png and ROOT/masks/crack_00000_mask.png (0/255), ``size`` px.
-    Image i is the synthetic set's image i (a function of seed and i), however it is made."""
+                       processes: int = 1, height: int | None = None,
+                       distinct: int | None = None) -> Path:
+    """ROOT/imgs/crack_00000.png and ROOT/masks/crack_00000_mask.png (0/255), ``size`` px
+    (``height`` rows of it, if given: e.g. Carvana's 959x640 at scale 0.5). Image i is the
+    synthetic set's image i (a function of seed and i), however it is made; with ``distinct``,
+    image i is a copy of image i % distinct (big folders in minutes; each file still decodes)."""
     root = Path(root)
     (root / "imgs").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
-    write = partial(write_pair, root, size, seed)
-    if processes > 1 and images > 1:
+    made = min(images, distinct or images)
+    write = partial(write_pair, root, size, seed, height)
+    if processes > 1 and made > 1:
         with multiprocessing.get_context("fork").Pool(processes) as pool:
-            pool.map(write, range(images), chunksize=max(1, images // (4 * processes)))
+            pool.map(write, range(made), chunksize=max(1, made // (4 * processes)))
     else:
-        for i in range(images):
+        for i in range(made):
             write(i)
+    for i in range(made, images):
+        for sub, suffix in (("imgs", ""), ("masks", "_mask")):
+            shutil.copyfile(root / sub / f"crack_{i % made:05d}{suffix}.png",
+                            root / sub / f"crack_{i:05d}{suffix}.png")
     return root
 
 
-def write_pair(root: Path, size: int, seed: int, index: int) -> None:
+def write_pair(root: Path, size: int, seed: int, height: int | None, index: int) -> None:
     image, mask = synthetic_pair(size, np.random.default_rng([seed, index]))
+    image, mask = image[:height], mask[:height]
     Image.fromarray(image).save(root / "imgs" / f"crack_{index:05d}.png")
     Image.fromarray(mask).save(root / "masks" / f"crack_{index:05d}_mask.png")
 

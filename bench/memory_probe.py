@@ -39,18 +39,25 @@ def descendants(root: int) -> list[int]:
     return tree
 
 
-def pss_mb(pid: int) -> float:
+def pss_mb(pid: int, field: str = "Pss") -> float:
+    """PSS in MB; field "Pss_Anon" keeps only anonymous memory (heaps, tensors): not the
+    memory-mapped cache's file pages (page cache the kernel can drop and reread) nor Ray's
+    object store (shared memory)."""
+    return pss_fields(pid).get(field, 0.0)
+
+
+def pss_fields(pid: int) -> dict[str, float]:
+    """{"Pss": MB, "Pss_Anon": MB, "Pss_File": MB, ...} of one process ({} once it ended)."""
     try:
-        for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
+        lines = (PROC / str(pid) / "smaps_rollup").read_text().splitlines()
     except OSError:
-        pass  # ended, or not ours to read
-    return 0.0
+        return {}  # ended, or not ours to read
+    return {line.split(":")[0]: int(line.split()[1]) / 1024 for line in lines
+            if line.startswith("Pss")}
 
 
-def tree_pss_mb(root: int) -> float:
-    return sum(pss_mb(pid) for pid in descendants(root))
+def tree_pss_mb(root: int, field: str = "Pss") -> float:
+    return sum(pss_mb(pid, field) for pid in descendants(root))
 
 
 class PeakSampler:
@@ -58,7 +65,7 @@ class PeakSampler:
 
     def __init__(self, root: int, interval_s: float = 0.25):
         self.root, self.interval_s = root, interval_s
-        self.peak_mb, self.samples = 0.0, 0
+        self.peak_mb, self.peak_anon_mb, self.samples = 0.0, 0.0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -73,13 +80,21 @@ class PeakSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, tree_pss_mb(self.root))
+            fields = [pss_fields(pid) for pid in descendants(self.root)]
+            self.peak_mb = max(self.peak_mb, sum(f.get("Pss", 0.0) for f in fields))
+            self.peak_anon_mb = max(self.peak_anon_mb,
+                                    sum(f.get("Pss_Anon", 0.0) for f in fields))
             self.samples += 1
             self._stop.wait(self.interval_s)
 
 
 def wait_and_sample(process, interval_s: float = 0.25, timeout: float = 3600) -> float:
     """Peak PSS of a running subprocess.Popen's tree until it exits."""
+    return sample_until_exit(process, interval_s, timeout).peak_mb
+
+
+def sample_until_exit(process, interval_s: float = 0.25, timeout: float = 3600) -> PeakSampler:
+    """The sampler (peak PSS, peak anonymous PSS) of a subprocess.Popen's tree until it exits."""
     deadline = time.time() + timeout
     with PeakSampler(process.pid, interval_s) as sampler:
         while process.poll() is None:
@@ -87,4 +102,4 @@ def wait_and_sample(process, interval_s: float = 0.25, timeout: float = 3600) ->
                 process.kill()
                 raise BenchError(f"pid {process.pid} ran past {timeout:.0f} s")
             time.sleep(interval_s)
-    return sampler.peak_mb
+    return sampler

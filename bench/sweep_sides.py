@@ -29,9 +29,11 @@ def experiment_values(name: str, train: dict, space: dict, *, trials: int, concu
             "wandb": wandb if wandb is not None else {"enabled": False}}
 
 
-def run_sweep(values: dict, runs_dir: str, num_cpus: int | None = None) -> dict:
+def run_sweep(values: dict, runs_dir: str, num_cpus: int | None = None,
+              object_store_mb: int | None = None) -> dict:
     """One sweep through the product's runner. Ray is started here (and timed apart) unless a
-    session is already up: ``ray.init`` is paid once per session, whatever the sweep."""
+    session is already up: ``ray.init`` is paid once per session, whatever the sweep.
+    ``object_store_mb`` caps Ray's object store (a Ray started here only)."""
     import ray
 
     from sweep.experiment import Experiment
@@ -41,8 +43,9 @@ def run_sweep(values: dict, runs_dir: str, num_cpus: int | None = None) -> dict:
     owned = not ray.is_initialized()
     began = time.perf_counter()
     if owned:
+        store = {"object_store_memory": object_store_mb * 2**20} if object_store_mb else {}
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False)
+                 log_to_driver=False, **store)
     ray_init_s = time.perf_counter() - began
     try:
         began = time.perf_counter()

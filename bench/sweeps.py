@@ -1,5 +1,6 @@
 """The sweep benchmarks: `overhead`, `search`, `memory` and `wandb`, all through the product's own
-runner (``sweep.runner.run_experiment``) on the synthetic crack set.
+runner (``sweep.runner.run_experiment``): the synthetic crack set, and for `memory` generated
+crack folders of a real data set's image size, read through the decoded disk cache.
 
 Full mode runs every sweep in a fresh child process with its own Ray (``ray.init`` timed apart);
 tiny mode runs them in this process, joining a Ray session already up (the test suite's).
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench.child import REPO_ROOT, BenchError, run_in_child, start_child
+from bench.data_folder import image_bytes, write_crack_folder
 from bench.measure import interleave, median, ratio, spread
-from bench.memory_probe import PeakSampler, check_supported, wait_and_sample
+from bench.memory_probe import PeakSampler, check_supported, sample_until_exit, wait_and_sample
 from bench.registry import Context, Outcome
 from bench.sweep_sides import experiment_values, run_plain, run_sweep, trial_config_file
 
@@ -178,41 +182,89 @@ def summarise_search(reached: dict, target: float, best: float, s: dict) -> Outc
 
 
 # ---- memory ---------------------------------------------------------------------------------
-# Two data set sizes: if trials share one copy, a trial adds the same memory whatever the data
-# set's size; if each held its own, the big set's trials would each add its size on top.
-MEMORY = {"full": dict(images=1600, small_images=64, size=128, width=8, batch=4, epochs=1,
-                       counts=(1, 2, 4), small_counts=(1, 2), cpus=0.5),
-          "tiny": dict(images=32, small_images=None, size=32, width=4, batch=4, epochs=1,
-                       counts=(1, 2), small_counts=(), cpus=0.5)}
+# Two folders of Carvana's image shape at scale 0.5 (959x640 px), 0.5 GB and 4 GB decoded, each
+# decoded once into the disk cache (timed: the cache's build rate and size) and swept with 1, 2
+# and 4 concurrent trials while Ray's object store is capped below the big set's size. Trials
+# map the cache's files: if they share its pages, what a trial adds does not grow with the set.
+MEMORY = {"full": dict(width=959, height=640, big_images=1750, small_images=219, distinct=64,
+                       net_width=8, batch=4, epochs=1, crop=128, val_percent=2,
+                       counts=(1, 2, 4), small_counts=(1, 2, 4), cpus=0.5,
+                       object_store_mb=1024),
+          "tiny": dict(width=48, height=40, big_images=16, small_images=8, distinct=4,
+                       net_width=4, batch=4, epochs=1, crop=32, val_percent=2,
+                       counts=(1, 2), small_counts=(), cpus=0.5, object_store_mb=None)}
 
 
 def run_memory(ctx: Context) -> Outcome:
     check_supported()
     s = MEMORY["tiny" if ctx.tiny else "full"]
-    data_mb = s["images"] * s["size"] ** 2 * 4 / 2**20  # uint8 RGB images + uint8 masks
-    peaks = {count: memory_peak(ctx, s, s["images"], count) for count in s["counts"]}
-    small = {count: memory_peak(ctx, s, s["small_images"], count) for count in s["small_counts"]}
-    growth = slope(peaks)
-    plain_mb = plain_peak(ctx, s)
-    figures = {"peak_pss_mb": peaks, "growth_per_trial_mb": growth, "data_mb": data_mb,
-               "plain_process_mb": plain_mb, "small_data_peak_pss_mb": small, "setup": s}
+    big = cached_folder(ctx, s, s["big_images"], "big")
+    peaks = {n: memory_peak(ctx, s, big, n) for n in s["counts"]}
+    small = cached_folder(ctx, s, s["small_images"], "small") if s["small_counts"] else None
+    small_peaks = {n: memory_peak(ctx, s, small, n) for n in s["small_counts"]}
+    total = {n: p["pss"] for n, p in peaks.items()}
+    anon = {n: p["anon"] for n, p in peaks.items()}
+    growth, growth_anon = slope(total), slope(anon)
+    plain_mb = plain_peak(ctx, s, big)
+    figures = {"peak_pss_mb": total, "peak_anon_pss_mb": anon, "growth_per_trial_mb": growth,
+               "anon_growth_per_trial_mb": growth_anon, "data_mb": big["data_mb"],
+               "cache": {"big": big["build"], "small": small and small["build"]},
+               "plain_process_mb": plain_mb, "small_data_peaks_mb": small_peaks, "setup": s}
     headline = (f"+{growth:.0f} MB per concurrent trial (peaks "
-                + ", ".join(f"{k}: {v:.0f}" for k, v in peaks.items())
-                + f" MB) with a {data_mb:.0f} MB data set")
+                + ", ".join(f"{k}: {v:.0f}" for k, v in total.items())
+                + f" MB) with a {big['data_mb']:.0f} MB data set")
     met = None
-    if small:
-        copied = growth - slope(small)  # what a trial adds because the data set is bigger
+    if small_peaks:
+        copied = growth - slope({n: p["pss"] for n, p in small_peaks.items()})
         figures["data_added_per_trial_mb"] = copied
         headline += f"; of that, {copied:.0f} MB grows with the data set"
-        met = copied <= data_mb / 2
+        met = copied <= big["data_mb"] / 2
+    build = big["build"]
     return Outcome(
         ratio=growth, met=met, headline=headline, figures=figures,
-        notes=[f"peak PSS summed over the sweep's process tree (driver, Ray, trial workers; "
-               f"shared pages counted once), sampled every 0.25 s; {s['images']} images (and "
-               f"{s['small_images']} for the comparison) of {s['size']} px, UNet width "
-               f"{s['width']}, batch {s['batch']}, 1 epoch, trials of {s['cpus']} CPU; a plain "
-               f"`train` process (its own data copy) peaks at {plain_mb:.0f} MB; goal met when "
-               f"less than half the data set's size per trial grows with the data set"])
+        notes=["peak PSS summed over the sweep's process tree (driver, Ray, trial workers; "
+               "shared pages, the cache's mapped files among them, counted once), sampled "
+               "every 0.25 s; anonymous PSS (heaps, tensors) shown apart: "
+               + ", ".join(f"{k}: {v:.0f}" for k, v in anon.items()) + " MB",
+               f"{s['big_images']} images (and {s['small_images']} for the comparison) of "
+               f"{s['width']}x{s['height']} px, decoded once into the disk cache and mapped by "
+               f"every trial; Ray's object store capped at "
+               f"{s['object_store_mb'] or '(not in tiny mode)'} MB; UNet "
+               f"width {s['net_width']}, {s['crop']} px training crops, batch {s['batch']}, "
+               f"{s['epochs']} epoch, whole-image validation of {s['val_percent']} %, trials of "
+               f"{s['cpus']} CPU; a plain `train` process peaks at {plain_mb:.0f} MB",
+               f"cache build: {build['images']} images in {build['seconds']:.1f} s "
+               f"({build['images_per_s']:.1f} images/s on {os.cpu_count()} cores), "
+               f"{build['cache_mb']:.0f} MB on disk ({build['folder_mb']:.0f} MB of PNG files)"])
+
+
+def cached_folder(ctx: Context, s: dict, images: int, tag: str) -> dict:
+    """A crack folder of ``images`` files, decoded into a fresh cache (timed)."""
+    from data_pipeline import load_data
+
+    folder = ctx.work_dir / f"data_{tag}"
+    if not (folder / "imgs").is_dir() or len(list((folder / "imgs").iterdir())) != images:
+        shutil.rmtree(folder, ignore_errors=True)
+        write_crack_folder(folder, images, s["width"], processes=os.cpu_count() or 1,
+                           height=s["height"], distinct=s["distinct"])
+    cache_dir = ctx.work_dir / f"cache_{tag}"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    began = time.perf_counter()
+    data = load_data(str(folder), cache_dir=str(cache_dir), crop=s["crop"])
+    seconds = time.perf_counter() - began
+    cache_mb = sum(p.stat().st_size for p in Path(data.source["cache"]).iterdir()) / 2**20
+    build = {"images": len(data), "seconds": seconds, "images_per_s": len(data) / seconds,
+             "cache_mb": cache_mb, "folder_mb": image_bytes(folder) / 2**20}
+    return {"folder": folder, "cache_dir": cache_dir, "build": build,
+            "data_mb": images * s["width"] * s["height"] * 4 / 2**20}
+
+
+def memory_values(name: str, s: dict, data: dict, count: int) -> dict:
+    train = {"model": "unet", "width": s["net_width"], "data_dir": str(data["folder"]),
+             "cache_dir": str(data["cache_dir"]), "crop": s["crop"],
+             "val_percent": s["val_percent"], "device": "cpu", "batch_size": s["batch"]}
+    return experiment_values(name, train, FIXED_SPACE, trials=count, concurrency=count,
+                             max_epochs=s["epochs"], grace_period=s["epochs"], cpus=s["cpus"])
 
 
 def slope(peaks: dict) -> float:
@@ -220,30 +272,32 @@ def slope(peaks: dict) -> float:
     return (peaks[high] - peaks[low]) / (high - low)
 
 
-def memory_peak(ctx: Context, s: dict, images: int, count: int) -> float:
-    sizes = {**s, "images": images, "trials": count, "concurrency": count}
-    return sampled_sweep_peak(ctx, fixed_sweep(f"memory{images}x{count}", sizes),
-                              f"memory{images}x{count}")
+def memory_peak(ctx: Context, s: dict, data: dict, count: int) -> dict:
+    tag = f"memory{data['build']['images']}x{count}"
+    return sampled_sweep_peak(ctx, memory_values(tag, s, data, count), tag, s["object_store_mb"])
 
 
-def plain_peak(ctx: Context, s: dict) -> float:
-    values = fixed_sweep("memory_plain", {**s, "trials": 1, "concurrency": 1})
+def plain_peak(ctx: Context, s: dict, data: dict) -> float:
+    values = memory_values("memory_plain", s, data, 1)
     config = trial_config_file(values, {"seed": 0}, ctx.work_dir / "plain" / "trial0")
     return sampled_plain_peak(config, ctx.work_dir / "plain")
 
 
-def sampled_sweep_peak(ctx: Context, values: dict, tag: str) -> float:
+def sampled_sweep_peak(ctx: Context, values: dict, tag: str,
+                       object_store_mb: int | None = None) -> dict:
+    """{"pss": peak MB, "anon": peak anonymous MB} of the sweep's process tree."""
     runs_dir = ctx.work_dir / "runs" / tag
     if ctx.tiny:  # this process's own tree (it holds the Ray session)
         with PeakSampler(os.getpid()) as sampler:
             run_sweep(values, str(runs_dir))
-        return sampler.peak_mb
+        return {"pss": sampler.peak_mb, "anon": sampler.peak_anon_mb}
     child = start_child("bench.sweep_sides:run_sweep",
                         {"values": values, "runs_dir": str(runs_dir),
-                         "num_cpus": os.cpu_count()}, ctx.work_dir, tag)
-    peak = wait_and_sample(child.process, timeout=SWEEP_TIMEOUT)
+                         "num_cpus": os.cpu_count(), "object_store_mb": object_store_mb},
+                        ctx.work_dir, tag)
+    sampler = sample_until_exit(child.process, timeout=SWEEP_TIMEOUT)
     child.result(timeout=10)  # raises if the sweep failed
-    return peak
+    return {"pss": sampler.peak_mb, "anon": sampler.peak_anon_mb}
 
 
 def sampled_plain_peak(config: Path, work: Path) -> float:

@@ -1,16 +1,22 @@
 """Folder data sets in Pytorch-UNet's layout: DIR/imgs/ID.ext and DIR/masks/ID<suffix>.ext.
 
-Every file is checked before anything trains, and all faults are reported together, one line
-each naming the file, so a user fixes a folder in one pass instead of one crash at a time.
+Every file is checked before anything is decoded into the cache, and all faults are reported
+together, one line each naming the file, so a user fixes a folder in one pass instead of one
+crash at a time. The check (``scan_folder``) reads image headers and decodes masks only (their
+values are the classes); ``decode_pair`` then turns one pair into cache-ready arrays.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from data_pipeline.data import SegmentationData
+from data_pipeline.parallel import parallel_map
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif"}
 
@@ -23,34 +29,74 @@ class DataFolderError(ValueError):
         super().__init__(f"{len(faults)} problem(s) in data set {root}:\n  " + "\n  ".join(faults))
 
 
-def load_folder(root: str | Path, scale: float = 1.0, mask_suffix: str = "auto",
-                n_classes: int = 2) -> SegmentationData:
+@dataclass
+class FolderScan:
+    """A checked folder: what the cache build decodes, in id order."""
+    ids: list[str]
+    image_files: list[Path]
+    mask_files: list[Path]
+    shapes: list[tuple[int, int, int]]  # (height, width, channels) after scaling
+    mask_values: list
+
+
+def scan_folder(root: str | Path, scale: float = 1.0, mask_suffix: str = "auto",
+                n_classes: int = 2, crop: int | None = None, workers: int = 0) -> FolderScan:
+    """Check every file; raise DataFolderError listing every fault, or return the scan."""
     root = Path(root)
     image_files, mask_files, faults = pair_files(root, mask_suffix)
-    images, masks, ids = [], [], []
-    for image_id in sorted(image_files):
-        pair = read_pair(image_files[image_id], mask_files.get(image_id), scale, faults)
-        if pair is not None:
-            images.append(pair[0])
-            masks.append(pair[1])
-            ids.append(image_id)
-    check_uniform_sizes(images, ids, image_files, faults)
-    check_mask_kinds(masks, ids, mask_files, faults)
-    mask_values = sorted_unique_values(masks) if not faults else []
-    if masks and not faults and len(mask_values) < 2:
+    ids = sorted(image_files)  # an image without a mask is still checked for readability
+    probes = list(parallel_map(lambda i: probe_pair(image_files[i], mask_files.get(i), scale),
+                               ids, desc="checking"))
+    good = [(i, p) for i, p in zip(ids, probes) if isinstance(p, tuple)]
+    faults += [fault for p in probes if isinstance(p, list) for fault in p]
+    shapes = [p[0] for _, p in good]
+    faults += size_faults(shapes, [image_files[i].name for i, _ in good], crop)
+    if len({p[1] for _, p in good}) > 1:
+        grey = [mask_files[i].name for i, p in good if p[1] == 2][:3]
+        colour = [mask_files[i].name for i, p in good if p[1] == 3][:3]
+        faults.append(f"masks mix grey ({', '.join(grey)}) and colour ({', '.join(colour)}) "
+                      "files: save them all one way")
+    mask_values = sorted_unique_values([p[2] for _, p in good]) if not faults else []
+    if good and not faults and len(mask_values) < 2:
         faults.append(f"{root / 'masks'}: every mask holds the single value {mask_values}: "
                       "nothing to segment")
-    if len(mask_values) > max(n_classes, 2):
-        faults.append(f"{root / 'masks'}: masks hold {len(mask_values)} distinct values "
-                      f"{mask_values[:8]} but classes={n_classes}")
+    faults += class_faults(root, mask_values, n_classes)
     if faults:
         raise DataFolderError(root, faults)
-    return SegmentationData(
-        images=np.stack(images), masks=to_class_indices(np.stack(masks), mask_values),
-        mask_values=mask_values, ids=ids,
-        source={"kind": "folder", "path": str(root.resolve()), "scale": scale,
-                "mask_suffix": mask_suffix, "images": len(ids)},
-    )
+    return FolderScan([i for i, _ in good], [image_files[i] for i, _ in good],
+                      [mask_files[i] for i, _ in good], shapes, mask_values)
+
+
+def class_faults(root: Path, mask_values: list, n_classes: int) -> list[str]:
+    if len(mask_values) > max(n_classes, 2):
+        return [f"{root / 'masks'}: masks hold {len(mask_values)} distinct values "
+                f"{mask_values[:8]} but classes={n_classes}"]
+    return []
+
+
+def size_faults(shapes: list[tuple], names: list[str], crop: int | None) -> list[str]:
+    """Batches need one size: one line if images mix sizes and no crop is set (crop None:
+    not checked), one line if some are smaller than the crop. Sizes read width x height."""
+    faults = []
+    if len({s[2] for s in shapes}) > 1:
+        grey = [n for s, n in zip(shapes, names) if s[2] == 1][:3]
+        colour = [n for s, n in zip(shapes, names) if s[2] != 1][:3]
+        faults.append(f"images mix grey ({', '.join(grey)}) and colour ({', '.join(colour)}) "
+                      "files: save them all one way")
+    sizes = Counter((s[1], s[0]) for s in shapes)
+    if crop == 0 and len(sizes) > 1:
+        hint = min(256, min(min(w, h) for w, h in sizes))
+        found = ", ".join(f"{w}x{h} ({n} images)" for (w, h), n in sorted(sizes.items())[:6])
+        more = ", ..." if len(sizes) > 6 else ""
+        faults.append(f"images come in {len(sizes)} sizes ({found}{more}): set crop (e.g. "
+                      f"crop: {hint} in YAML, --crop {hint}) to train on random crops of one size")
+    if crop:
+        small = [f"{n} {s[1]}x{s[0]}" for s, n in zip(shapes, names) if min(s[:2]) < crop]
+        if small:
+            faults.append(f"{len(small)} image(s) smaller than crop {crop} after scaling "
+                          f"({', '.join(small[:4])}{', ...' if len(small) > 4 else ''}): "
+                          "lower crop or raise scale (small images are refused, not padded)")
+    return faults
 
 
 def pair_files(root: Path, mask_suffix: str) -> tuple[dict, dict, list[str]]:
@@ -95,72 +141,89 @@ def mask_id(stem: str, images: dict, mask_suffix: str) -> str | None:
     return None
 
 
-def read_pair(image_path: Path, mask_path: Path | None, scale: float, faults: list[str]):
-    image = read_image(image_path, faults)
+def probe_pair(image_path: Path, mask_path: Path | None, scale: float):
+    """(shape after scaling, mask ndim, mask values) from the image's header and the decoded
+    mask, or a list of fault lines. The image's pixels are not decoded here."""
+    faults: list[str] = []
+    header = read_image(image_path, faults, header_only=True)
     mask = read_image(mask_path, faults) if mask_path else None
-    if image is None or mask is None:
-        return None
-    if image.size != mask.size:
-        faults.append(f"{image_path}: image is {image.size[0]}x{image.size[1]} but its mask "
-                      f"{mask_path.name} is {mask.size[0]}x{mask.size[1]}")
-        return None
-    width, height = image.size
-    new_size = (int(scale * width), int(scale * height))
+    if header is None or mask is None:
+        return faults  # no mask: pair_files has reported it
+    size, mode = header
+    if size != mask.size:
+        return [f"{image_path}: image is {size[0]}x{size[1]} but its mask {mask_path.name} is "
+                f"{mask.size[0]}x{mask.size[1]}"]
+    new_size = scaled_size(size, scale)
     if min(new_size) < 1:
-        faults.append(f"{image_path}: scale {scale} leaves no pixels")
-        return None
+        return [f"{image_path}: scale {scale} leaves no pixels"]
+    if new_size != size:
+        mask = mask.resize(new_size, Image.NEAREST)
+    mask = np.asarray(mask)
+    values = np.unique(mask) if mask.ndim == 2 else np.unique(mask.reshape(-1, mask.shape[-1]),
+                                                              axis=0)
+    return (new_size[1], new_size[0], 1 if mode == "L" else 3), mask.ndim, values
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return int(scale * size[0]), int(scale * size[1])
+
+
+def decode_pair(image_path: Path, mask_path: Path, scale: float, mask_values: list):
+    """(HWC uint8 image, HW uint8 class indices, sha256 of both files' bytes)."""
+    image_bytes, mask_bytes = image_path.read_bytes(), mask_path.read_bytes()
+    digest = hashlib.sha256(image_bytes)
+    digest.update(hashlib.sha256(mask_bytes).digest())
+    image, mask = (open_bytes(b, p) for b, p in ((image_bytes, image_path),
+                                                   (mask_bytes, mask_path)))
+    new_size = scaled_size(image.size, scale)
     if new_size != image.size:  # Pytorch-UNet's resampling: bicubic images, nearest masks
         image = image.resize(new_size, Image.BICUBIC)
         mask = mask.resize(new_size, Image.NEAREST)
     image = image.convert("RGB") if image.mode not in ("L", "RGB") else image
     pixels = np.asarray(image, np.uint8)
-    return (pixels[..., None] if pixels.ndim == 2 else pixels), np.asarray(mask)
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    return pixels, class_indices(np.asarray(mask), mask_values), digest.hexdigest()
 
 
-def read_image(path: Path, faults: list[str]):
+def open_bytes(data: bytes, path: Path) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise DataFolderError(path.parent.parent, [unreadable(path, error)]) from None
+
+
+def read_image(path: Path, faults: list[str], header_only: bool = False):
     try:
         with Image.open(path) as image:
+            if header_only:
+                return image.size, image.mode
             image.load()
             return image.copy()  # closing the file frees the original's pixels
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        faults.append(f"{path}: unreadable image ({type(error).__name__}: "
-                      f"{str(error).splitlines()[0][:80]})")
+        faults.append(unreadable(path, error))
         return None
 
 
-def check_uniform_sizes(images: list, ids: list[str], files: dict, faults: list[str]) -> None:
-    if not images:
-        return
-    first = images[0].shape
-    for image, image_id in zip(images, ids):
-        if image.shape != first:
-            faults.append(f"{files[image_id]}: size {image.shape[1]}x{image.shape[0]}x"
-                          f"{image.shape[2]} differs from {files[ids[0]].name}'s "
-                          f"{first[1]}x{first[0]}x{first[2]} (batches need one size)")
+def unreadable(path: Path, error: Exception) -> str:
+    return f"{path}: unreadable image ({type(error).__name__}: {str(error).splitlines()[0][:80]})"
 
 
-def check_mask_kinds(masks: list, ids: list[str], files: dict, faults: list[str]) -> None:
-    """Grey masks and colour masks cannot share one set of mask_values."""
-    if masks and len({m.ndim for m in masks}) > 1:
-        grey = [files[i].name for m, i in zip(masks, ids) if m.ndim == 2][:3]
-        colour = [files[i].name for m, i in zip(masks, ids) if m.ndim == 3][:3]
-        faults.append(f"masks mix grey ({', '.join(grey)}) and colour ({', '.join(colour)}) "
-                      "files: save them all one way")
-
-
-def sorted_unique_values(masks: list[np.ndarray]) -> list:
+def sorted_unique_values(per_mask: list[np.ndarray]) -> list:
     """Pytorch-UNet's mask_values: the sorted distinct grey levels (or RGB colours)."""
-    if not masks:
+    if not per_mask:
         return []
-    if masks[0].ndim == 2:
-        return sorted(int(v) for v in np.unique(np.concatenate([m.ravel() for m in masks])))
-    colours = np.unique(np.concatenate([m.reshape(-1, m.shape[-1]) for m in masks]), axis=0)
+    if per_mask[0].ndim == 1:
+        return sorted(int(v) for v in np.unique(np.concatenate(per_mask)))
+    colours = np.unique(np.concatenate(per_mask), axis=0)
     return [list(map(int, c)) for c in colours]
 
 
-def to_class_indices(masks: np.ndarray, mask_values: list) -> np.ndarray:
-    out = np.zeros(masks.shape[:3], np.uint8)
+def class_indices(mask: np.ndarray, mask_values: list) -> np.ndarray:
+    if mask.ndim == 2:  # sorted values, each present: the class is the value's rank
+        return np.searchsorted(np.asarray(mask_values), mask).astype(np.uint8)
+    out = np.zeros(mask.shape[:2], np.uint8)
     for index, value in enumerate(mask_values):
-        hit = (masks == value) if masks.ndim == 3 else (masks == np.asarray(value)).all(-1)
-        out[hit] = index
+        out[(mask == np.asarray(value)).all(-1)] = index
     return out

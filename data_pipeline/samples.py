@@ -24,6 +24,8 @@ def write_samples(data: SegmentationData, out_dir: str | Path, count: int = 8) -
         mask_rgb = mask if mask.ndim == 3 else np.repeat(mask[..., None], 3, -1)
         tiles.append(np.concatenate([image_rgb, mask_rgb], axis=0))
     if tiles:
+        height = max(tile.shape[0] for tile in tiles)  # a folder may mix sizes: pad below
+        tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in tiles]
         Image.fromarray(np.concatenate(tiles, axis=1)).save(out_dir / "samples.png")
         written.append(out_dir / "samples.png")
     return written

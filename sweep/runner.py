@@ -71,7 +71,10 @@ def sweep_callbacks(experiment: Experiment, run_dir: Path, data=None) -> list:
 
 
 def load_data_for(experiment: Experiment):
-    return experiment.train.load_data()  # decoded once per sweep, shared via the object store
+    """The data set, from its disk cache (decoded on first use); trials receive only its path
+    and fingerprint through the object store and map the same files. A searched crop is
+    checked by each trial against the image sizes."""
+    return experiment.train.load_data(check_crop="crop" not in experiment.space)
 
 
 def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",

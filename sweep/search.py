@@ -129,7 +129,8 @@ def trial_resources(experiment: Experiment, candidates: list[dict] | None = None
 
 def make_trainable(experiment: Experiment, run_dir: Path, data: SegmentationData,
                    candidates: list[dict] | None = None, finished: frozenset = frozenset()):
-    # with_parameters puts the data in the object store once; every trial reads that copy.
+    # with_parameters puts the data in the object store once: a cache-backed data set pickles
+    # as its path and fingerprint, and every trial maps the same cache files read-only.
     # The tests' fault injection is read here, on the driver: see sweep/faults.py.
     trainable = tune.with_parameters(train_trial, data=data, experiment=experiment,
                                      run_dir=str(Path(run_dir).resolve()),

@@ -35,6 +35,12 @@ class TrainConfig:
                                  "never on seed)")
     augment: bool = setting(True, "Random flips, 90-degree turns and brightness/contrast "
                                   "jitter of training images")
+    crop: int = setting(0, "Training crop side in pixels: a random NxN window per image and "
+                           "epoch (seeded); 0 = whole images, which then need one size. "
+                           "Validation always scores whole images; images smaller than N are "
+                           "refused")
+    cache_dir: str = setting("", "Folder of the decoded-data cache; '' = $CRACK_SWEEP_CACHE, else "
+                                 "~/.cache/crack-sweep/data")
     # Optimisation
     epochs: int = setting(5, "Passes over the training set")
     batch_size: int = setting(4, "Training images per step")
@@ -71,13 +77,16 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def load_data(self):
-        """Decode the data set these settings name (a folder, or the synthetic set)."""
+    def load_data(self, check_crop: bool = True):
+        """The data set these settings name (a folder, or the synthetic set), mapped from its
+        decoded cache (built on first use). ``check_crop=False`` leaves the image sizes against
+        ``crop`` to each run (a sweep that searches crop)."""
         from data_pipeline import load_data
 
         return load_data(self.data_dir, scale=self.scale, mask_suffix=self.mask_suffix,
                          n_classes=self.classes, synthetic_images=self.synthetic_images,
-                         synthetic_size=self.synthetic_size, synthetic_seed=self.synthetic_seed)
+                         synthetic_size=self.synthetic_size, synthetic_seed=self.synthetic_seed,
+                         cache_dir=self.cache_dir, crop=self.crop if check_crop else None)
 
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes}, "replace")
@@ -93,7 +102,7 @@ class TrainConfig:
                 "at least 2 (one for training, one for validation)")
         for key in ("seed", "split_seed", "synthetic_seed"):  # numpy seeds are non-negative
             require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
-        for key in ("num_workers", "threads", "keep_checkpoints"):
+        for key in ("num_workers", "threads", "keep_checkpoints", "crop"):
             require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
         require(self.lr > 0, source, "lr", self.lr, "a positive number")
         require(self.scale > 0, source, "scale", self.scale, "a positive number")

@@ -14,7 +14,8 @@ from torch import nn
 from tqdm import tqdm
 
 from data_pipeline import SegmentationData, split_indices
-from data_pipeline.loader import SegmentationDataset, make_loader
+from data_pipeline.folder import size_faults
+from data_pipeline.loader import SegmentationDataset, make_eval_loader, make_loader
 from models import create_model
 from training import checkpoints as ckpt
 from training.config import TrainConfig
@@ -87,15 +88,8 @@ def train(config: TrainConfig, data: SegmentationData, report: Report | None = N
 
     # ---- data ---------------------------------------------------------------------------
     train_idx, val_idx = split_indices(len(data), config.val_percent, config.split_seed)
-    pin = config.pin_memory and device.type == "cuda"
-    train_loader = make_loader(
-        SegmentationDataset(data.images, data.masks, train_idx, config.seed, config.augment),
-        config.batch_size, config.seed, shuffle=True, num_workers=config.num_workers,
-        pin_memory=pin)
-    val_loader = make_loader(
-        SegmentationDataset(data.images, data.masks, val_idx, config.seed, augment=False),
-        config.eval_batch_size, config.seed, shuffle=False, num_workers=config.num_workers,
-        pin_memory=pin)
+    train_loader, val_loader = make_loaders(config, data, train_idx, val_idx,
+                                            pin=config.pin_memory and device.type == "cuda")
 
     # ---- epochs ---------------------------------------------------------------------------
     history = read_history(out_dir / "metrics.jsonl", before_epoch=start_epoch)
@@ -140,6 +134,23 @@ def check_data(config: TrainConfig, data: SegmentationData) -> None:
     if len(data.mask_values) > max(config.classes, 2):
         raise ConfigError(f"masks hold {len(data.mask_values)} values {data.mask_values[:8]} "
                           f"but classes={config.classes}")
+    faults = size_faults([tuple(image.shape) for image in data.images], data.ids, config.crop)
+    if faults:
+        raise ConfigError("; ".join(faults))
+
+
+def make_loaders(config: TrainConfig, data: SegmentationData, train_idx, val_idx, pin: bool):
+    """Training: random crops (if set) and augmentations, shuffled per epoch. Validation:
+    whole images, never cropped, so a score does not depend on where crops fell."""
+    train_loader = make_loader(
+        SegmentationDataset(data.images, data.masks, train_idx, config.seed, config.augment,
+                            crop=config.crop),
+        config.batch_size, config.seed, shuffle=True, num_workers=config.num_workers,
+        pin_memory=pin)
+    val_loader = make_eval_loader(
+        SegmentationDataset(data.images, data.masks, val_idx, config.seed, augment=False),
+        config.eval_batch_size, num_workers=config.num_workers, pin_memory=pin)
+    return train_loader, val_loader
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:

@@ -82,8 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     data = config.load_data()
     log.info("data: %d images %s, model: %s width %d, out: %s", len(data),
-             "x".join(map(str, data.images.shape[1:])), config.model, config.width,
-             config.out_dir)
+             data.describe_sizes(), config.model, config.width, config.out_dir)
     result = train(config, data)
     best = result.best
     log.info("best val_dice %.4f at epoch %d; checkpoints in %s", best["val_dice"],

@@ -25,7 +25,7 @@ def mirror_callback(experiment, run_dir: str | Path, data=None, status_log=None,
     fixed = {k: v for k, v in experiment.train.to_dict().items() if k not in RUNTIME_KEYS}
     fixed["epochs"] = scheduler.max_epochs
     dataset = {"fingerprint": data.fingerprint(), "source": data.source,
-               "images": len(data), "shape": list(data.images.shape[1:]),
+               "images": len(data), "shape": data.describe_sizes(),
                "mask_values": list(data.mask_values)} if data is not None else None
     return make_wandb_callback(settings, experiment.name, run_dir, metric=metric, mode=mode,
                                max_epochs=scheduler.max_epochs, sweep_config=sweep_config,

@@ -56,11 +56,16 @@ def render_val_panel(model: torch.nn.Module, data, val_indices, count: int,
     indices = [int(i) for i in list(val_indices)[:count]]
     if not indices:
         raise ValueError("no validation images to render")
-    predicted = predict_masks(model, data.images[indices])
-    classes = max(int(data.masks.max()), int(predicted.max()), 1)
+    # One image at a time: a folder may mix sizes. Classes from mask_values: no pass over
+    # every (memory-mapped) mask.
+    predicted = [predict_masks(model, data.images[i][None])[0] for i in indices]
+    classes = max(len(data.mask_values) - 1, max(int(p.max()) for p in predicted), 1)
     rows = [np.concatenate(with_gaps([rgb(data.images[i]), mask_rgb(data.masks[i], classes),
                                       mask_rgb(predicted[k], classes)], axis=1), axis=1)
             for k, i in enumerate(indices)]
+    width = max(row.shape[1] for row in rows)  # narrower rows padded white on the right
+    rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255)
+            for row in rows]
     panel = np.concatenate(with_gaps(rows, axis=0), axis=0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
