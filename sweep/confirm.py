@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ray import tune
 
-from sweep.experiment import load_experiment
+from sweep.experiment import load_saved_experiment
 from sweep.rundir import (
     COMPLETE,
     CONFIRM_DIR,
@@ -65,7 +65,7 @@ def new_seeds(run_dir: Path, count: int) -> list[int]:
 
 def confirm_run(run_dir: str | Path, top_k: int | None = None, seeds: int | None = None) -> dict:
     run_dir = Path(run_dir)
-    experiment = load_experiment(run_dir / EXPERIMENT_FILE)
+    experiment = load_saved_experiment(run_dir / EXPERIMENT_FILE)
     top_k = top_k or experiment.confirm.top_k
     candidates = top_candidates(run_dir, top_k)
     if not candidates:

@@ -168,6 +168,22 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     return Experiment.from_dict(values, str(path))
 
 
+# Keys an earlier version wrote into every run's experiment.yaml and this one no longer has
+# (`faults:` became the tests' CRACK_SWEEP_FAULTS): dropped when a saved run is read back, so
+# `resume` and `confirm` still work on older runs. An experiment a user writes may not hold them.
+RETIRED_KEYS = ("faults",)
+
+
+def load_saved_experiment(path: str | Path) -> Experiment:
+    """A run directory's own experiment.yaml (written by `run`), older versions' included."""
+    values = load_yaml(path)
+    for key in RETIRED_KEYS:
+        values.pop(key, None)
+    if not values:
+        raise ConfigError(f"{path}: empty experiment file")
+    return Experiment.from_dict(values, str(path))
+
+
 def check_sweep_owned(values: dict, source: str) -> None:
     for section in ("train", "space"):
         given = values.get(section)

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from sweep import dashboard
-from sweep.experiment import Experiment, load_experiment
+from sweep.experiment import Experiment, load_saved_experiment
 from sweep.rundir import (
     BEST_CHECKPOINT,
     BEST_CONFIG,
@@ -105,7 +105,7 @@ def resume_experiment(run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
     if not (run_dir / TUNE_DIR).is_dir():
         raise ConfigError(f"{run_dir}: no sweep to resume here (no {TUNE_DIR}/ folder)")
-    experiment = load_experiment(run_dir / EXPERIMENT_FILE)
+    experiment = load_saved_experiment(run_dir / EXPERIMENT_FILE)
     finished = frozenset(trial_id for trial_id, entry in read_statuses(run_dir).items()
                          if entry["status"] in FINISHED)
     start = time.perf_counter()

@@ -141,3 +141,17 @@ def test_missing_and_empty_files_are_named(tmp_path):
     (tmp_path / "empty.yaml").write_text("")
     with pytest.raises(ConfigError, match="empty.yaml: empty experiment file"):
         load_experiment(tmp_path / "empty.yaml")
+
+
+def test_a_run_saved_by_an_older_version_still_loads(tmp_path):
+    """Older runs' experiment.yaml holds `faults:` (now the tests' CRACK_SWEEP_FAULTS): resume
+    and confirm read it back; a user's own experiment file may not use the key."""
+    from sweep.experiment import load_saved_experiment
+
+    saved = yaml.safe_load(SMOKE.read_text())
+    saved["faults"] = {"oom_when": {}, "oom_epoch": 1, "error_when": {}, "error_epoch": 2}
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(saved))
+    assert load_saved_experiment(path).name == saved["name"]
+    with pytest.raises(ConfigError, match="unknown key faults"):
+        load_experiment(path)
