@@ -52,6 +52,9 @@ BENCHMARKS = {b.name: b for b in [
               "bench.sweeps:run_memory"),
     Benchmark("wandb", "the same sweep with and without W&B mirroring", "<= 1.05",
               "bench.sweeps:run_wandb"),
+    Benchmark("cache", "training samples/s from the memory-mapped decoded cache (page cache "
+              "warm, and cold every epoch) vs the same pixels in RAM; cache build rate and size",
+              ">= 0.95x", "bench.cache_bench:run"),
     Benchmark("gpu", "bf16 AMP + channels_last vs float32 and vs the reference loop; 1, 2, 4 "
               "trainings sharing the GPU", ">= 2x; >= 2.5x", "bench.gpu_bench:run",
               needs="gpu"),
