@@ -38,6 +38,9 @@ class SearchSettings:
     startup_trials: int = 10  # random trials before TPE starts modelling
     time_budget_s: float = 0.0  # 0 = no limit; running trials are stopped at the limit
     max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
+    # Steps per candidate of the speed probe that fixes num_workers/pin_memory for every trial
+    # (sweep/speed.py); 0 = no probe: the first listed value, workers reserved at worker_cpus.
+    probe_steps: int = 40
 
 
 @dataclass
@@ -49,7 +52,10 @@ class SchedulerSettings:  # ASHA
 
 @dataclass
 class ResourceSettings:
-    cpus: float = 1.0  # per trial, plus one per data-loading worker (the trial's num_workers)
+    cpus: float = 1.0  # per trial (torch's threads), plus worker_cpus per data-loading worker
+    # CPUs one data-loading worker reserves. The speed probe replaces it with what a worker was
+    # measured to use (augmenting decoded arrays in memory takes a fraction of a core).
+    worker_cpus: float = 1.0
     gpus: float = 0.0  # per trial; a fraction lets trials share a GPU
 
 
@@ -125,6 +131,10 @@ class Experiment:
         require(scheduler.reduction_factor > 1, source, "scheduler.reduction_factor",
                 scheduler.reduction_factor, "more than 1")
         require(resources.cpus > 0, source, "resources.cpus", resources.cpus, "more than 0")
+        require(0 <= resources.worker_cpus <= 64, source, "resources.worker_cpus",
+                resources.worker_cpus, "between 0 and 64")
+        require(search.probe_steps >= 0, source, "search.probe_steps", search.probe_steps,
+                "0 (no probe) or more")
         require(resources.gpus >= 0, source, "resources.gpus", resources.gpus, "0 or more")
         require(resources.gpus <= 1 or resources.gpus == int(resources.gpus), source,
                 "resources.gpus", resources.gpus, "a fraction up to 1, or a whole number")
