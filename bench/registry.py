@@ -52,6 +52,9 @@ BENCHMARKS = {b.name: b for b in [
               "bench.sweeps:run_memory"),
     Benchmark("wandb", "the same sweep with and without W&B mirroring", "<= 1.05",
               "bench.sweeps:run_wandb"),
+    Benchmark("slots", "effective concurrency of a shipped sweep (epoch compute / wall) and its "
+              "overhead vs the ideal, beside raw Ray Tune replaying the same trials",
+              ">= 0.9 x concurrency", "bench.slots:run"),
     Benchmark("gpu", "bf16 AMP + channels_last vs float32 and vs the reference loop; 1, 2, 4 "
               "trainings sharing the GPU", ">= 2x; >= 2.5x", "bench.gpu_bench:run",
               needs="gpu"),
