@@ -55,6 +55,9 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("cache", "training samples/s from the memory-mapped decoded cache (page cache "
               "warm, and cold every epoch) vs the same pixels in RAM; cache build rate and size",
               ">= 0.95x", "bench.cache_bench:run"),
+    Benchmark("slots", "effective concurrency of a shipped sweep (epoch compute / wall) and its "
+              "overhead vs the ideal, beside raw Ray Tune replaying the same trials",
+              ">= 0.9 x concurrency", "bench.slots:run"),
     Benchmark("gpu", "bf16 AMP + channels_last vs float32 and vs the reference loop; 1, 2, 4 "
               "trainings sharing the GPU", ">= 2x; >= 2.5x", "bench.gpu_bench:run",
               needs="gpu"),

@@ -48,6 +48,9 @@ class SearchSettings:
     time_budget_s: float = setting(0.0, "Wall-clock limit of the sweep, in seconds; running "
                                         "trials are stopped at it; 0 = none")
     max_failures: int = setting(2, "Retries of a crashed trial, each from its last checkpoint")
+    probe_steps: int = setting(40, "Steps per candidate of the speed probe that fixes "
+                                   "num_workers/pin_memory for every trial (sweep/speed.py); "
+                                   "0 = no probe: the first listed value")
 
 
 @dataclass
@@ -60,8 +63,10 @@ class SchedulerSettings:  # ASHA
 
 @dataclass
 class ResourceSettings:
-    cpus: float = setting(1.0, "CPUs per trial, plus one per data-loading worker (the trial's "
-                               "num_workers); also its torch threads")
+    cpus: float = setting(1.0, "CPUs per trial (also its torch threads), plus worker_cpus per "
+                               "data-loading worker")
+    worker_cpus: float = setting(1.0, "CPUs one data-loading worker reserves; the speed probe "
+                                      "replaces it with what a worker was measured to use")
     gpus: float = setting(0.0, "GPUs per trial; a fraction lets trials share a GPU")
 
 
@@ -131,6 +136,10 @@ class Experiment:
         require(scheduler.reduction_factor > 1, source, "scheduler.reduction_factor",
                 scheduler.reduction_factor, "more than 1")
         require(resources.cpus > 0, source, "resources.cpus", resources.cpus, "more than 0")
+        require(0 <= resources.worker_cpus <= 64, source, "resources.worker_cpus",
+                resources.worker_cpus, "between 0 and 64")
+        require(search.probe_steps >= 0, source, "search.probe_steps", search.probe_steps,
+                "0 (no probe) or more")
         require(resources.gpus >= 0, source, "resources.gpus", resources.gpus, "0 or more")
         require(resources.gpus <= 1 or resources.gpus == int(resources.gpus), source,
                 "resources.gpus", resources.gpus, "a fraction up to 1, or a whole number")

@@ -21,6 +21,7 @@ METRIC, MODE = "val_dice", "max"
 EXPERIMENT_FILE = "experiment.yaml"  # the resolved experiment (after --key=value overrides)
 TUNE_DIR = "tune"  # Ray Tune's experiment: tune/<trial_id>/{params.json,result.json,checkpoint_*}
 STUDY_FILE = "study.journal"  # Optuna's journal storage
+SPEED_PROBE_FILE = "speed_probe.json"  # the speed probe's table and the knobs every trial got
 STATUS_FILE = "trial_status.json"  # {trial_id: {status, reason, epochs, config, best_val_dice}}
 BEST_CHECKPOINT = "best.pth"
 BEST_CONFIG = "best_config.yaml"
@@ -35,6 +36,9 @@ REPORT_HTML, REPORT_MD, TRIALS_CSV = "report.html", "report.md", "trials.csv"
 CHECKPOINT_FILE = "checkpoint.pth"  # the loop's own format, inside Ray's checkpoint_NNNNNN/
 VAL_IMAGES_DIR = "val_images"  # W&B validation panels, epoch_NNN.png
 PARAMS_FILE, RESULT_FILE = "params.json", "result.json"  # Ray's
+
+# In the first result row of each run of a trial: the wall clock of its first training step.
+FIRST_STEP_KEY = "first_step_at"
 
 # ---- how a trial ended: one vocabulary everywhere (status file, Optuna, W&B, report) -------------
 COMPLETE = "complete"  # trained every epoch

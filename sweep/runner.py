@@ -26,6 +26,7 @@ from sweep.rundir import (
     RETRAIN_DIR,
     RUNNING,
     SCORED,
+    SPEED_PROBE_FILE,
     STATUS_FILE,
     STUDY_FILE,
     TUNE_DIR,
@@ -33,10 +34,12 @@ from sweep.rundir import (
     read_statuses,
     read_trials,
     tally,
+    write_json,
     write_statuses,
     write_text,
 )
 from sweep.search import build_tuner, journal_storage, restore_tuner
+from sweep.speed import fix_speed_knobs
 from sweep.status import TrialStatusLog
 from sweep.wandb_mirror.integration import finish_mirror, mirror_callback
 from training.settings import ConfigError
@@ -92,6 +95,7 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
         write_text(run_dir / EXPERIMENT_FILE, yaml.safe_dump(experiment.to_dict(),
                                                              sort_keys=False))
         data = load_data_for(experiment)
+        experiment = fix_speed_knobs_once(experiment, run_dir, data)
         tuner = build_tuner(experiment, run_dir, data,
                             sweep_callbacks(experiment, run_dir, data))
         known = trial_ids(tuner.fit())
@@ -117,6 +121,17 @@ def resume_experiment(run_dir: str | Path) -> RunSummary:
         stop_ray(connection)
     return finish(experiment, run_dir, known, time.perf_counter() - start,
                   connection.dashboard_url)
+
+
+def fix_speed_knobs_once(experiment: Experiment, run_dir: Path, data) -> Experiment:
+    """The speed probe (sweep/speed.py): num_workers and pin_memory fixed for every trial. The
+    applied experiment replaces experiment.yaml, so a resume runs the same shapes unprobed."""
+    import ray
+
+    experiment, record = fix_speed_knobs(experiment, data, ray.cluster_resources().get("CPU", 1))
+    write_json(run_dir / SPEED_PROBE_FILE, record)
+    write_text(run_dir / EXPERIMENT_FILE, yaml.safe_dump(experiment.to_dict(), sort_keys=False))
+    return experiment
 
 
 def trial_ids(results) -> set[str]:
@@ -149,18 +164,19 @@ def check_resources(experiment: Experiment, available: dict) -> None:
     if gpus > available.get("GPU", 0):
         raise ConfigError(f"resources.gpus = {gpus:g} but Ray sees {available.get('GPU', 0):g} "
                           f"GPUs (--resources.gpus=0 runs on CPU)")
-    workers = max_num_workers(experiment)
-    if cpus + workers > available.get("CPU", 0):
+    workers = min_num_workers(experiment)  # the probe may pick the cheapest candidate
+    need = cpus + workers * experiment.resources.worker_cpus
+    if need > available.get("CPU", 0):
         raise ConfigError(f"resources.cpus = {cpus:g}: a trial with num_workers={workers} needs "
-                          f"{cpus + workers:g} CPUs but Ray has {available.get('CPU', 0):g}")
+                          f"{need:g} CPUs but Ray has {available.get('CPU', 0):g}")
 
 
-def max_num_workers(experiment: Experiment) -> int:
+def min_num_workers(experiment: Experiment) -> int:
     spec = experiment.space.get("num_workers")
     if not spec:
         return experiment.train.num_workers
     (values,) = spec.values()
-    return max(values)  # a choice, or an int range's [low, high]
+    return min(values)  # a choice, or an int range's [low, high]
 
 
 # ---- the end of a sweep ---------------------------------------------------------------------

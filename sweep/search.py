@@ -115,14 +115,19 @@ def make_scheduler(experiment: Experiment) -> ASHAScheduler:
 
 
 def trial_resources(experiment: Experiment, candidates: list[dict] | None = None):
-    """Resources of one trial from its own config: one CPU per data-loading worker on top, so
-    a num_workers=4 trial reserves what it uses instead of oversubscribing the machine."""
+    """Resources of one trial: ``resources.cpus`` for torch's threads plus, per data-loading
+    worker, ``resources.worker_cpus`` (what the speed probe measured a worker to use, not a
+    whole core). The probe fixes num_workers for every trial, so every trial has one shape:
+    a finished trial's actor serves the next one, and no pending trial waits for CPUs that a
+    trial of another shape holds."""
     base_workers = experiment.train.num_workers
     cpus, gpus = experiment.resources.cpus, experiment.resources.gpus
+    per_worker = experiment.resources.worker_cpus
 
     def resources(config: dict) -> dict:
         params = candidates[config["candidate"]] if candidates is not None else config
-        return {"cpu": cpus + params.get("num_workers", base_workers), "gpu": gpus}
+        return {"cpu": round(cpus + params.get("num_workers", base_workers) * per_worker, 4),
+                "gpu": gpus}
 
     return resources
 

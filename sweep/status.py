@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 from ray import tune
 
 from sweep.rundir import (
     FINISHED,
+    FIRST_STEP_KEY,
     METRIC,
     RUNNING,
     STATUSES,
@@ -42,6 +44,8 @@ class TrialStatusLog(tune.Callback):
         self.best = max(self.best, best_so_far(self.statuses))
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        # Its actor is up (new, or a finished trial's reused): the trial holds its slot now.
+        self.clock(trial, placed_at=time.time())
         self.update(trial, RUNNING, "training")
         self.progress()
 
@@ -51,9 +55,11 @@ class TrialStatusLog(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if METRIC in result:
             self.best = max(self.best, (float(result[METRIC]), trial.trial_id))
+        self.clock_result(trial, result)
         self.update(trial, RUNNING, "training", result)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.clock(trial, ended_at=time.time())
         status, reason = verdict(trial.last_result, errored=False, max_epochs=self.max_epochs,
                                  infeasible=infeasible_reason(self.run_dir, trial.trial_id),
                                  budget=self.budget)
@@ -61,11 +67,28 @@ class TrialStatusLog(tune.Callback):
         self.progress()
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.clock(trial, ended_at=time.time())
         status, reason = verdict(trial.last_result, errored=True, max_epochs=self.max_epochs,
                                  infeasible=infeasible_reason(self.run_dir, trial.trial_id),
                                  error_text=error_line(trial))
         self.update(trial, status, reason, trial.last_result)
         self.progress()
+
+    def clock(self, trial, **times: float) -> None:
+        """The trial's timeline (sweep/timeline.py reads it): placed_at (latest placement),
+        first_step_at and startup_s (placement to first training step), compute_s (its epochs'
+        seconds) and ended_at, wall-clock seconds."""
+        if trial.trial_id not in self.settled:
+            self.statuses.setdefault(trial.trial_id, {"epochs": 0, "config": {}}).update(times)
+
+    def clock_result(self, trial, result: dict) -> None:
+        entry = self.statuses.get(trial.trial_id)
+        if entry is None or trial.trial_id in self.settled:
+            return
+        if FIRST_STEP_KEY in result and "placed_at" in entry:
+            entry[FIRST_STEP_KEY] = float(result[FIRST_STEP_KEY])
+            entry["startup_s"] = max(0.0, entry[FIRST_STEP_KEY] - entry["placed_at"])
+        entry["compute_s"] = entry.get("compute_s", 0.0) + float(result.get("epoch_seconds", 0))
 
     def update(self, trial, status: str, reason: str, result: dict | None = None) -> None:
         if trial.trial_id in self.settled:

@@ -14,6 +14,7 @@ import gc
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from ray import tune
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
 from sweep.faults import Faults, fault_injector
-from sweep.rundir import CHECKPOINT_FILE, record_infeasible
+from sweep.rundir import CHECKPOINT_FILE, FIRST_STEP_KEY, record_infeasible
 from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.loop import EpochState, train
 
@@ -84,12 +85,19 @@ def resume_file(folder: Path) -> Path:
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
                   resumed: bool = False, faults: Faults | None = None):
     inject_faults = fault_injector(faults, params, resumed)
+    first_epoch = None
     # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
     add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
                  if data is not None else None)
 
     def report(metrics: dict, state: EpochState) -> None:
+        nonlocal first_epoch
         inject_faults(state.epoch)
+        if first_epoch is None:
+            first_epoch = state.epoch
+            # When this run of the trial took its first training step (the epoch's clock
+            # starts just before it): the driver measures start-up from placement to here.
+            metrics[FIRST_STEP_KEY] = time.time() - metrics["epoch_seconds"]
         if add_panel:
             add_panel(metrics, state)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:

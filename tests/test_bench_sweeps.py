@@ -120,3 +120,14 @@ def test_wandb_tiny_mirrors_the_sweep(tiny):
     outcome = run_wandb(tiny)
     assert all(r["wandb_runs"] >= 1 for r in outcome.figures["runs"]["on"])
     assert all(r["wandb_runs"] == 0 for r in outcome.figures["runs"]["off"])
+
+
+def test_slots_tiny_measures_the_sweep_and_raw_tune(tiny):
+    from bench.slots import run
+
+    outcome = run(tiny)
+    sweep, raw = outcome.figures["sweep"], outcome.figures["raw_tune"]
+    assert sweep["concurrency"] == 2 and sweep["compute_s"] > 0 and sweep["wall_s"] > 0
+    assert sweep["median_startup_s"] is not None and sweep["overhead_vs_ideal"] > 0
+    assert raw["trials"] == sweep["counts"]["complete"] + sweep["counts"]["pruned"]
+    assert raw["overhead_vs_ideal"] > 0 and outcome.ratio > 0

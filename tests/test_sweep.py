@@ -127,3 +127,37 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(ray_session, tmp_pa
         (record,) = [r for r in read_trials(summary.run_dir / "tune") if r.trial_id == trial_id]
         assert [row["epoch"] for row in record.rows] == [1, 2, 3]  # epoch 1 not run again
         assert f"injected by {FAULTS_ENV} error_when" in (record.path / "error.txt").read_text()
+
+
+def test_the_speed_probe_fixes_num_workers_for_every_trial(ray_session, tmp_path):
+    import torch
+
+    experiment = load_experiment(SMOKE, ["--space.num_workers={choice: [0, 1]}",
+                                         "--search.trials=2", "--scheduler.max_epochs=1",
+                                         "--search.probe_steps=3"])
+    summary = run_experiment(experiment, tmp_path)
+    run_dir = summary.run_dir
+    probe = json.loads((run_dir / "speed_probe.json").read_text())
+    assert [r["num_workers"] for r in probe["rows"]] == [0, 1]
+    chosen = probe["chosen"]["num_workers"]
+    # TPE never models it: neither the study's distributions nor the trials' params hold it
+    study = optuna.load_study(study_name="smoke", storage=journal_storage(run_dir))
+    assert all("num_workers" not in t.distributions for t in study.trials)
+    assert "num_workers" not in yaml.safe_load((run_dir / "experiment.yaml").read_text())["space"]
+    records = read_trials(run_dir / "tune")
+    assert len(records) == 2
+    for record in records:
+        assert "num_workers" not in record.params
+        for saved in record.path.glob("checkpoint_*/checkpoint.pth"):  # what the trial ran
+            config = torch.load(saved, weights_only=True)["config"]
+            assert config["num_workers"] == chosen
+    assert "Speed probe" in (run_dir / "report.md").read_text()
+
+
+def test_trials_record_start_up_and_the_report_shows_the_timeline(smoke_run):
+    for entry in statuses(smoke_run).values():
+        assert entry["placed_at"] <= entry["first_step_at"] < entry["ended_at"]
+        assert entry["startup_s"] == pytest.approx(entry["first_step_at"] - entry["placed_at"])
+        assert entry["compute_s"] > 0
+    report = (smoke_run / "report.md").read_text()
+    assert "effective concurrency" in report and "median start-up" in report

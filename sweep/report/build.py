@@ -13,6 +13,7 @@ from sweep.report.document import Bullets, Report, Section, Table, Text
 from sweep.report.html import render_html
 from sweep.report.load import STATUSES, RunData, load_run
 from sweep.report.markdown import render_markdown
+from sweep.report.slots import slots
 from sweep.rundir import REPORT_HTML, REPORT_MD, TRIALS_CSV, write_text
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def run_sections(run: RunData, suffix: str, several: bool) -> list[Section]:
         summary.title = f"Run {run.name}"
     return [summary, sections.leaderboard(run, suffix), ranking, sections.curves(run, suffix),
             space, sections.importance(run, suffix), sections.parallel(run, suffix),
-            sections.throughput(run, suffix), sections.outcomes(run, suffix)]
+            sections.throughput(run, suffix), slots(run, suffix), sections.outcomes(run, suffix)]
 
 
 def summary_section(run: RunData, suffix: str, verdict: str,

@@ -2,8 +2,10 @@
 ``val_images.val_panel_reporter``, which imports none of this.)"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from sweep.rundir import SPEED_PROBE_FILE
 from sweep.wandb_mirror.callback import finish_mirror, make_wandb_callback
 from sweep.wandb_mirror.settings import WandbSettings
 from sweep.wandb_mirror.sweep_config import build_sweep_config
@@ -24,6 +26,9 @@ def mirror_callback(experiment, run_dir: str | Path, data=None, status_log=None,
         trials=experiment.search.trials)
     fixed = {k: v for k, v in experiment.train.to_dict().items() if k not in RUNTIME_KEYS}
     fixed["epochs"] = scheduler.max_epochs
+    probe = Path(run_dir) / SPEED_PROBE_FILE  # which num_workers every trial got, and why
+    if probe.exists():
+        fixed["speed_probe"] = json.loads(probe.read_text())
     dataset = {"fingerprint": data.fingerprint(), "source": data.source,
                "images": len(data), "shape": data.describe_sizes(),
                "mask_values": list(data.mask_values)} if data is not None else None
