@@ -17,6 +17,7 @@ from data_pipeline import SegmentationData, split_indices
 from data_pipeline.loader import SegmentationDataset, make_loader
 from models import create_model
 from training import checkpoints as ckpt
+from training.atomic import disk_full_guard
 from training.config import TrainConfig
 from training.determinism import (
     configure_determinism,
@@ -273,5 +274,5 @@ def read_history(path: Path, before_epoch: int) -> list[dict]:
 
 
 def append_jsonl(path: Path, row: dict) -> None:
-    with path.open("a") as handle:
+    with disk_full_guard(path), path.open("a") as handle:
         handle.write(json.dumps(row) + "\n")
