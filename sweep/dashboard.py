@@ -54,6 +54,7 @@ def connect(include_dashboard: bool = True) -> RayConnection:
 
     if ray.is_initialized():
         return RayConnection("existing session", None, owned=False)
+    exposure.ensure_private_token(create=False)  # an existing token file: 0600
     head = read_head_state()
     if os.environ.get("RAY_ADDRESS"):
         context, where = join(os.environ["RAY_ADDRESS"]), os.environ["RAY_ADDRESS"]

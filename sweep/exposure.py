@@ -38,10 +38,11 @@ def token_file() -> Path:
     return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
 
 
-def ensure_private_token() -> Path | None:
+def ensure_private_token(create: bool = True) -> Path | None:
     """The token file, created 0600 before Ray would create it 0644 (same format as Ray's own:
     64 hex digits); an existing one readable by others is narrowed to 0600. Nothing is done
-    when the token comes from RAY_AUTH_TOKEN or the user turned auth off."""
+    when the token comes from RAY_AUTH_TOKEN or the user turned auth off. ``create=False``
+    (joining a cluster): only narrow, since a new token file would turn auth on for the join."""
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_MODE", "").lower() == \
             "disabled":
         return None
@@ -51,6 +52,8 @@ def ensure_private_token() -> Path | None:
             os.chmod(path, 0o600)
             log.info("narrowed %s to mode 0600 (it held Ray's token readable by others)", path)
         return path
+    if not create:
+        return None
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

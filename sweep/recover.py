@@ -44,15 +44,33 @@ class DamagedRun(ConfigError):
     """A run directory a resume cannot continue without losing trials; one line."""
 
 
-def check_before_resume(run_dir: Path, max_epochs: int) -> list[str]:
+def check_before_resume(run_dir: Path, max_epochs: int, study_name: str = "") -> list[str]:
     """Repair what Ray's results can rebuild; returns one line per repair (empty: all sound)."""
     run_dir = Path(run_dir)
     ray_status = ray_trial_statuses(run_dir)  # first: refuse before touching anything
     check_searcher_state(run_dir)
     notes = repair_journal(run_dir)
     notes += repair_result_files(run_dir)
-    notes += rebuild_statuses(run_dir, ray_status, max_epochs)
+    # Ray's snapshot may predate a trial's end; the study was told at once (status, reason).
+    told = study_verdicts(run_dir, study_name) if study_name else {}
+    notes += rebuild_statuses(run_dir, ray_status, max_epochs, told)
     return notes
+
+
+def study_verdicts(run_dir: Path, study_name: str) -> dict[str, tuple[str, str]]:
+    """{ray trial id: (status, reason)} of the trials the searcher told the study about."""
+    import optuna
+
+    from sweep.search import journal_storage
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=journal_storage(run_dir))
+    except Exception as error:  # noqa: BLE001 - optuna's errors vary; the journal parsed above
+        raise DamagedRun(f"{run_dir / STUDY_FILE}: the Optuna study cannot be read "
+                         f"({type(error).__name__}); nothing was changed") from None
+    return {t.user_attrs["ray_trial_id"]: (t.user_attrs["status"], t.user_attrs.get("reason", ""))
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("ray_trial_id") and t.user_attrs.get("status") in ENDED}
 
 
 # ---- Ray's experiment state ------------------------------------------------------------------
@@ -128,7 +146,8 @@ def repair_result_files(run_dir: Path) -> list[str]:
 
 
 # ---- trial_status.json -----------------------------------------------------------------------
-def rebuild_statuses(run_dir: Path, ray_status: dict[str, str], max_epochs: int) -> list[str]:
+def rebuild_statuses(run_dir: Path, ray_status: dict[str, str], max_epochs: int,
+                     told: dict[str, tuple[str, str]] | None = None) -> list[str]:
     """Every trial folder gets a status: the recorded one, else one rebuilt from its rows."""
     path = run_dir / STATUS_FILE
     try:
@@ -143,7 +162,8 @@ def rebuild_statuses(run_dir: Path, ray_status: dict[str, str], max_epochs: int)
         entry = statuses.get(record.trial_id)
         if isinstance(entry, dict) and entry.get("status") in (*ENDED, RUNNING):
             continue
-        rebuilt[record.trial_id] = status_from_rows(run_dir, record, ray_status, max_epochs)
+        rebuilt[record.trial_id] = status_from_rows(run_dir, record, ray_status, max_epochs,
+                                                    (told or {}).get(record.trial_id))
     if not rebuilt:
         return []
     statuses.update(rebuilt)
@@ -155,12 +175,15 @@ def rebuild_statuses(run_dir: Path, ray_status: dict[str, str], max_epochs: int)
             f"{run_dir / TUNE_DIR} ({kinds})"]
 
 
-def status_from_rows(run_dir: Path, record, ray_status: dict[str, str], max_epochs: int) -> dict:
+def status_from_rows(run_dir: Path, record, ray_status: dict[str, str], max_epochs: int,
+                     told: tuple[str, str] | None = None) -> dict:
     rows = record.rows
     last = rows[-1] if rows else None
     ray = ray_status.get(record.trial_id, "")
     infeasible = infeasible_reason(run_dir, record.trial_id)
-    if ray in RAY_UNFINISHED and not infeasible:
+    if told:
+        status, reason = told
+    elif ray in RAY_UNFINISHED and not infeasible:
         status, reason = RUNNING, "interrupted: `resume` continues it"
     elif ray == "ERROR" or (not ray and (record.path / "error.txt").exists()):
         status, reason = verdict(last, errored=True, max_epochs=max_epochs, infeasible=infeasible,

@@ -28,6 +28,7 @@ class RunDirBusy(ConfigError):
 def hold(run_dir: str | Path) -> Iterator[Path]:
     """Hold the run directory's lock for the block, or raise RunDirBusy at once."""
     run_dir = Path(run_dir)
+    created = first_missing(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -41,7 +42,30 @@ def hold(run_dir: str | Path) -> Iterator[Path]:
         os.write(fd, describe_self().encode())
         yield path
     finally:
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            remove_empty(path, run_dir, created)  # rejected before anything was written
         os.close(fd)  # releases the lock; the file stays (removing it would race a new holder)
+
+
+def first_missing(folder: Path) -> Path | None:
+    """The topmost folder of ``folder``'s path that does not exist yet."""
+    missing = None
+    while not folder.exists() and folder != folder.parent:
+        missing, folder = folder, folder.parent
+    return missing
+
+
+def remove_empty(lock: Path, run_dir: Path, created: Path) -> None:
+    lock.unlink(missing_ok=True)
+    folder = run_dir
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == created:
+            return
+        folder = folder.parent
 
 
 def describe_self() -> str:

@@ -126,7 +126,8 @@ def resume_locked(run_dir: Path) -> RunSummary:
     experiment = load_experiment(run_dir / EXPERIMENT_FILE)
     # Damage a resume would hide (rerun or dropped trials): repaired from Ray's results and
     # said, or refused in one line before Ray starts.
-    recovered = check_before_resume(run_dir, experiment.scheduler.max_epochs)
+    recovered = check_before_resume(run_dir, experiment.scheduler.max_epochs,
+                                    experiment.name)
     for note in recovered:
         log.warning("recovered: %s", note)
     finished = frozenset(trial_id for trial_id, entry in read_statuses(run_dir).items()
