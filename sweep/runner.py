@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from sweep import dashboard, exposure, runlock
-from sweep.diskspace import StopWhenDiskFull, sweep_disk_full
+from sweep.diskspace import StopWhenDiskFull, quiet_disk_full_tracebacks, sweep_disk_full
 from sweep.experiment import Experiment, load_experiment
 from sweep.recover import check_before_resume
 from sweep.rundir import (
@@ -147,6 +147,7 @@ def resume_locked(run_dir: Path) -> RunSummary:
 
 def fit(tuner, run_dir: Path) -> set[str]:
     """Run the Tuner; a full disk ends it in one line (the sweep stays resumable)."""
+    quiet_disk_full_tracebacks()  # here too: a restored Tuner unpickles its callbacks
     try:
         return trial_ids(tuner.fit())
     except Exception as error:

@@ -295,17 +295,17 @@ def test_a_local_sweeps_ray_listens_on_loopback_only_and_dies_with_its_driver(tm
     assert not left, f"Ray processes outlived the killed driver: {left}"
 
 
-# ---- the same, for real: a sweep into a small full tmpfs (root only) ----------------------------
+# ---- the same, for real: a sweep into a nearly full tmpfs (root only) ----------------------------
 @pytest.mark.slow
 def test_a_sweep_on_a_full_tmpfs_stops_in_one_line_and_resumes(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)],
                       capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
-        filler = mount / "filler"
-        filler.write_bytes(b"\0" * (2560 << 10))  # ~0.4 MB left: a few checkpoints
+        filler = mount / "filler"  # ~1 MB left: the sweep fills it; the whole of it, freed, not
+        filler.write_bytes(b"\0" * (shutil.disk_usage(mount).free - (1 << 20)))
         run = [sys.executable, "-m", "sweep", "run", str(SMOKE), "--runs-dir", str(mount)]
         first = subprocess.run(run, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert first.returncode != 0
