@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: install test test-all lint train predict samples clean
+.PHONY: install test test-all fuzz lint train predict samples clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ test: install
 # Also the slow and gpu tests (gpu ones skip without a GPU).
 test-all: install
 	$(PY) -m pytest -m "" $(ARGS)
+
+# The slow fault-injection cases (tests/test_faults.py: a sweep on a full tmpfs, ...).
+fuzz: install
+	$(PY) -m pytest -m slow tests/test_faults.py $(ARGS)
 
 lint: install
 	$(PY) -m ruff check sweep models data_pipeline training bench tests

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ray import tune
 
+from sweep import runlock
+from sweep.diskspace import StopWhenDiskFull
 from sweep.experiment import load_saved_experiment
 from sweep.rundir import (
     COMPLETE,
@@ -24,7 +26,7 @@ from sweep.rundir import (
     read_trials,
     write_json,
 )
-from sweep.runner import load_data_for, start_ray, stop_ray
+from sweep.runner import fit, load_data_for, start_ray, stop_ray
 from sweep.search import make_trainable, quiet_tune, run_config
 from training.settings import ConfigError
 
@@ -65,6 +67,13 @@ def new_seeds(run_dir: Path, count: int) -> list[int]:
 
 def confirm_run(run_dir: str | Path, top_k: int | None = None, seeds: int | None = None) -> dict:
     run_dir = Path(run_dir)
+    if not (run_dir / EXPERIMENT_FILE).is_file():
+        raise ConfigError(f"{run_dir}: no sweep here (no {EXPERIMENT_FILE})")
+    with runlock.hold(run_dir):  # never beside a live run or resume of the same sweep
+        return confirm_locked(run_dir, top_k, seeds)
+
+
+def confirm_locked(run_dir: Path, top_k: int | None, seeds: int | None) -> dict:
     experiment = load_saved_experiment(run_dir / EXPERIMENT_FILE)
     top_k = top_k or experiment.confirm.top_k
     candidates = top_candidates(run_dir, top_k)
@@ -82,9 +91,9 @@ def confirm_run(run_dir: str | Path, top_k: int | None = None, seeds: int | None
                          "seed": tune.grid_search(seed_list)},
             tune_config=tune.TuneConfig(max_concurrent_trials=experiment.search.concurrency,
                                         reuse_actors=True),
-            run_config=run_config(experiment, run_dir, CONFIRM_DIR, [],
+            run_config=run_config(experiment, run_dir, CONFIRM_DIR, [StopWhenDiskFull(run_dir)],
                                   experiment.search.max_failures))
-        tuner.fit()
+        fit(tuner, run_dir)
     finally:
         stop_ray(connection)
     result = collect(run_dir, candidates, seed_list, experiment.scheduler.max_epochs)

@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweep import exposure
 from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,18 @@ def connect(include_dashboard: bool = True) -> RayConnection:
         enable_token_auth()
     import ray
 
+    exposure.ensure_private_token(create=False)  # an existing token file: 0600
     if os.environ.get("RAY_ADDRESS"):
         context, where = join(os.environ["RAY_ADDRESS"]), os.environ["RAY_ADDRESS"]
     elif head:
         # By address, not "auto": "auto" may pick any other Ray running on this machine.
         context, where = ray.init(address=head["address"], log_to_driver=False), head["address"]
     else:
+        exposure.prepare_local_ray()  # loopback only, metrics off, token file 0600
         # address="local": never trip over a stale ray_current_cluster file from an old cluster.
         context = ray.init(address="local", include_dashboard=include_dashboard,
                            dashboard_host="127.0.0.1", log_to_driver=False)
+        exposure.start_reaper(context.address_info.get("session_dir", ""))
         where = "local"
     # Ray 2.60 turns token auth on for a new local Ray (and when joining with a token at hand),
     # noting it in RAY_AUTH_MODE; it must be decided before Ray's config is read, so we only check.
@@ -245,6 +249,7 @@ def check_ports_free(ports: dict[str, int]) -> None:
 def ensure_token() -> None:
     """`ray start` with token auth needs the token to exist; Ray's own command makes one
     (it prints the token, so its output goes nowhere)."""
+    exposure.ensure_private_token()  # 0600, before Ray's own command would make it 0644
     if not token_path().exists():
         subprocess.run([ray_executable(), "get-auth-token", "--generate"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -32,6 +32,7 @@ WANDB_DIR = "wandb"  # offline W&B runs
 MIRROR_FILE = "wandb/mirror.json"  # the W&B mirror's own record
 WANDB_SWEEP_FILE = "wandb_sweep.yaml"
 REPORT_HTML, REPORT_MD, TRIALS_CSV = "report.html", "report.md", "trials.csv"
+LOCK_FILE = "sweep.lock"  # flock'd by the live run/resume/confirm: "pid N (command) since T"
 # Inside a trial's folder:
 CHECKPOINT_FILE = "checkpoint.pth"  # the loop's own format, inside Ray's checkpoint_NNNNNN/
 VAL_IMAGES_DIR = "val_images"  # W&B validation panels, epoch_NNN.png

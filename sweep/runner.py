@@ -13,8 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from sweep import dashboard
+from sweep import dashboard, exposure, runlock
+from sweep.diskspace import StopWhenDiskFull, quiet_disk_full_tracebacks, sweep_disk_full
 from sweep.experiment import Experiment, load_saved_experiment
+from sweep.recover import check_before_resume
 from sweep.rundir import (
     BEST_CHECKPOINT,
     BEST_CONFIG,
@@ -22,6 +24,7 @@ from sweep.rundir import (
     EXPERIMENT_FILE,
     FAILED,
     FINISHED,
+    LOCK_FILE,
     METRIC,
     RETRAIN_DIR,
     RUNNING,
@@ -58,6 +61,7 @@ class RunSummary:
     best_params: dict = field(default_factory=dict)
     dashboard_url: str | None = None
     report: Path | None = None
+    recovered: list[str] = field(default_factory=list)  # what a resume rebuilt from Ray's results
 
     @property
     def trials(self) -> int:
@@ -70,7 +74,7 @@ def sweep_callbacks(experiment: Experiment, run_dir: Path, data=None) -> list:
     status_log = TrialStatusLog(run_dir, experiment.scheduler.max_epochs, search.trials,
                                 budget=search.time_budget_s > 0)
     mirror = mirror_callback(experiment, run_dir, data, status_log)  # None: W&B turned off
-    return [status_log] + ([mirror] if mirror else [])
+    return [status_log, StopWhenDiskFull(run_dir)] + ([mirror] if mirror else [])
 
 
 def load_data_for(experiment: Experiment):
@@ -83,11 +87,23 @@ def load_data_for(experiment: Experiment):
 def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
                    fresh: bool = False) -> RunSummary:
     run_dir = Path(runs_dir) / experiment.name
-    if (run_dir / TUNE_DIR).exists():
-        if not fresh:
-            raise ConfigError(f"{run_dir} already holds a sweep: `python -m sweep resume "
-                              f"{run_dir}` continues it, --fresh starts over (deletes it)")
-        shutil.rmtree(run_dir)
+    with runlock.hold(run_dir):  # one line naming the live sweep, if there is one
+        if (run_dir / TUNE_DIR).exists():
+            if not fresh:
+                raise ConfigError(f"{run_dir} already holds a sweep: `python -m sweep resume "
+                                  f"{run_dir}` continues it, --fresh starts over (deletes it)")
+            clear_run_dir(run_dir)
+        return run_locked(experiment, run_dir)
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """--fresh: everything but the lock we hold (a new file would be a second, free lock)."""
+    for path in run_dir.iterdir():
+        if path.name != LOCK_FILE:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def run_locked(experiment: Experiment, run_dir: Path) -> RunSummary:
     start = time.perf_counter()
     connection = start_ray(experiment)  # first: a missing GPU fails before anything is written
     try:
@@ -98,7 +114,7 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
         experiment = fix_speed_knobs_once(experiment, run_dir, data)
         tuner = build_tuner(experiment, run_dir, data,
                             sweep_callbacks(experiment, run_dir, data))
-        known = trial_ids(tuner.fit())
+        known = fit(tuner, run_dir)
     finally:
         stop_ray(connection)
     return finish(experiment, run_dir, known, time.perf_counter() - start,
@@ -109,18 +125,42 @@ def resume_experiment(run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
     if not (run_dir / TUNE_DIR).is_dir():
         raise ConfigError(f"{run_dir}: no sweep to resume here (no {TUNE_DIR}/ folder)")
+    with runlock.hold(run_dir):
+        return resume_locked(run_dir)
+
+
+def resume_locked(run_dir: Path) -> RunSummary:
     experiment = load_saved_experiment(run_dir / EXPERIMENT_FILE)
+    # Damage a resume would hide (rerun or dropped trials): repaired from Ray's results and
+    # said, or refused in one line before Ray starts.
+    recovered = check_before_resume(run_dir, experiment.scheduler.max_epochs,
+                                    experiment.name)
+    for note in recovered:
+        log.warning("recovered: %s", note)
     finished = frozenset(trial_id for trial_id, entry in read_statuses(run_dir).items()
                          if entry["status"] in FINISHED)
     start = time.perf_counter()
     connection = start_ray(experiment)
     try:
         data = load_data_for(experiment)
-        known = trial_ids(restore_tuner(experiment, run_dir, data, finished).fit())
+        known = fit(restore_tuner(experiment, run_dir, data, finished), run_dir)
     finally:
         stop_ray(connection)
-    return finish(experiment, run_dir, known, time.perf_counter() - start,
-                  connection.dashboard_url)
+    summary = finish(experiment, run_dir, known, time.perf_counter() - start,
+                     connection.dashboard_url)
+    summary.recovered = recovered
+    return summary
+
+
+def fit(tuner, run_dir: Path) -> set[str]:
+    """Run the Tuner; a full disk ends it in one line (the sweep stays resumable)."""
+    quiet_disk_full_tracebacks()  # here too: a restored Tuner unpickles its callbacks
+    try:
+        return trial_ids(tuner.fit())
+    except Exception as error:
+        if (full := sweep_disk_full(run_dir, error)) is not None:
+            raise full from None
+        raise
 
 
 def fix_speed_knobs_once(experiment: Experiment, run_dir: Path, data) -> Experiment:
@@ -156,6 +196,7 @@ def stop_ray(connection: dashboard.RayConnection) -> None:
 
     if connection.owned:
         ray.shutdown()
+        exposure.stop_reaper()
 
 
 def check_resources(experiment: Experiment, available: dict) -> None:
@@ -272,4 +313,5 @@ def summary_text(summary: RunSummary) -> str:
     ]
     if counts.get("running"):
         lines.append(f"  unfinished   python -m sweep resume {run}")
+    lines += [f"  recovered    {note}" for note in summary.recovered]
     return "\n".join(lines)

@@ -2,10 +2,24 @@
 it is written (a report, a resumed driver, Ray) or that a kill may interrupt."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from training.settings import ConfigError
+
+# Below this, a failed write is taken for a full disk even when the error does not say so
+# (torch.save reports ENOSPC as a RuntimeError "file write failed", without its errno).
+NEARLY_FULL_BYTES = 1 << 20
+
+
+class DiskFullError(ConfigError):
+    """No space left where a file had to be written; the message is one line: what, where,
+    how much is free."""
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -20,10 +34,71 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         write(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
+        full = failed_for_space(error, path)  # judged before the temporary frees its space
         temporary.unlink(missing_ok=True)
+        if full:
+            raise disk_full(path) from None
         raise
     return path
+
+
+@contextlib.contextmanager
+def disk_full_guard(path: str | Path) -> Iterator[None]:
+    """Turn a write that failed for want of space into one DiskFullError naming ``path``."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if failed_for_space(error, path):
+            raise disk_full(path) from None
+        raise
+
+
+def failed_for_space(error: BaseException, path: str | Path) -> bool:
+    if isinstance(error, DiskFullError) or not isinstance(error, (OSError, RuntimeError)):
+        return False
+    return is_disk_full(error) or (not isinstance(error, FileNotFoundError)
+                                   and free_bytes(path) < NEARLY_FULL_BYTES)
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """ENOSPC or EDQUOT anywhere in the error's chain, or its text saying so."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(error) or "[Errno 28]" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free bytes on the file system holding ``path`` (its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
+
+
+def disk_full(path: str | Path) -> DiskFullError:
+    path = Path(path)
+    where = path if path.is_dir() else path.parent
+    try:
+        usage = shutil.disk_usage(where)
+        room = f"{mb(usage.free)} free of {mb(usage.total)}"
+    except OSError:
+        room = "free space unknown"
+    return DiskFullError(f"disk full: cannot write {path} ({room} on {where}); free some "
+                         f"space there, then run the same command again")
+
+
+def mb(size: int) -> str:
+    return f"{size / 2**20:.1f} MB"
 
 
 def write_text(path: str | Path, text: str) -> Path:

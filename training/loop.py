@@ -18,6 +18,7 @@ from data_pipeline.folder import size_faults
 from data_pipeline.loader import SegmentationDataset, make_eval_loader, make_loader
 from models import create_model
 from training import checkpoints as ckpt
+from training.atomic import disk_full_guard
 from training.config import TrainConfig
 from training.determinism import (
     configure_determinism,
@@ -284,5 +285,5 @@ def read_history(path: Path, before_epoch: int) -> list[dict]:
 
 
 def append_jsonl(path: Path, row: dict) -> None:
-    with path.open("a") as handle:
+    with disk_full_guard(path), path.open("a") as handle:
         handle.write(json.dumps(row) + "\n")

@@ -1,0 +1,94 @@
+"""A full disk stops a sweep with one line (what, where, how much is free) instead of hundreds of
+retried-trial tracebacks, leaves no partial files, and leaves the sweep resumable.
+
+A trial that cannot write (its checkpoint into the run directory) would be retried, fail again
+and print Ray's traceback each time; the first such error stops the sweep instead (the same way
+a killed driver stops it, so ``resume`` continues once space is freed). A write of the driver's
+own (statuses, Ray's results) stops it the same way.
+"""
+from __future__ import annotations
+
+import logging
+import zipfile
+from pathlib import Path
+
+from ray import tune
+
+from sweep.rundir import CHECKPOINT_FILE, TUNE_DIR
+from training.atomic import DiskFullError, disk_full, free_bytes, is_disk_full
+
+# Ray logs every failed trial task with its traceback here, before any callback runs.
+RAY_TRIAL_LOGGER = "ray.tune.execution.tune_controller"
+NEARLY_FULL_BYTES = 4 << 20
+
+
+class StopWhenDiskFull(tune.Callback):
+    """Raise DiskFullError out of ``Tuner.fit`` at a trial's first out-of-space error."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        quiet_disk_full_tracebacks()
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.check(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.check(trial)
+
+    def check(self, trial) -> None:
+        if is_disk_full_text(trial_error_text(trial)):
+            raise disk_full(self.run_dir / TUNE_DIR / trial.trial_id)
+
+
+def trial_error_text(trial) -> str:
+    try:
+        if trial.error_file:
+            return Path(trial.error_file).read_text(errors="replace")
+        return str(trial.get_error() or "")
+    except Exception:  # noqa: BLE001 - a missing error file means: not ours to judge
+        return ""
+
+
+def is_disk_full_text(text: str) -> bool:
+    return "No space left on device" in text or "[Errno 28]" in text
+
+
+class DropDiskFullTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (is_disk_full(error) or is_disk_full_text(str(error or "")))
+
+
+def quiet_disk_full_tracebacks() -> None:
+    logger = logging.getLogger(RAY_TRIAL_LOGGER)
+    if not any(isinstance(f, DropDiskFullTracebacks) for f in logger.filters):
+        logger.addFilter(DropDiskFullTracebacks())
+
+
+def sweep_disk_full(run_dir: Path, error: BaseException) -> DiskFullError | None:
+    """The one-line error for a sweep that stopped for want of space (None: another cause),
+    after removing what the failed writes left half-done."""
+    if not (isinstance(error, DiskFullError) or is_disk_full(error)
+            or is_disk_full_text(str(error)) or free_bytes(run_dir) < NEARLY_FULL_BYTES):
+        return None
+    removed = remove_partial_writes(run_dir)
+    base = str(error) if isinstance(error, DiskFullError) else str(disk_full(run_dir))
+    base = base.split("; free some space")[0]
+    extra = f"; removed {removed} partial file(s)" if removed else ""
+    return DiskFullError(f"{base}{extra}; the sweep stopped: free some space, then `python -m "
+                         f"sweep resume {run_dir}` continues it")
+
+
+def remove_partial_writes(run_dir: Path) -> int:
+    """Temporary files of interrupted writes, and checkpoint folders whose file was torn (a
+    torch checkpoint is a zip file: a torn one has no central directory)."""
+    removed = 0
+    for path in list(run_dir.rglob("*.tmp")) + list(run_dir.rglob(".*.tmp*")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    for checkpoint in (run_dir / TUNE_DIR).glob(f"*/checkpoint_*/{CHECKPOINT_FILE}"):
+        if not zipfile.is_zipfile(checkpoint):
+            checkpoint.unlink(missing_ok=True)
+            removed += 1
+    return removed

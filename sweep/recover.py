@@ -1,0 +1,209 @@
+"""Before a resume: check what the interrupted sweep left on disk. What can be rebuilt from Ray's
+per-trial results (the ground truth of what trained) is rebuilt and said; what cannot is refused
+with one line naming the damaged file, before Ray starts. Never a resume that silently reruns
+finished trials or drops some.
+
+- ``tune/<trial>/result.json`` with torn or non-UTF-8 lines: those lines are dropped (the epochs
+  they held are named); every other row stays.
+- ``trial_status.json`` missing, unreadable or missing trials: rebuilt per trial from its result
+  rows and ``verdict()``, with Ray's own record of which trials were still going.
+- ``study.journal`` torn in its last record (a kill mid-write): that record is cut off.
+- Refused: Ray's experiment state or searcher state missing or unreadable (Ray would start the
+  sweep over), a journal missing or damaged before its end (TPE's history and Ray's searcher
+  state would no longer agree).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from sweep.rundir import (
+    ENDED,
+    FAILED,
+    RESULT_FILE,
+    RUNNING,
+    STATUS_FILE,
+    STUDY_FILE,
+    TUNE_DIR,
+    infeasible_reason,
+    read_trials,
+    verdict,
+    write_statuses,
+    write_text,
+)
+from training.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_STATE, SEARCHER_STATE = "experiment_state-*.json", "searcher-state-*.pkl"
+RAY_UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
+
+
+class DamagedRun(ConfigError):
+    """A run directory a resume cannot continue without losing trials; one line."""
+
+
+def check_before_resume(run_dir: Path, max_epochs: int, study_name: str = "") -> list[str]:
+    """Repair what Ray's results can rebuild; returns one line per repair (empty: all sound)."""
+    run_dir = Path(run_dir)
+    ray_status = ray_trial_statuses(run_dir)  # first: refuse before touching anything
+    check_searcher_state(run_dir)
+    notes = repair_journal(run_dir)
+    notes += repair_result_files(run_dir)
+    # Ray's snapshot may predate a trial's end; the study was told at once (status, reason).
+    told = study_verdicts(run_dir, study_name) if study_name else {}
+    notes += rebuild_statuses(run_dir, ray_status, max_epochs, told)
+    return notes
+
+
+def study_verdicts(run_dir: Path, study_name: str) -> dict[str, tuple[str, str]]:
+    """{ray trial id: (status, reason)} of the trials the searcher told the study about."""
+    import optuna
+
+    from sweep.search import journal_storage
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=journal_storage(run_dir))
+    except Exception as error:  # noqa: BLE001 - optuna's errors vary; the journal parsed above
+        raise DamagedRun(f"{run_dir / STUDY_FILE}: the Optuna study cannot be read "
+                         f"({type(error).__name__}); nothing was changed") from None
+    return {t.user_attrs["ray_trial_id"]: (t.user_attrs["status"], t.user_attrs.get("reason", ""))
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("ray_trial_id") and t.user_attrs.get("status") in ENDED}
+
+
+# ---- Ray's experiment state ------------------------------------------------------------------
+def ray_trial_statuses(run_dir: Path) -> dict[str, str]:
+    """{trial_id: Ray's status} from the newest experiment state; DamagedRun if unreadable
+    (Ray itself would log the error and silently start the whole sweep again)."""
+    tune_dir = run_dir / TUNE_DIR
+    states = sorted(tune_dir.glob(EXPERIMENT_STATE))
+    if not states:
+        raise DamagedRun(f"{tune_dir}: Ray's experiment state ({EXPERIMENT_STATE}) is missing, "
+                         f"so a resume would rerun every trial; nothing was changed")
+    try:
+        state = json.loads(states[-1].read_bytes().decode("utf-8"))
+        statuses = {}
+        for trial_state, _ in state["trial_data"]:
+            trial = json.loads(trial_state) if isinstance(trial_state, str) else trial_state
+            statuses[trial["trial_id"]] = trial["status"]
+        state["runner_data"]  # noqa: B018 - Ray's resume reads it first
+    except (ValueError, KeyError, TypeError) as error:
+        raise DamagedRun(f"{states[-1]}: Ray's experiment state is damaged "
+                         f"({type(error).__name__}), so a resume would rerun every trial; "
+                         f"nothing was changed") from None
+    return statuses
+
+
+def check_searcher_state(run_dir: Path) -> None:
+    states = sorted((run_dir / TUNE_DIR).glob(SEARCHER_STATE))
+    # A pickle ends with its STOP opcode "."; a torn or emptied file does not.
+    if not states or not states[-1].read_bytes().endswith(b"."):
+        what = states[-1] if states else run_dir / TUNE_DIR / SEARCHER_STATE
+        raise DamagedRun(f"{what}: the searcher's state is missing or torn, so Ray would start "
+                         f"the sweep over; nothing was changed")
+
+
+# ---- study.journal ---------------------------------------------------------------------------
+def repair_journal(run_dir: Path) -> list[str]:
+    path = run_dir / STUDY_FILE
+    if not path.is_file():
+        raise DamagedRun(f"{path}: the Optuna study is missing, so the searcher cannot continue "
+                         f"it; nothing was changed (`python -m sweep report {run_dir}` still "
+                         f"reads the trials)")
+    lines = path.read_bytes().split(b"\n")
+    bad = [index for index, line in enumerate(lines) if line.strip() and not json_line(line)]
+    if not bad:
+        return []
+    if bad != [len(lines) - 1]:  # damage before the end: records after it depend on it
+        raise DamagedRun(f"{path}: record {bad[0] + 1} of the Optuna study is damaged; nothing "
+                         f"was changed (`python -m sweep report {run_dir}` still reads the trials)")
+    write_text(path, b"\n".join(lines[:-1]).decode("utf-8") + "\n")
+    return [f"{path}: cut off a torn last record (a write the stopped driver never finished)"]
+
+
+def json_line(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line.decode("utf-8")), dict)
+    except ValueError:
+        return False
+
+
+# ---- tune/<trial>/result.json ----------------------------------------------------------------
+def repair_result_files(run_dir: Path) -> list[str]:
+    notes = []
+    for path in sorted((run_dir / TUNE_DIR).glob(f"*/{RESULT_FILE}")):
+        lines = path.read_bytes().splitlines()
+        kept = [line for line in lines if json_line(line)]
+        if len(kept) == len([line for line in lines if line.strip()]):
+            continue
+        write_text(path, "".join(line.decode("utf-8") + "\n" for line in kept))
+        epochs = [json.loads(line).get("epoch") for line in kept]
+        notes.append(f"{path}: dropped {len(lines) - len(kept)} damaged line(s) (torn or not "
+                     f"UTF-8); kept epochs {epochs}")
+    return notes
+
+
+# ---- trial_status.json -----------------------------------------------------------------------
+def rebuild_statuses(run_dir: Path, ray_status: dict[str, str], max_epochs: int,
+                     told: dict[str, tuple[str, str]] | None = None) -> list[str]:
+    """Every trial folder gets a status: the recorded one, else one rebuilt from its rows."""
+    path = run_dir / STATUS_FILE
+    try:
+        statuses = json.loads(path.read_bytes().decode("utf-8")) if path.exists() else {}
+        if not isinstance(statuses, dict):
+            raise ValueError("not a JSON object")
+        problem = "" if path.exists() else "missing"
+    except ValueError:
+        statuses, problem = {}, "unreadable"
+    rebuilt = {}
+    for record in read_trials(run_dir / TUNE_DIR):
+        entry = statuses.get(record.trial_id)
+        if isinstance(entry, dict) and entry.get("status") in (*ENDED, RUNNING):
+            continue
+        rebuilt[record.trial_id] = status_from_rows(run_dir, record, ray_status, max_epochs,
+                                                    (told or {}).get(record.trial_id))
+    if not rebuilt:
+        return []
+    statuses.update(rebuilt)
+    write_statuses(run_dir, statuses)
+    kinds = ", ".join(f"{sum(e['status'] == s for e in rebuilt.values())} {s}"
+                      for s in sorted({e["status"] for e in rebuilt.values()}))
+    why = f"was {problem}" if problem else f"lacked {len(rebuilt)} trial(s)"
+    return [f"{path} {why}: rebuilt {len(rebuilt)} trial(s) from Ray's results in "
+            f"{run_dir / TUNE_DIR} ({kinds})"]
+
+
+def status_from_rows(run_dir: Path, record, ray_status: dict[str, str], max_epochs: int,
+                     told: tuple[str, str] | None = None) -> dict:
+    rows = record.rows
+    last = rows[-1] if rows else None
+    ray = ray_status.get(record.trial_id, "")
+    infeasible = infeasible_reason(run_dir, record.trial_id)
+    if told:
+        status, reason = told
+    elif ray in RAY_UNFINISHED and not infeasible:
+        status, reason = RUNNING, "interrupted: `resume` continues it"
+    elif ray == "ERROR" or (not ray and (record.path / "error.txt").exists()):
+        status, reason = verdict(last, errored=True, max_epochs=max_epochs, infeasible=infeasible,
+                                 error_text=error_text(record.path))
+    elif ray == "TERMINATED" or infeasible:
+        status, reason = verdict(last, errored=False, max_epochs=max_epochs,
+                                 infeasible=infeasible)
+    else:  # Ray never recorded it: started after its last snapshot, lost with the driver
+        status, reason = FAILED, "lost: the driver stopped before Ray recorded this trial"
+    entry = {"status": status, "reason": reason, "config": dict(record.params),
+             "epochs": int((last or {}).get("epoch") or 0)}
+    values = [float(r["val_dice"]) for r in rows if "val_dice" in r]
+    if values:
+        entry["best_val_dice"] = max(values)
+    return entry
+
+
+def error_text(trial_dir: Path) -> str:
+    try:
+        lines = (trial_dir / "error.txt").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
