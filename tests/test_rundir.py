@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from sweep import rundir
-from training.atomic import atomic_write, write_json
+from training.atomic import DiskFullError, atomic_write, write_json
 
 
 def test_verdict_names_every_way_a_trial_ends():
@@ -38,9 +38,17 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_on_failure(tmp_path):
         temporary.write_text('{"a": 2, "b"')
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFullError, match="disk full: cannot write .*status.json"):
         atomic_write(target, half_then_fail)
     assert target.read_text() == '{\n "a": 1\n}'
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+    def interrupted(temporary):
+        temporary.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupted)
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
 
 
