@@ -1,11 +1,17 @@
-"""The tests' fault injection (sweep/faults.py): CRACK_SWEEP_FAULTS is checked strictly and
-raises where it says; it is not part of the experiment file (the sweeps that use it are in
-tests/test_sweep.py)."""
+"""Faults: the tests' fault injection (sweep/faults.py: CRACK_SWEEP_FAULTS is checked strictly
+and raises where it says; the sweeps that use it are in tests/test_sweep.py), then bad input from
+a user (experiment and settings files, overrides, checkpoints, images, out-of-memory trials):
+each is one line and exit 2, or the right verdict, never a traceback."""
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from sweep.__main__ import main
 from sweep.faults import ENV_VAR, Faults, fault_injector, faults_from_env
 from training.settings import ConfigError
 
@@ -49,3 +55,232 @@ def test_injector_raises_for_matching_trials_at_the_chosen_epoch():
         crash(2)
     fault_injector(faults, {"seed": 1}, resumed=True)(2)  # a retry gets past it
     fault_injector(None, {"seed": 1}, resumed=False)(2)  # real sweeps: no faults
+
+
+# ---- bad input from a user: one line, exit 2, nothing written (issue 15, items 4, 5, 7-9) -------
+# Each case below was a traceback, a silent wrong result or a runaway allocation once; the README
+# section "Bad input" lists what is refused and how.
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "experiments" / "smoke.yaml"
+NO_GPU = not torch.cuda.is_available()
+
+
+def one_error_line(capsys, limit: int = 400) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err[:2000]
+    assert err.startswith("error: ") and "Traceback" not in err, err[:2000]
+    assert len(err) < limit, err[:2000]  # values are quoted cut short
+    return err
+
+
+def smoke_with(section: str, key: str, value: str) -> str:
+    """smoke.yaml's text with one setting replaced by raw YAML ``value``."""
+    lines = SMOKE.read_text().splitlines()
+    start = lines.index(f"{section}:") if section else 0
+    for i in range(start, len(lines)):
+        if lines[i].strip().startswith(f"{key}:"):
+            indent = "  " if section else ""
+            lines[i] = f"{indent}{key}: {value}"
+            return "\n".join(lines) + "\n"
+    raise AssertionError(f"{section}.{key} not in smoke.yaml")
+
+
+BOMB_YAML = ('a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+             + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9)
+                       + "]\n" for i in range(8))
+             + "description: *i\n")
+
+# name -> (file content (str or bytes; None: a folder), words the one line must hold)
+BAD_FILES = {
+    "non-UTF-8 bytes": (b"name: caf\xe9\n", ["not UTF-8", "0xe9"]),
+    "a folder": (None, ["is a folder"]),
+    "empty": ("", ["empty experiment file"]),
+    "comments only": ("# nothing\n", ["empty experiment file"]),
+    "a list at the top": ("- a\n- b\n", ["expected a mapping", "list"]),
+    "a scalar at the top": ("42\n", ["expected a mapping", "int"]),
+    "10 MB": ("description: '" + "x" * 10_000_000 + "'\n", ["larger than 1024 KiB"]),
+    "50,000 nested brackets": ("description: " + "[" * 50_000 + "]" * 50_000 + "\n",
+                               ["nested more than 20 levels"]),
+    "alias bomb in description": (BOMB_YAML, ["aliases", "not accepted"]),
+    "one harmless alias": (SMOKE.read_text() + "x: &n 3\ny: *n\n", ["aliases"]),
+    "a number as key": (SMOKE.read_text() + "1: 2\n", ["unknown key 1"]),
+    "a key twice": (SMOKE.read_text() + "name: other\n", ["key 'name' appears twice"]),
+    "reduction_factor .inf": (smoke_with("scheduler", "reduction_factor", ".inf"),
+                              ["scheduler.reduction_factor", "inf", "finite"]),
+    "reduction_factor 1.000000001": (smoke_with("scheduler", "reduction_factor", "1.000000001"),
+                                     ["scheduler.reduction_factor", "at most 100 ASHA rungs"]),
+    "reduction_factor 1.01": (smoke_with("scheduler", "reduction_factor", "1.01"),
+                              ["at most 100 ASHA rungs"]),
+    "reduction_factor .nan": (smoke_with("scheduler", "reduction_factor", ".nan"), ["finite"]),
+    "max_epochs 10**9": (smoke_with("scheduler", "max_epochs", "1000000000"),
+                         ["scheduler.max_epochs"]),
+    "synthetic_size 100000": (smoke_with("train", "synthetic_size", "100000"),
+                              ["train.synthetic_size = 100000", "at most 4096"]),
+    "synthetic set over 4 GiB": (smoke_with("train", "synthetic_size", "512").replace(
+        "synthetic_images: 128", "synthetic_images: 20000"),
+                                 ["GiB", "fewer or smaller"]),
+    "resources.cpus 1e-9": (smoke_with("resources", "cpus", "1e-9"),
+                            ["resources.cpus = 1e-09", "between 0.01 and 1024"]),
+    "resources.cpus 1.0e-9": (smoke_with("resources", "cpus", "1.0e-9"),
+                              ["resources.cpus = 1e-09", "between 0.01 and 1024"]),
+    "negative gpus": (smoke_with("resources", "gpus", "-1"), ["resources.gpus = -1"]),
+    "gpus 1e-9": (smoke_with("resources", "gpus", "1.0e-9"), ["resources.gpus"]),
+    "gpus .inf": (smoke_with("resources", "gpus", ".inf"), ["resources.gpus", "finite"]),
+    "device cudaXYZ": (smoke_with("train", "device", "cudaXYZ"),
+                       ["train.device = 'cudaXYZ'", "cuda:N"]),
+    "device cuda:-1": (smoke_with("train", "device", '"cuda:-1"'), ["train.device = 'cuda:-1'"]),
+    "device cuda:99 without GPUs": (smoke_with("train", "device", "cuda:99"),
+                                    ["'cuda:99'", "resources.gpus = 0"]),
+    "device cuda, no GPU reserved": (smoke_with("train", "device", "cuda"),
+                                     ["'cuda'", "reserves no GPU"]),
+    "device cuda:99 with a GPU reserved": (
+        smoke_with("train", "device", "cuda:99").replace("gpus: 0", "gpus: 1"),
+        ["'cuda:99'", "numbered from 0"]),
+    "weight_decay -1": (smoke_with("train", "optimizer", "adamw\n  weight_decay: -1"),
+                        ["train.weight_decay = -1.0", "between 0 and 1"]),
+    "weight_decay .nan": (smoke_with("train", "optimizer", "adamw\n  weight_decay: .nan"),
+                          ["train.weight_decay = nan", "finite"]),
+    "momentum -5": (smoke_with("train", "optimizer", "adamw\n  momentum: -5"),
+                    ["train.momentum = -5.0"]),
+    "momentum 1": (smoke_with("train", "optimizer", "adamw\n  momentum: 1"), ["train.momentum"]),
+    "lr .nan": (smoke_with("train", "optimizer", "adamw\n  lr: .nan"), ["train.lr = nan"]),
+    "lr 1e400": (smoke_with("train", "optimizer", "adamw\n  lr: 1.0e+400"), ["train.lr = inf"]),
+    "val_percent .inf": (smoke_with("train", "optimizer", "adamw\n  val_percent: .inf"),
+                         ["train.val_percent = inf"]),
+    "scale .inf": (smoke_with("train", "optimizer", "adamw\n  scale: .inf"), ["train.scale"]),
+    "grad_clip -.inf": (smoke_with("train", "optimizer", "adamw\n  grad_clip: -.inf"),
+                        ["train.grad_clip"]),
+    "width 10**30": (smoke_with("train", "width", "1" + "0" * 30),
+                     ["train.width", "64 bits"]),
+    "width 100000": (smoke_with("train", "width", "100000"), ["train.width", "at most 256"]),
+    "batch_size 10**9 searched": (smoke_with("space", "batch_size", "{choice: [2, 1000000000]}"),
+                                  ["space.batch_size.choice[1]", "at most 4096"]),
+    "seed 2**40": (smoke_with("space", "seed", "{int: [0, 1099511627776]}"),
+                   ["space.seed.int[1]", "at most 4294967295"]),
+    "uniform through NaN": (smoke_with("space", "lr", "{uniform: [.nan, 0.01]}"),
+                            ["space.lr.uniform[0]", "finite"]),
+    "2,000 choices": (smoke_with("space", "batch_size", "{choice: [" + ", ".join(
+        ["4"] * 2000) + "]}"), ["space.batch_size.choice", "at most 1000 values"]),
+    "trials 1e12 (a float)": (smoke_with("search", "trials", "1e12"),
+                              ["search.trials", "an integer"]),
+    "trials 10**12": (smoke_with("search", "trials", "1000000000000"),
+                      ["search.trials", "at most 100000"]),
+    "search seed -1": (smoke_with("search", "seed", "-1"), ["search.seed = -1"]),
+    "time_budget_s .inf": (smoke_with("search", "trials", "6\n  time_budget_s: .inf"),
+                           ["search.time_budget_s", "finite"]),
+    "confirm.seeds 10**6": (smoke_with("confirm", "seeds", "1000000"), ["confirm.seeds"]),
+    "drain_timeout_s .nan": (smoke_with("", "wandb", "{drain_timeout_s: .nan}"),
+                             ["wandb.drain_timeout_s", "finite"]),
+    "a 5,000-character name": (smoke_with("", "name", "'" + "x/" * 2500 + "'"),
+                               ["name = 'x/x/", "..."]),
+    "a 5,000-character model": (smoke_with("train", "model", "m" * 5000),
+                                ["train.model = 'mmm", "..."]),
+    "a huge wrong-typed value": (smoke_with("search", "trials", "[" + "1, " * 5000 + "1]"),
+                                 ["search.trials = [1, 1,", "...", "an integer"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES), ids=list(BAD_FILES))
+def test_bad_experiment_file(case, tmp_path, capsys):
+    content, words = BAD_FILES[case]
+    path = tmp_path / "exp.yaml"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    runs = tmp_path / "runs"
+    assert main(["run", str(path), "--runs-dir", str(runs)]) == 2
+    err = one_error_line(capsys)
+    for word in words:
+        assert word in err, err
+    assert not runs.exists()  # refused before Ray started
+
+
+BAD_OVERRIDES = {
+    "lr nan": ("--train.lr=.nan", ["train.lr = nan", "finite"]),
+    "reduction_factor 1.000000001": ("--scheduler.reduction_factor=1.000000001", ["ASHA rungs"]),
+    "reduction_factor inf": ("--scheduler.reduction_factor=.inf", ["finite"]),
+    "device cudaXYZ": ("--train.device=cudaXYZ", ["'cudaXYZ'"]),
+    "weight_decay -1": ("--train.weight_decay=-1", ["train.weight_decay = -1.0"]),
+    "trials 1e12": ("--search.trials=1e12", ["search.trials"]),
+    "cpus 1e-9": ("--resources.cpus=1e-9", ["resources.cpus"]),
+    "synthetic_size 100000": ("--train.synthetic_size=100000", ["train.synthetic_size"]),
+    "50,000 brackets": ("--search.trials=" + "[" * 50_000, ["search.trials", "'[[[["]),
+    "an alias": ("--search.trials=*x", ["search.trials = '*x'"]),
+    "a long name": ("--name=" + "n" * 5000 + "/", ["name = 'nnn", "..."]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OVERRIDES), ids=list(BAD_OVERRIDES))
+def test_bad_override(case, tmp_path, capsys):
+    flag, words = BAD_OVERRIDES[case]
+    runs = tmp_path / "runs"
+    assert main(["run", str(SMOKE), flag, "--runs-dir", str(runs)]) == 2
+    err = one_error_line(capsys)
+    for word in words:
+        assert word in err, err
+    assert not runs.exists()
+
+
+BAD_TRAIN = {
+    "config: non-UTF-8": ("config", b"lr: \xff\n", ["not UTF-8"]),
+    "config: a folder": ("config", None, ["is a folder"]),
+    "config: empty": ("config", "", ["empty settings file"]),
+    "config: a list": ("config", "- 1\n", ["expected a mapping"]),
+    "config: alias bomb": ("config", BOMB_YAML.replace("description", "data_dir"), ["aliases"]),
+    "config: nested brackets": ("config", "data_dir: " + "[" * 50_000 + "]" * 50_000,
+                                ["nested more than"]),
+    "config: lr .nan": ("config", "lr: .nan\n", ["lr = nan"]),
+    "config: width 10**30": ("config", "width: " + "9" * 30 + "\n", ["width"]),
+    "flag: --lr nan": ("flags", ["--lr", "nan"], ["lr = nan", "finite"]),
+    "flag: --weight-decay -1": ("flags", ["--weight-decay", "-1"], ["weight_decay = -1.0"]),
+    "flag: --momentum -5": ("flags", ["--momentum", "-5"], ["momentum = -5.0"]),
+    "flag: --device cudaXYZ": ("flags", ["--device", "cudaXYZ"], ["'cudaXYZ'"]),
+    "flag: --device cuda:-1": ("flags", ["--device", "cuda:-1"], ["'cuda:-1'"]),
+    "flag: --device cuda:99": ("flags", ["--device", "cuda:99"],
+                               ["no CUDA GPU" if NO_GPU else "numbered from 0"]),
+    "flag: --synthetic-size 100000": ("flags", ["--synthetic-size", "100000"],
+                                      ["synthetic_size = 100000"]),
+    "flag: --batch-size 10**9": ("flags", ["-b", "1000000000"], ["batch_size"]),
+    "flag: --val-percent inf": ("flags", ["-v", "inf"], ["val_percent = inf"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TRAIN), ids=list(BAD_TRAIN))
+def test_bad_train_settings(case, tmp_path, capsys):
+    kind, content, words = BAD_TRAIN[case]
+    out = tmp_path / "out"
+    argv = ["train", "--out-dir", str(out)]
+    if kind == "flags":
+        argv += content
+    else:
+        path = tmp_path / "c.yaml"
+        if content is None:
+            path.mkdir()
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        argv += ["--config", str(path)]
+    assert main(argv) == 2
+    err = one_error_line(capsys)
+    for word in words:
+        assert word in err, err
+    assert not out.exists()
+
+
+def test_the_bad_files_are_one_line_in_a_real_process_too(tmp_path):
+    """The deepest cases again, in `python -m sweep` itself (its own recursion limit)."""
+    for name in ("50,000 nested brackets", "alias bomb in description", "non-UTF-8 bytes"):
+        content = BAD_FILES[name][0]
+        path = tmp_path / "exp.yaml"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        done = subprocess.run([sys.executable, "-m", "sweep", "run", str(path), "--runs-dir",
+                               str(tmp_path / "runs")], capture_output=True, text=True,
+                              timeout=120, cwd=ROOT)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.strip().startswith("error: ") and "Traceback" not in done.stderr
+        assert not (tmp_path / "runs").exists()

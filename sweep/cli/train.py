@@ -68,6 +68,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = load_yaml(args.config) if args.config else {}
+    if args.config and not values:
+        raise ConfigError(f"{args.config}: empty settings file (no setting in it)")
     if values:
         TrainConfig.from_dict(values, str(args.config))  # name the file in errors
     for field in dataclasses.fields(TrainConfig):
@@ -77,9 +79,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from training.determinism import resolve_device
     from training.loop import train
 
     config = config_from_args(args)
+    resolve_device(config.device)  # a missing GPU fails before the data is decoded
     data = config.load_data()
     log.info("data: %d images %s, model: %s width %d, out: %s", len(data),
              "x".join(map(str, data.images.shape[1:])), config.model, config.width,
