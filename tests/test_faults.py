@@ -4,12 +4,16 @@ a user (experiment and settings files, overrides, checkpoints, images, out-of-me
 each is one line and exit 2, or the right verdict, never a traceback."""
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sweep.__main__ import main
 from sweep.faults import ENV_VAR, Faults, fault_injector, faults_from_env
@@ -284,3 +288,160 @@ def test_the_bad_files_are_one_line_in_a_real_process_too(tmp_path):
         assert done.returncode == 2, done.stderr[-2000:]
         assert done.stderr.strip().startswith("error: ") and "Traceback" not in done.stderr
         assert not (tmp_path / "runs").exists()
+
+
+# ---- checkpoints: damaged, non-finite, hand-made or from other settings (items 4 and 9) ---------
+TINY = ["--width", "4", "--synthetic-images", "16", "--synthetic-size", "32", "-b", "4",
+        "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def adamw_checkpoint(tmp_path_factory) -> Path:
+    """One epoch with AdamW and a cosine schedule (the defaults are RMSprop and plateau)."""
+    out = tmp_path_factory.mktemp("adamw")
+    assert main(["train", *TINY, "-e", "1", "--optimizer", "adamw", "--scheduler", "cosine",
+                 "--out-dir", str(out)]) == 0
+    return out / "checkpoints" / "checkpoint_epoch1.pth"
+
+
+def first_tensor_offset(path: Path) -> int:
+    """Where the bytes of the archive's first tensor (data/0) start in the file."""
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith("/data/0"))
+    with path.open("rb") as handle:
+        handle.seek(info.header_offset)
+        header = handle.read(30)
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_length + extra_length
+
+
+def damaged_copy(source: Path, target: Path, patch: bytes, offset: int = 0) -> Path:
+    data = bytearray(source.read_bytes())
+    start = first_tensor_offset(source) + offset
+    data[start:start + len(patch)] = patch
+    target.write_bytes(bytes(data))
+    return target
+
+
+def a_png(tmp_path) -> Path:
+    path = tmp_path / "in.png"
+    Image.fromarray(np.full((32, 32, 3), 100, np.uint8)).save(path)
+    return path
+
+
+def test_torch_save_archives_carry_a_crc_per_entry(adamw_checkpoint):
+    with zipfile.ZipFile(adamw_checkpoint) as archive:
+        assert archive.testzip() is None
+        assert all(info.CRC != 0 for info in archive.infolist() if info.file_size)
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+
+
+@pytest.mark.parametrize("patch, offset", [(b"\x7f\xc0\x00\x00" * 16, 0),  # 64 bytes of NaN
+                                           (b"\x01", 5)],  # one byte flipped
+                         ids=["64 bytes of NaN", "one byte"])
+def test_damaged_checkpoint_is_refused_by_predict_and_train(adamw_checkpoint, tmp_path, capsys,
+                                                            patch, offset):
+    original = adamw_checkpoint.read_bytes()[first_tensor_offset(adamw_checkpoint) + offset]
+    if len(patch) == 1:
+        patch = bytes([original ^ 0xFF])
+    bad = damaged_copy(adamw_checkpoint, tmp_path / "best.pth", patch, offset)
+    out = tmp_path / "mask.png"
+    assert main(["predict", "-m", str(bad), "-i", str(a_png(tmp_path)), "-o", str(out)]) == 2
+    err = one_error_line(capsys)
+    assert "damaged" in err and "data/0" in err and str(bad) in err
+    assert not out.exists()
+    assert main(["train", *TINY, "-e", "2", "--optimizer", "adamw", "--scheduler", "cosine",
+                 "-f", str(bad), "--out-dir", str(tmp_path / "o")]) == 2
+    assert "damaged" in one_error_line(capsys)
+
+
+def test_non_finite_weights_are_refused_even_with_a_good_checksum(adamw_checkpoint, tmp_path,
+                                                                   capsys):
+    payload = torch.load(adamw_checkpoint, weights_only=True)
+    name = next(iter(payload["model"]))
+    payload["model"][name] = torch.full_like(payload["model"][name], float("nan"))
+    torch.save(payload, tmp_path / "nan.pth")  # a diverged run saves exactly this
+    assert main(["predict", "-m", str(tmp_path / "nan.pth"), "-i", str(a_png(tmp_path))]) == 2
+    err = one_error_line(capsys)
+    assert "NaN or infinite" in err and name in err
+
+
+def test_resume_with_another_optimizer_or_schedule_says_which_flags(adamw_checkpoint, tmp_path,
+                                                                    capsys):
+    # The default command line (RMSprop, plateau) on an AdamW + cosine checkpoint: was
+    # KeyError: 'square_avg' at the first step.
+    assert main(["train", *TINY, "-e", "2", "-f", str(adamw_checkpoint),
+                 "--out-dir", str(tmp_path / "a")]) == 2
+    err = one_error_line(capsys)
+    assert "trained with optimizer='adamw', scheduler='cosine'" in err
+    assert "pass --optimizer adamw --scheduler cosine" in err
+    assert main(["train", *TINY, "-e", "2", "--optimizer", "adamw", "-f", str(adamw_checkpoint),
+                 "--out-dir", str(tmp_path / "b")]) == 2
+    assert "pass --scheduler cosine" in one_error_line(capsys)
+    # ... and with the flags it names, the resume runs.
+    assert main(["train", *TINY, "-e", "2", "--optimizer", "adamw", "--scheduler", "cosine",
+                 "-f", str(adamw_checkpoint), "--out-dir", str(tmp_path / "c")]) == 0
+
+
+def drop(key):
+    return lambda p: p.pop(key)
+
+
+def without_config_key(key):
+    return lambda p: p["config"].pop(key)
+
+
+def set_to(key, value):
+    return lambda p: p.__setitem__(key, value)
+
+
+def drop_optimizer_entry(entry):
+    return lambda p: [state.pop(entry) for state in p["optimizer"]["state"].values()]
+
+
+def reshape_optimizer_entry(entry):
+    def change(payload):
+        state = payload["optimizer"]["state"][0]
+        state[entry] = torch.zeros(3, 3)
+    return change
+
+
+HAND_MADE = {
+    "no model": (drop("model"), ["no 'model'"]),
+    "no epoch": (drop("epoch"), ["no 'epoch'"]),
+    "epoch as a string": (set_to("epoch", "1"), ["'epoch' is a str"]),
+    "epoch as a bool": (set_to("epoch", True), ["'epoch' is a bool"]),
+    "epoch 0": (set_to("epoch", 0), ["'epoch' is 0"]),
+    "config without width": (without_config_key("width"), ["config lacks width"]),
+    "config without optimizer": (without_config_key("optimizer"), ["config lacks optimizer"]),
+    "config as a list": (set_to("config", [1, 2]), ["'config' is a list"]),
+    "mask_values as a string": (set_to("mask_values", "01"), ["'mask_values' is a str"]),
+    "model weights not tensors": (set_to("model", {"a": 1}), ["neither this project's format"]),
+    "optimizer state without exp_avg": (drop_optimizer_entry("exp_avg"),
+                                        ["optimizer state cannot be restored", "exp_avg"]),
+    "optimizer state of another shape": (reshape_optimizer_entry("exp_avg"),
+                                         ["optimizer state cannot be restored", "exp_avg"]),
+    "optimizer groups missing": (lambda p: p["optimizer"].pop("param_groups"),
+                                 ["optimizer state cannot be restored"]),
+    "scheduler state garbage": (set_to("scheduler", {"T_max": "x", "base_lrs": 3}),
+                                ["scheduler"]),
+    "rng state garbage": (set_to("rng", {"python": 3}), ["rng state cannot be restored"]),
+    "width 10**6": (lambda p: p["config"].__setitem__("width", 10**6), ["width=1000000"]),
+}
+
+
+@pytest.mark.parametrize("case", list(HAND_MADE), ids=list(HAND_MADE))
+def test_hand_made_checkpoint_is_one_line(case, adamw_checkpoint, tmp_path, capsys):
+    change, words = HAND_MADE[case]
+    payload = torch.load(adamw_checkpoint, weights_only=True)
+    change(payload)
+    path = tmp_path / "hand.pth"
+    torch.save(payload, path)
+    out = tmp_path / "o"
+    assert main(["train", *TINY, "-e", "2", "--optimizer", "adamw", "--scheduler", "cosine",
+                 "-f", str(path), "--out-dir", str(out)]) == 2
+    err = one_error_line(capsys)
+    for word in words:
+        assert word in err, err
+    assert main(["predict", "-m", str(path), "-i", str(a_png(tmp_path)), "-n"]) in (0, 2)
+    capsys.readouterr()  # predict reads fewer fields; it must only never raise
