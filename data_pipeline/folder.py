@@ -13,6 +13,10 @@ from PIL import Image, UnidentifiedImageError
 from data_pipeline.data import SegmentationData
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif"}
+# What PIL raises for a file it cannot (or will not) decode: a header claiming more pixels than
+# Image.MAX_IMAGE_PIXELS (a decompression bomb) is DecompressionBombError, not an OSError.
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError,
+              Image.DecompressionBombError)
 
 
 class DataFolderError(ValueError):
@@ -61,8 +65,8 @@ def pair_files(root: Path, mask_suffix: str) -> tuple[dict, dict, list[str]]:
             faults.append(f"{folder}: folder missing (expected {root}/imgs and {root}/masks)")
     if faults:
         raise DataFolderError(root, faults)
-    images = {p.stem: p for p in files_in(image_dir)}
-    masks_by_stem = {p.stem: p for p in files_in(mask_dir)}
+    images = {p.stem: p for p in files_in(image_dir, faults)}
+    masks_by_stem = {p.stem: p for p in files_in(mask_dir, faults)}
     if not images:
         faults.append(f"{image_dir}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     masks: dict[str, Path] = {}
@@ -78,10 +82,13 @@ def pair_files(root: Path, mask_suffix: str) -> tuple[dict, dict, list[str]]:
     return images, masks, faults
 
 
-def files_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_EXTENSIONS)
+def files_in(folder: Path, faults: list[str]) -> list[Path]:
+    found = sorted(p for p in folder.iterdir()
+                   if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    for path in found:
+        if path.is_symlink() and not path.exists():  # a loop, or pointing at nothing
+            faults.append(f"{path}: broken symbolic link (a loop, or its target is missing)")
+    return [p for p in found if p.is_file()]
 
 
 def mask_id(stem: str, images: dict, mask_suffix: str) -> str | None:
@@ -122,9 +129,9 @@ def read_image(path: Path, faults: list[str]):
         with Image.open(path) as image:
             image.load()
             return image.copy()  # closing the file frees the original's pixels
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except UNREADABLE as error:
         faults.append(f"{path}: unreadable image ({type(error).__name__}: "
-                      f"{str(error).splitlines()[0][:80]})")
+                      f"{(str(error).splitlines() or [''])[0][:100]})")
         return None
 
 

@@ -4,10 +4,12 @@ a user (experiment and settings files, overrides, checkpoints, images, out-of-me
 each is one line and exit 2, or the right verdict, never a traceback."""
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -445,3 +447,50 @@ def test_hand_made_checkpoint_is_one_line(case, adamw_checkpoint, tmp_path, caps
         assert word in err, err
     assert main(["predict", "-m", str(path), "-i", str(a_png(tmp_path)), "-n"]) in (0, 2)
     capsys.readouterr()  # predict reads fewer fields; it must only never raise
+
+
+# ---- image files: decompression bombs and symlink loops (item 7) --------------------------------
+def png_claiming(width: int, height: int) -> bytes:
+    """A small, valid PNG whose header says width x height (PIL refuses it before decoding)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64, 9)) + chunk(b"IEND", b""))
+
+
+def test_decompression_bombs_and_symlink_loops_are_listed_with_every_other_fault(tmp_path,
+                                                                                  capsys):
+    bomb = png_claiming(30000, 30000)
+    assert len(bomb) < 400
+    for sub in ("imgs", "masks"):
+        (tmp_path / sub).mkdir()
+    good = np.zeros((16, 16), np.uint8)
+    good[4:8, 4:8] = 255
+    for name in ("a", "b"):
+        Image.fromarray(np.stack([good] * 3, -1)).save(tmp_path / "imgs" / f"{name}.png")
+        Image.fromarray(good).save(tmp_path / "masks" / f"{name}_mask.png")
+    (tmp_path / "imgs" / "bomb.png").write_bytes(bomb)
+    Image.fromarray(good).save(tmp_path / "masks" / "bomb_mask.png")
+    (tmp_path / "masks" / "b_mask.png").write_bytes(bomb)  # a bomb as a mask
+    os.symlink("loop.png", tmp_path / "imgs" / "loop.png")  # points at itself
+    os.symlink("gone.png", tmp_path / "masks" / "dangling_mask.png")
+    out = tmp_path / "out"
+    assert main(["train", "--data-dir", str(tmp_path), "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("error: 4 problem(s)"), err
+    assert "imgs/bomb.png: unreadable image (DecompressionBombError" in err
+    assert "masks/b_mask.png: unreadable image (DecompressionBombError" in err
+    assert "imgs/loop.png: broken symbolic link" in err
+    assert "masks/dangling_mask.png: broken symbolic link" in err
+    assert not out.exists()
+
+
+def test_predict_on_a_decompression_bomb_is_one_line(adamw_checkpoint, tmp_path, capsys):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_claiming(30000, 30000))
+    assert main(["predict", "-m", str(adamw_checkpoint), "-i", str(bomb)]) == 2
+    err = one_error_line(capsys)
+    assert "bomb.png: cannot read image (DecompressionBombError" in err
+    assert not (tmp_path / "bomb_OUT.png").exists()

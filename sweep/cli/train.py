@@ -7,8 +7,9 @@ import logging
 import typing
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from data_pipeline.folder import UNREADABLE
 from training.config import TrainConfig
 from training.settings import ConfigError, help_of, load_yaml
 
@@ -107,8 +108,10 @@ def run_predict(args: argparse.Namespace) -> int:
         try:
             image = Image.open(source)
             image.load()
-        except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
-            raise ConfigError(f"{source}: cannot read image ({type(error).__name__})") from None
+        except UNREADABLE as error:
+            detail = (str(error).splitlines() or [""])[0][:100]
+            raise ConfigError(f"{source}: cannot read image ({type(error).__name__}: "
+                              f"{detail})") from None
         mask = predict_mask(predictor, image, args.scale, args.mask_threshold)
         if not args.no_save:
             Image.fromarray(mask).save(target)
