@@ -4,10 +4,12 @@ a user (experiment and settings files, overrides, checkpoints, images, out-of-me
 each is one line and exit 2, or the right verdict, never a traceback."""
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
 import sys
+import textwrap
 import zipfile
 import zlib
 from pathlib import Path
@@ -494,3 +496,55 @@ def test_predict_on_a_decompression_bomb_is_one_line(adamw_checkpoint, tmp_path,
     err = one_error_line(capsys)
     assert "bomb.png: cannot read image (DecompressionBombError" in err
     assert not (tmp_path / "bomb_OUT.png").exists()
+
+
+# ---- a real out-of-memory on CPU is infeasible (item 5) ----------------------------------------
+def test_a_real_cpu_allocation_failure_counts_as_out_of_memory():
+    from sweep.trainable import out_of_memory
+
+    with pytest.raises(RuntimeError) as caught:
+        torch.empty(2**62, dtype=torch.uint8)  # refused by the allocator at once: nothing used
+    error = caught.value
+    # Not the class the old check caught: the plain RuntimeError of torch's CPU allocator.
+    assert not isinstance(error, torch.OutOfMemoryError)
+    assert out_of_memory(error), str(error)
+    assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert out_of_memory(MemoryError())
+    assert out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling "
+                                      "cublasCreate(handle)"))
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not out_of_memory(ValueError("can't allocate memory"))  # only torch's own classes
+
+
+OOM_TRIAL = textwrap.dedent("""
+    import json, resource, sys, types
+    from pathlib import Path
+    from sweep import trainable
+    from sweep.experiment import load_experiment
+
+    run_dir = Path(sys.argv[1])
+    experiment = load_experiment("experiments/smoke.yaml", ["--train.width=64",
+                                 "--train.synthetic_size=128", "--train.synthetic_images=8"])
+    data = experiment.train.load_data()
+    # A trial outside Ray: the trainable's own code, its Ray calls answered here.
+    trainable.tune = types.SimpleNamespace(
+        get_context=lambda: types.SimpleNamespace(get_trial_id=lambda: "t_oom"),
+        get_checkpoint=lambda: None)
+    # Room for what is loaded and 400 MB more; one batch of 8 at width 64 needs several GB.
+    size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (size + 400 * 2**20, resource.RLIM_INFINITY))
+    trainable.train_trial({"lr": 1e-3, "batch_size": 8, "seed": 0}, data=data,
+                          experiment=experiment, run_dir=str(run_dir))
+    print(json.dumps(json.loads((run_dir / "infeasible" / "t_oom.json").read_text())))
+""")
+
+
+def test_a_trial_that_really_runs_out_of_cpu_memory_is_recorded_infeasible(tmp_path):
+    """The trainable under an address-space limit: torch's CPU allocator fails for real (a plain
+    RuntimeError), and the trial records itself infeasible instead of raising (and being
+    retried, then counted failed)."""
+    done = subprocess.run([sys.executable, "-c", OOM_TRIAL, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reason = json.loads(done.stdout.strip().splitlines()[-1])["reason"]
+    assert reason.startswith("out of memory: ") and "allocate" in reason, reason
