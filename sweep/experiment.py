@@ -29,6 +29,7 @@ from training.settings import (
     merge,
     parse_overrides,
     quote,
+    quote_key,
     require,
     setting,
 )
@@ -205,7 +206,7 @@ def check_sweep_owned(values: dict, source: str) -> None:
 
 def check_space_entry(train: TrainConfig, key: str, spec, source: str,
                       gpus: float | None = None) -> None:
-    where = f"space.{key}"
+    where = f"space.{quote_key(str(key))}"
     hints = typing.get_type_hints(TrainConfig)
     if key not in hints:
         raise ConfigError(f"{source}: {where} is not a training setting "

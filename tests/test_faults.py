@@ -74,7 +74,7 @@ SMOKE = ROOT / "experiments" / "smoke.yaml"
 NO_GPU = not torch.cuda.is_available()
 
 
-def one_error_line(capsys, limit: int = 400) -> str:
+def one_error_line(capsys, limit: int = 800) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err[:2000]
     assert err.startswith("error: ") and "Traceback" not in err, err[:2000]
@@ -168,6 +168,9 @@ BAD_FILES = {
                    ["space.seed.int[1]", "at most 4294967295"]),
     "uniform through NaN": (smoke_with("space", "lr", "{uniform: [.nan, 0.01]}"),
                             ["space.lr.uniform[0]", "finite"]),
+    "a 1,000-character space key": (smoke_with("space", "seed", "{int: [0, 9]}\n  "
+                                                + "k" * 1000 + ": {int: [0, 9]}"),
+                                    ["space.kkk", "... is not a training setting"]),
     "2,000 choices": (smoke_with("space", "batch_size", "{choice: [" + ", ".join(
         ["4"] * 2000) + "]}"), ["space.batch_size.choice", "at most 1000 values"]),
     "trials 1e12 (a float)": (smoke_with("search", "trials", "1e12"),
@@ -431,6 +434,8 @@ HAND_MADE = {
                                 ["scheduler"]),
     "rng state garbage": (set_to("rng", {"python": 3}), ["rng state cannot be restored"]),
     "width 10**6": (lambda p: p["config"].__setitem__("width", 10**6), ["width=1000000"]),
+    "a 5,000-character model name": (lambda p: p["config"].__setitem__("model", "m" * 5000),
+                                     ["trained with model='mmm", "..."]),
 }
 
 

@@ -26,7 +26,7 @@ from training.determinism import (
     seed_everything,
 )
 from training.losses import confusion_counts, dice_and_iou, predict_classes, segmentation_loss
-from training.settings import ConfigError
+from training.settings import ConfigError, quote
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,8 @@ def check_same_settings(config: TrainConfig, saved: dict) -> None:
                   if saved.get(k) != getattr(config, k)]
     if mismatched:
         raise ckpt.CheckpointError(
-            f"{config.load}: trained with " + ", ".join(f"{k}={saved.get(k)!r}" for k in mismatched)
+            f"{config.load}: trained with " + ", ".join(f"{k}={quote(saved.get(k))}"
+                                                        for k in mismatched)
             + "; this run asks for " + ", ".join(f"{k}={getattr(config, k)!r}" for k in mismatched)
             + "; pass " + " ".join(flag(k, saved.get(k)) for k in mismatched) + " to resume it")
 
@@ -212,7 +213,7 @@ def flag(key: str, value) -> str:
     name = "--" + key.replace("_", "-")
     if isinstance(value, bool):
         return name if value else name.replace("--", "--no-", 1)
-    return f"{name} {value}"
+    return f"{name} {str(value)[:80]}"
 
 
 def restore_state(config: TrainConfig, payload: dict, optimizer, scheduler, scaler) -> None:
