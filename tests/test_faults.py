@@ -162,6 +162,7 @@ BAD_FILES = {
                         ["train.grad_clip"]),
     "width 10**30": (smoke_with("train", "width", "1" + "0" * 30),
                      ["train.width", "64 bits"]),
+    "width of 5,000 digits": (smoke_with("train", "width", "9" * 5000), ["Exceeds the limit"]),
     "width 100000": (smoke_with("train", "width", "100000"), ["train.width", "at most 256"]),
     "batch_size 10**9 searched": (smoke_with("space", "batch_size", "{choice: [2, 1000000000]}"),
                                   ["space.batch_size.choice[1]", "at most 4096"]),
@@ -222,6 +223,7 @@ BAD_OVERRIDES = {
     "synthetic_size 100000": ("--train.synthetic_size=100000", ["train.synthetic_size"]),
     "50,000 brackets": ("--search.trials=" + "[" * 50_000, ["search.trials", "'[[[["]),
     "an alias": ("--search.trials=*x", ["search.trials = '*x'"]),
+    "5,000 digits": ("--train.width=" + "9" * 5000, ["train.width = '9999", "..."]),
     "a long name": ("--name=" + "n" * 5000 + "/", ["name = 'nnn", "..."]),
 }
 
@@ -247,6 +249,7 @@ BAD_TRAIN = {
                                 ["nested more than"]),
     "config: lr .nan": ("config", "lr: .nan\n", ["lr = nan"]),
     "config: width 10**30": ("config", "width: " + "9" * 30 + "\n", ["width"]),
+    "config: width of 5,000 digits": ("config", "width: " + "9" * 5000, ["4300 digits"]),
     "flag: --lr nan": ("flags", ["--lr", "nan"], ["lr = nan", "finite"]),
     "flag: --weight-decay -1": ("flags", ["--weight-decay", "-1"], ["weight_decay = -1.0"]),
     "flag: --momentum -5": ("flags", ["--momentum", "-5"], ["momentum = -5.0"]),
@@ -492,6 +495,19 @@ def test_decompression_bombs_and_symlink_loops_are_listed_with_every_other_fault
     assert "masks/b_mask.png: unreadable image (DecompressionBombError" in err
     assert "imgs/loop.png: broken symbolic link" in err
     assert "masks/dangling_mask.png: broken symbolic link" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["-s", "inf"], "--scale = inf"), (["-s", "nan"], "--scale = nan"), (["-s", "-1"], "--scale"),
+    (["-t", "nan"], "--mask-threshold = nan"), (["-t", "2"], "--mask-threshold = 2.0"),
+    (["--device", "cudaXYZ"], "'cudaXYZ'"),
+])
+def test_bad_predict_flags_are_one_line(adamw_checkpoint, tmp_path, capsys, flags, words):
+    out = tmp_path / "o.png"
+    assert main(["predict", "-m", str(adamw_checkpoint), "-i", str(a_png(tmp_path)), "-o",
+                 str(out), *flags]) == 2
+    assert words in one_error_line(capsys)
     assert not out.exists()
 
 

@@ -53,7 +53,8 @@ def quote(value) -> str:
 class SettingsLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader without aliases (``*name``): a few aliases of aliases expand to
     billions of values (the "billion laughs"), which any later walk (an error message, a
-    copy) would build. Settings files gain nothing from them, so all of them are refused."""
+    copy) would build. Settings files gain nothing from them, so all of them are refused; so
+    are nesting beyond MAX_DEPTH (PyYAML's composer recurses) and a key given twice."""
 
     depth = 0
 
@@ -88,8 +89,11 @@ class SettingsLoader(yaml.SafeLoader):
 
 
 def parse_yaml(text: str):
-    """YAML text -> Python values, without aliases or runaway nesting (both YAMLError)."""
-    return yaml.load(text, Loader=SettingsLoader)  # noqa: S506 - a SafeLoader subclass
+    """YAML text -> Python values; anything SettingsLoader refuses is a YAMLError."""
+    try:
+        return yaml.load(text, Loader=SettingsLoader)  # noqa: S506 - a SafeLoader subclass
+    except ValueError as error:  # e.g. an integer of over 4300 digits: int's own limit
+        raise yaml.YAMLError(" ".join(str(error).split(";")[0].split())) from None
 
 
 def read_settings_text(path: Path) -> str:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from data_pipeline.folder import UNREADABLE
 from training.config import TrainConfig
-from training.settings import ConfigError, help_of, load_yaml
+from training.settings import ConfigError, help_of, load_yaml, require
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,10 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if args.output and len(args.output) != len(args.input):
         raise ConfigError(f"{len(args.input)} inputs but {len(args.output)} outputs")
+    # NaN fails both comparisons, so these also refuse it (and inf, for the scale).
+    require(0 < args.scale <= 4, "command line", "--scale", args.scale, "in (0, 4]")
+    require(0 <= args.mask_threshold <= 1, "command line", "--mask-threshold",
+            args.mask_threshold, "between 0 and 1")
     predictor = load_predictor(args.model, args.device)
     outputs = args.output or [str(Path(p).with_name(Path(p).stem + "_OUT.png"))
                               for p in args.input]
