@@ -287,6 +287,12 @@ def test_bad_train_settings(case, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("flags", [["--seeds", "1000000000"], ["--top-k", "0"]])
+def test_bad_confirm_flags_are_one_line(tmp_path, capsys, flags):
+    assert main(["confirm", str(tmp_path / "runs" / "x"), *flags]) == 2
+    assert f"{flags[0]} = " in one_error_line(capsys)
+
+
 def test_the_bad_files_are_one_line_in_a_real_process_too(tmp_path):
     """The deepest cases again, in `python -m sweep` itself (its own recursion limit)."""
     for name in ("50,000 nested brackets", "alias bomb in description", "non-UTF-8 bytes"):
