@@ -19,6 +19,10 @@ from PIL import Image, UnidentifiedImageError
 from data_pipeline.parallel import parallel_map
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif"}
+# What PIL raises for a file it cannot (or will not) decode: a header claiming more pixels than
+# Image.MAX_IMAGE_PIXELS (a decompression bomb) is DecompressionBombError, not an OSError.
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError,
+              Image.DecompressionBombError)
 
 
 class DataFolderError(ValueError):
@@ -107,8 +111,8 @@ def pair_files(root: Path, mask_suffix: str) -> tuple[dict, dict, list[str]]:
             faults.append(f"{folder}: folder missing (expected {root}/imgs and {root}/masks)")
     if faults:
         raise DataFolderError(root, faults)
-    images = {p.stem: p for p in files_in(image_dir)}
-    masks_by_stem = {p.stem: p for p in files_in(mask_dir)}
+    images = {p.stem: p for p in files_in(image_dir, faults)}
+    masks_by_stem = {p.stem: p for p in files_in(mask_dir, faults)}
     if not images:
         faults.append(f"{image_dir}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     masks: dict[str, Path] = {}
@@ -124,10 +128,13 @@ def pair_files(root: Path, mask_suffix: str) -> tuple[dict, dict, list[str]]:
     return images, masks, faults
 
 
-def files_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_EXTENSIONS)
+def files_in(folder: Path, faults: list[str]) -> list[Path]:
+    found = sorted(p for p in folder.iterdir()
+                   if not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    for path in found:
+        if path.is_symlink() and not path.exists():  # a loop, or pointing at nothing
+            faults.append(f"{path}: broken symbolic link (a loop, or its target is missing)")
+    return [p for p in found if p.is_file()]
 
 
 def mask_id(stem: str, images: dict, mask_suffix: str) -> str | None:
@@ -190,7 +197,7 @@ def open_bytes(data: bytes, path: Path) -> Image.Image:
         image = Image.open(io.BytesIO(data))
         image.load()
         return image
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except UNREADABLE as error:
         raise DataFolderError(path.parent.parent, [unreadable(path, error)]) from None
 
 
@@ -201,13 +208,14 @@ def read_image(path: Path, faults: list[str], header_only: bool = False):
                 return image.size, image.mode
             image.load()
             return image.copy()  # closing the file frees the original's pixels
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except UNREADABLE as error:
         faults.append(unreadable(path, error))
         return None
 
 
 def unreadable(path: Path, error: Exception) -> str:
-    return f"{path}: unreadable image ({type(error).__name__}: {str(error).splitlines()[0][:80]})"
+    first = (str(error).splitlines() or [""])[0][:100]
+    return f"{path}: unreadable image ({type(error).__name__}: {first})"
 
 
 def sorted_unique_values(per_mask: list[np.ndarray]) -> list:

@@ -13,6 +13,7 @@ The search space is a mapping of TrainConfig fields to one distribution each::
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from training.settings import (
     load_yaml,
     merge,
     parse_overrides,
+    quote,
+    quote_key,
     require,
     setting,
 )
@@ -36,7 +39,12 @@ SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
 SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch budget)",
                "out_dir": "each trial writes under the run directory",
                "load": "trials resume from Ray's checkpoints"}
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Upper bounds (README "Bad input"): far above real sweeps, low enough that a typo fails here.
+SEARCH_BOUNDS = {"trials": 100_000, "concurrency": 1024, "startup_trials": 100_000,
+                 "max_failures": 100, "seed": 2**32 - 1}
+MAX_RUNGS = 100  # ASHA keeps one list per rung: reduction_factor 1.000000001 would make ~1e9
+MAX_CHOICES = 1000
 
 
 @dataclass
@@ -114,41 +122,60 @@ class Experiment:
         return values
 
     def validate(self, source: str) -> None:
-        require(bool(NAME_PATTERN.match(self.name)), source, "name", self.name,
-                "a folder name (letters, digits, '.', '_' or '-')")
+        require(isinstance(self.name, str) and bool(NAME_PATTERN.match(self.name)), source,
+                "name", self.name, "a folder name (letters, digits, '.', '_' or '-'; at most "
+                "100)")
         try:
             self.train.validate(source)
         except ConfigError as error:  # name the key as the file spells it: train.model
             raise ConfigError(str(error).replace(f"{source}: ", f"{source}: train.", 1)) from None
-        search, scheduler, resources = self.search, self.scheduler, self.resources
+        search, resources = self.search, self.resources
         for key in ("trials", "concurrency", "startup_trials"):
             require(getattr(search, key) >= 1, source, f"search.{key}", getattr(search, key),
                     "at least 1")
-        require(search.time_budget_s >= 0, source, "search.time_budget_s", search.time_budget_s,
-                "0 (no limit) or more")
-        require(search.max_failures >= 0, source, "search.max_failures", search.max_failures,
-                "0 or more")
-        require(scheduler.max_epochs >= 1, source, "scheduler.max_epochs", scheduler.max_epochs,
-                "at least 1")
-        require(1 <= scheduler.grace_period <= scheduler.max_epochs, source,
-                "scheduler.grace_period", scheduler.grace_period,
-                f"between 1 and scheduler.max_epochs ({scheduler.max_epochs})")
-        require(scheduler.reduction_factor > 1, source, "scheduler.reduction_factor",
-                scheduler.reduction_factor, "more than 1")
-        require(resources.cpus > 0, source, "resources.cpus", resources.cpus, "more than 0")
+        for key in ("max_failures", "seed"):
+            require(getattr(search, key) >= 0, source, f"search.{key}", getattr(search, key),
+                    "0 or more")
+        for key, high in SEARCH_BOUNDS.items():
+            require(getattr(search, key) <= high, source, f"search.{key}", getattr(search, key),
+                    f"at most {high}")
+        require(0 <= search.time_budget_s <= 1e9, source, "search.time_budget_s",
+                search.time_budget_s, "0 (no limit) or more, up to 1e9")
+        self.validate_scheduler(source)
+        # Ray counts resources in steps of 1e-4; below 0.01 a trial reserves (next to) nothing.
+        require(0.01 <= resources.cpus <= 1024, source, "resources.cpus", resources.cpus,
+                "between 0.01 and 1024")
+        require(resources.gpus == 0 or 0.01 <= resources.gpus <= 64, source, "resources.gpus",
+                resources.gpus, "0, or between 0.01 and 64")
         require(0 <= resources.worker_cpus <= 64, source, "resources.worker_cpus",
                 resources.worker_cpus, "between 0 and 64")
-        require(search.probe_steps >= 0, source, "search.probe_steps", search.probe_steps,
-                "0 (no probe) or more")
-        require(resources.gpus >= 0, source, "resources.gpus", resources.gpus, "0 or more")
+        require(0 <= search.probe_steps <= 10_000, source, "search.probe_steps",
+                search.probe_steps, "0 (no probe) up to 10000")
         require(resources.gpus <= 1 or resources.gpus == int(resources.gpus), source,
                 "resources.gpus", resources.gpus, "a fraction up to 1, or a whole number")
-        require(self.confirm.top_k >= 1, source, "confirm.top_k", self.confirm.top_k, "at least 1")
-        require(self.confirm.seeds >= 1, source, "confirm.seeds", self.confirm.seeds, "at least 1")
+        for key in ("top_k", "seeds"):
+            value = getattr(self.confirm, key)
+            require(1 <= value <= 1000, source, f"confirm.{key}", value, "between 1 and 1000")
+        check_device(self.train.device, resources.gpus, "train.device", source)
         require(bool(self.space), source, "space", self.space, "at least one searched setting")
         WandbSettings.from_dict(self.wandb, source)  # the mirror's section, checked as strictly
         for key, spec in self.space.items():
-            check_space_entry(self.train, key, spec, source)
+            check_space_entry(self.train, key, spec, source, gpus=resources.gpus)
+
+    def validate_scheduler(self, source: str) -> None:
+        scheduler = self.scheduler
+        require(1 <= scheduler.max_epochs <= 100_000, source, "scheduler.max_epochs",
+                scheduler.max_epochs, "between 1 and 100000")
+        require(1 <= scheduler.grace_period <= scheduler.max_epochs, source,
+                "scheduler.grace_period", scheduler.grace_period,
+                f"between 1 and scheduler.max_epochs ({scheduler.max_epochs})")
+        factor = scheduler.reduction_factor
+        require(factor > 1, source, "scheduler.reduction_factor", factor, "more than 1")
+        # ASHA's own count (ray.tune.schedulers.async_hyperband._Bracket).
+        rungs = math.log(scheduler.max_epochs / scheduler.grace_period) / math.log(factor) + 1
+        require(rungs <= MAX_RUNGS, source, "scheduler.reduction_factor", factor,
+                f"large enough for at most {MAX_RUNGS} ASHA rungs between grace_period and "
+                f"max_epochs (this one makes {rungs:.3g}; 2 to 4 is usual)")
 
     def distributions(self) -> dict:
         """The space as Optuna distributions (what OptunaSearch and the study record)."""
@@ -198,35 +225,38 @@ def check_sweep_owned(values: dict, source: str) -> None:
         given = values.get(section)
         for key in SWEEP_OWNED:
             if isinstance(given, dict) and key in given:
-                raise ConfigError(f"{source}: {section}.{key} = {given[key]!r} cannot be set "
+                raise ConfigError(f"{source}: {section}.{key} = {quote(given[key])} cannot be set "
                                   f"here: {SWEEP_OWNED[key]}")
 
 
-def check_space_entry(train: TrainConfig, key: str, spec, source: str) -> None:
-    where = f"space.{key}"
+def check_space_entry(train: TrainConfig, key: str, spec, source: str,
+                      gpus: float | None = None) -> None:
+    where = f"space.{quote_key(str(key))}"
     hints = typing.get_type_hints(TrainConfig)
     if key not in hints:
         raise ConfigError(f"{source}: {where} is not a training setting "
                           f"(known: {', '.join(sorted(hints))})")
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SPACE_KINDS:
-        raise ConfigError(f"{source}: {where} = {spec!r} should be one of "
+        raise ConfigError(f"{source}: {where} = {quote(spec)} should be one of "
                           + ", ".join(f"{{{kind}: ...}}" for kind in SPACE_KINDS))
     kind, bounds = next(iter(spec.items()))
     where = f"{where}.{kind}"
     if kind == "choice":
-        require(isinstance(bounds, list) and len(bounds) >= 1, source, where, bounds,
-                "a non-empty list of values")
+        require(isinstance(bounds, list) and 1 <= len(bounds) <= MAX_CHOICES, source, where,
+                bounds, f"a non-empty list of at most {MAX_CHOICES} values")
         for i, value in enumerate(bounds):
             check_setting(train, f"{where}[{i}]", key, value, source)
+            if key == "device" and gpus is not None:
+                check_device(value, gpus, f"{where}[{i}]", source)
         return
     require(isinstance(bounds, list) and len(bounds) == 2, source, where, bounds,
             "a [low, high] pair")
     number = hints[key]
     if kind == "int" and number is not int:
-        raise ConfigError(f"{source}: {where} = {bounds!r}: {key} is not an integer setting "
+        raise ConfigError(f"{source}: {where} = {quote(bounds)}: {key} is not an integer setting "
                           f"(use {'uniform' if number is float else 'choice'})")
     if kind != "int" and number is not float:
-        raise ConfigError(f"{source}: {where} = {bounds!r}: {key} is not a real-number "
+        raise ConfigError(f"{source}: {where} = {quote(bounds)}: {key} is not a real-number "
                           f"setting (use {'int' if number is int else 'choice'})")
     low, high = (coerce(number, b, source, f"{where}[{i}]") for i, b in enumerate(bounds))
     require(low < high, source, where, bounds, "a non-empty range (low < high)")
@@ -241,13 +271,31 @@ def check_setting(train: TrainConfig, where: str, key: str, value, source: str) 
     if key not in hints:
         raise ConfigError(f"{source}: {where} names no training setting {key!r}")
     if key in SWEEP_OWNED:
-        raise ConfigError(f"{source}: {where} = {value!r}: {key} is {SWEEP_OWNED[key]}")
+        raise ConfigError(f"{source}: {where} = {quote(value)}: {key} is {SWEEP_OWNED[key]}")
     value = coerce(hints[key], value, source, where)
     try:
         TrainConfig.from_dict({**train.to_dict(), key: value}, source)
     except ConfigError as error:
         detail = str(error).removeprefix(f"{source}: ")
-        raise ConfigError(f"{source}: {where} = {value!r} is not usable ({detail})") from None
+        raise ConfigError(f"{source}: {where} = {quote(value)} is not usable ({detail})") \
+            from None
+
+
+def check_device(device: str, gpus: float, where: str, source: str) -> None:
+    """A trial sees only the GPUs Ray reserved for it (none when resources.gpus is 0), and sees
+    them numbered from 0: a device that names others fails in every trial."""
+    if not device.startswith("cuda"):
+        return
+    if gpus == 0:
+        raise ConfigError(f"{source}: {where} = {quote(device)} but resources.gpus = 0: a trial "
+                          "reserves no GPU and Ray hides them all (set resources.gpus, or "
+                          "device auto or cpu)")
+    index = int(device.partition(":")[2] or 0)
+    visible = max(1, math.ceil(gpus))
+    if index >= visible:
+        raise ConfigError(f"{source}: {where} = {quote(device)} but each trial sees {visible} "
+                          f"GPU(s), numbered from 0 (resources.gpus = {gpus:g}): use cuda or "
+                          f"cuda:0")
 
 
 def to_distribution(spec: dict):

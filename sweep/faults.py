@@ -64,8 +64,9 @@ def fault_injector(faults: Faults | None, params: dict, resumed: bool):
 
     def inject(epoch: int) -> None:
         if oom and epoch == faults.oom_epoch:
-            raise torch.OutOfMemoryError(f"simulated by {ENV_VAR} oom_when={faults.oom_when} "
-                                         f"at epoch {epoch}")
+            # A real allocation failure, not a raised class: torch's CPU allocator refuses 4 EiB
+            # at once (nothing is used) with the plain RuntimeError a real CPU OOM gives.
+            torch.empty(1 << 62, dtype=torch.uint8)
         if crash and epoch == faults.error_epoch:
             raise RuntimeError(f"injected by {ENV_VAR} error_when={faults.error_when} at epoch "
                                f"{epoch}")

@@ -88,9 +88,18 @@ def error_line(trial) -> str:
     return f"error: {lines[-1][:300]}" if lines else "error (see the trial's error.txt)"
 
 
+# How running out of memory reads, wherever it happened: torch on CUDA ("CUDA out of memory",
+# torch.OutOfMemoryError) and on CPU (a plain RuntimeError: "DefaultCPUAllocator: can't
+# allocate memory" or "... not enough memory"), cuBLAS/cuDNN's workspaces, Python and numpy
+# (MemoryError, "Unable to allocate"), Ray's memory monitor killing a worker.
+OUT_OF_MEMORY_TEXT = ("out of memory", "outofmemoryerror", "can't allocate memory",
+                      "cannot allocate memory", "not enough memory", "memoryerror",
+                      "unable to allocate", "status_alloc_failed", "running low on memory")
+
+
 def is_out_of_memory(text: str) -> bool:
     text = text.lower()
-    return "out of memory" in text or "outofmemoryerror" in text
+    return any(pattern in text for pattern in OUT_OF_MEMORY_TEXT)
 
 
 # ---- trial_status.json ---------------------------------------------------------------------------

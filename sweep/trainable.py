@@ -23,11 +23,20 @@ from ray import tune
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
 from sweep.faults import Faults, fault_injector
-from sweep.rundir import CHECKPOINT_FILE, FIRST_STEP_KEY, record_infeasible
+from sweep.rundir import CHECKPOINT_FILE, FIRST_STEP_KEY, is_out_of_memory, record_infeasible
 from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.loop import EpochState, train
 
-OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
+OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)  # what always means out of memory
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is running out of memory. torch raises its OutOfMemoryError on CUDA
+    only; on CPU the allocator's failure is a plain RuntimeError whose text says so (as are
+    cuBLAS's and cuDNN's failed workspace allocations on a GPU)."""
+    if isinstance(error, OUT_OF_MEMORY):
+        return True
+    return isinstance(error, RuntimeError) and is_out_of_memory(str(error))
 
 
 def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment, run_dir: str,
@@ -42,7 +51,9 @@ def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment,
     params = trial_params(config, candidates)
     try:
         run_epochs(params, data, experiment, faults)
-    except OUT_OF_MEMORY as error:
+    except Exception as error:  # noqa: BLE001 - anything but out-of-memory is raised again
+        if not out_of_memory(error):
+            raise
         reason = f"out of memory: {' '.join(str(error).split())[:300]}"
     else:
         return

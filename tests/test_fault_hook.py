@@ -1,6 +1,6 @@
-"""The tests' fault-injection hook (CRACK_SWEEP_FAULTS, sweep/faults.py): bad content is one line;
-raises where it says; it is not part of the experiment file (the sweeps that use it are in
-tests/test_sweep.py)."""
+"""The tests' fault-injection hook (CRACK_SWEEP_FAULTS, sweep/faults.py): checked strictly, raises
+where it says (a real CPU allocation failure for oom_when); not part of the experiment file (the
+sweeps that use it are in tests/test_sweep.py)."""
 from __future__ import annotations
 
 import pytest
@@ -41,8 +41,9 @@ def test_bad_content_is_one_line_naming_the_variable(text, message):
 def test_injector_raises_for_matching_trials_at_the_chosen_epoch():
     faults = Faults(oom_when={"batch_size": 2}, error_when={"seed": 1}, error_epoch=2)
     fault_injector(faults, {"batch_size": 4, "seed": 0}, resumed=False)(1)  # no match: nothing
-    with pytest.raises(torch.OutOfMemoryError):
+    with pytest.raises(RuntimeError, match="can't allocate memory") as caught:
         fault_injector(faults, {"batch_size": 2}, resumed=False)(1)
+    assert not isinstance(caught.value, torch.OutOfMemoryError)  # what a real CPU OOM raises
     crash = fault_injector(faults, {"seed": 1}, resumed=False)
     crash(1)
     with pytest.raises(RuntimeError, match=f"injected by {ENV_VAR}"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,11 @@ from training.atomic import atomic_write
 
 FORMAT = "crack-sweep/1"
 CHECKPOINT_NAME = re.compile(r"checkpoint_epoch(\d+)\.pth$")
+# What a checkpoint of FORMAT holds, and the settings in its "config" that loading reads.
+FIELDS = {"model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "epoch": int,
+          "config": dict, "mask_values": list, "rng": dict}
+CONFIG_FIELDS = {"model": str, "width": int, "bilinear": bool, "classes": int, "optimizer": str,
+                 "scheduler": str}
 
 
 class CheckpointError(ValueError):
@@ -23,15 +29,75 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    check_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt zip, pickle refused by weights_only, truncated file...
-        first_line = str(error).strip().splitlines()[0][:120] if str(error).strip() else ""
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(error).__name__}: "
-                              f"{first_line})") from None
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line(error)})") \
+            from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
+    if is_full_checkpoint(payload):
+        check_fields(payload, path)
+    try:
+        weights, _ = weights_and_mask_values(payload)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    check_finite(weights, path)
     return payload
+
+
+def first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:120] if lines else ''}"
+
+
+def check_archive(path: Path) -> None:
+    """torch.save writes a zip archive whose entries each carry a CRC-32, but torch.load never
+    checks them: a flipped byte or a NaN written over a tensor loads silently. Check them all
+    (about a second per GB). Legacy (pre-zip) files have no checksums; torch.load judges them."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise CheckpointError(f"{path}: damaged archive ({first_line(error)})") from None
+    if damaged is not None:
+        raise CheckpointError(f"{path}: damaged: {damaged} no longer matches the checksum it was "
+                              "saved with (the file changed on disk); use another checkpoint")
+
+
+def check_fields(payload: dict, path: Path) -> None:
+    """A checkpoint that names this project's format must hold every field loading reads."""
+    for key, kind in FIELDS.items():
+        if key not in payload:
+            raise CheckpointError(f"{path}: no {key!r} in this checkpoint (hand-made or from "
+                                  "another program?); save it with `train` again")
+        value = payload[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{path}: {key!r} is a {type(value).__name__}, expected a "
+                                  f"{kind.__name__}")
+    if payload["epoch"] < 1:
+        raise CheckpointError(f"{path}: 'epoch' is {payload['epoch']}, expected 1 or more")
+    config = payload["config"]
+    for key, kind in CONFIG_FIELDS.items():
+        if not isinstance(config.get(key), kind):
+            raise CheckpointError(f"{path}: its config lacks {key} (or it is not a "
+                                  f"{kind.__name__}); it cannot be rebuilt")
+    if not 1 <= config["width"] <= 256 or not 1 <= config["classes"] <= 256:
+        raise CheckpointError(f"{path}: its config says width={config['width']}, "
+                              f"classes={config['classes']} (each 1 to 256)")
+
+
+def check_finite(weights: dict, path: Path) -> None:
+    """NaN or infinite weights predict nothing (an all-background mask) and train nowhere."""
+    for name, tensor in weights.items():
+        if torch.is_floating_point(tensor) and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{path}: weights hold NaN or infinite values ({name}: {bad} "
+                                  f"of {tensor.numel()}): a diverged run or a damaged file; use "
+                                  "an earlier checkpoint")
 
 
 def is_full_checkpoint(payload: dict) -> bool:
@@ -41,11 +107,26 @@ def is_full_checkpoint(payload: dict) -> bool:
 def weights_and_mask_values(payload: dict) -> tuple[dict, list]:
     """Model weights and mask_values from either kind of checkpoint."""
     if is_full_checkpoint(payload):
-        return payload["model"], payload["mask_values"]
-    weights = {k: v for k, v in payload.items() if k != "mask_values"}
+        weights, mask_values = payload["model"], payload["mask_values"]
+    else:
+        weights = {k: v for k, v in payload.items() if k != "mask_values"}
+        mask_values = payload.get("mask_values", [0, 1])
     if not weights or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise CheckpointError("checkpoint holds neither this project's format nor a state_dict")
-    return weights, list(payload.get("mask_values", [0, 1]))
+    if not isinstance(mask_values, (list, tuple)):
+        raise CheckpointError(f"checkpoint's mask_values is a {type(mask_values).__name__}, "
+                              "expected a list")
+    return weights, list(mask_values)
+
+
+def load_weights(model: torch.nn.Module, weights: dict, path: str) -> None:
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = (lines[1] if len(lines) > 1 else lines[0] if lines else "")[:120]
+        raise CheckpointError(f"{path}: weights do not fit this model ({detail})") \
+            from None
 
 
 def rng_state() -> dict:

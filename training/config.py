@@ -2,13 +2,23 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from models import list_models
-from training.settings import ConfigError, build, require, setting
+from training.settings import ConfigError, build, quote, require, setting
 
 OPTIMIZERS = ("rmsprop", "adamw")
 SCHEDULERS = ("plateau", "cosine", "none")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]{1,2})?")
+# Upper bounds, far above any sensible run: they make a typo (an extra zero or three) one line
+# here instead of a memory error (or a run that never ends) later. README "Bad input".
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+UPPER_BOUNDS = {"width": 256, "classes": 256, "epochs": 100_000, "batch_size": 4096,
+                "eval_batch_size": 4096, "synthetic_images": 100_000, "synthetic_size": 4096,
+                "num_workers": 256, "threads": 1024, "keep_checkpoints": 100_000,
+                "seed": MAX_SEED, "split_seed": MAX_SEED, "synthetic_seed": MAX_SEED}
+MAX_SYNTHETIC_BYTES = 4 * 2**30  # the decoded synthetic set: images x side^2 x 4 bytes
 
 
 @dataclass
@@ -93,7 +103,7 @@ class TrainConfig:
 
     def validate(self, source: str = "config") -> None:
         if self.model not in list_models():
-            raise ConfigError(f"{source}: model = {self.model!r} is unknown "
+            raise ConfigError(f"{source}: model = {quote(self.model)} is unknown "
                               f"(choose one of {', '.join(list_models())})")
         for key in ("width", "classes", "epochs", "batch_size", "eval_batch_size",
                     "synthetic_images", "synthetic_size"):
@@ -104,14 +114,35 @@ class TrainConfig:
             require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
         for key in ("num_workers", "threads", "keep_checkpoints", "crop"):
             require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
-        require(self.lr > 0, source, "lr", self.lr, "a positive number")
-        require(self.scale > 0, source, "scale", self.scale, "a positive number")
+        for key, high in UPPER_BOUNDS.items():
+            require(getattr(self, key) <= high, source, key, getattr(self, key),
+                    f"at most {high}")
+        # Floats are finite already (settings.coerce); these are their ranges.
+        require(0 < self.lr <= 10, source, "lr", self.lr, "a positive number up to 10")
+        require(0 < self.scale <= 4, source, "scale", self.scale, "a positive number up to 4")
+        require(0 <= self.weight_decay <= 1, source, "weight_decay", self.weight_decay,
+                "between 0 and 1")
+        require(0 <= self.momentum < 1, source, "momentum", self.momentum,
+                "between 0 and 1 (1 excluded)")
+        self.check_synthetic_size(source)
         require(0 < self.val_percent < 100, source, "val_percent", self.val_percent,
                 "between 0 and 100 (exclusive)")
         require(self.optimizer in OPTIMIZERS, source, "optimizer", self.optimizer,
                 " or ".join(OPTIMIZERS))
         require(self.scheduler in SCHEDULERS, source, "scheduler", self.scheduler,
                 " or ".join(SCHEDULERS))
-        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-                source, "device", self.device, "auto, cpu, cuda or cuda:N")
+        require(bool(DEVICE_PATTERN.fullmatch(self.device)), source, "device", self.device,
+                "auto, cpu, cuda or cuda:N")
         require(self.grad_clip >= 0, source, "grad_clip", self.grad_clip, "0 (off) or more")
+
+    def check_synthetic_size(self, source: str) -> None:
+        """The synthetic set is decoded whole before training: bound its memory up front."""
+        if self.data_dir:
+            return
+        side = max(16, int(round(self.synthetic_size * self.scale)))  # as load_data makes it
+        need = self.synthetic_images * side * side * 4  # RGB image + mask, uint8
+        if need > MAX_SYNTHETIC_BYTES:
+            raise ConfigError(
+                f"{source}: synthetic_images = {self.synthetic_images} of synthetic_size = "
+                f"{self.synthetic_size} (scale {self.scale:g}) need {need / 2**30:.1f} GiB; at "
+                f"most {MAX_SYNTHETIC_BYTES // 2**30} GiB: use fewer or smaller images")

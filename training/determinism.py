@@ -20,9 +20,16 @@ def seed_everything(seed: int) -> None:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # TrainConfig.validate keeps such names out; a caller may not
+        raise ConfigError(f"device = {name[:80]!r} is not a device (auto, cpu, cuda or "
+                          "cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device = {name!r} asked for, but torch sees no CUDA GPU")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device = {name!r} asked for, but torch sees "
+                          f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     return device
 
 

@@ -28,7 +28,7 @@ from training.determinism import (
     seed_everything,
 )
 from training.losses import confusion_counts, dice_and_iou, predict_classes, segmentation_loss
-from training.settings import ConfigError
+from training.settings import ConfigError, quote
 
 log = logging.getLogger(__name__)
 
@@ -185,42 +185,100 @@ def step_scheduler(scheduler, val_dice: float) -> None:
 
 
 ARCHITECTURE_KEYS = ("model", "width", "bilinear", "classes")
+# The optimizer state's per-parameter entries each optimizer reads at its first step.
+OPTIMIZER_STATE = {"rmsprop": ("step", "square_avg"), "adamw": ("step", "exp_avg", "exp_avg_sq")}
 
 
 def load_into(config: TrainConfig, model, optimizer, scheduler, scaler) -> int:
     """Load ``config.load``; return the first epoch still to run."""
-    payload = ckpt.load_checkpoint(config.load)
+    payload = ckpt.load_checkpoint(config.load)  # every field is there, of the right type
     if not ckpt.is_full_checkpoint(payload):
         weights, _ = ckpt.weights_and_mask_values(payload)
-        load_weights(model, weights, config.load)
+        ckpt.load_weights(model, weights, config.load)
         log.warning("%s holds weights only (Pytorch-UNet format): training starts from these "
                     "weights at epoch 1 with a fresh optimizer", config.load)
         return 1
-    saved = payload["config"]
-    mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k) != getattr(config, k)]
-    if mismatched:
-        raise ckpt.CheckpointError(
-            f"{config.load}: trained with " + ", ".join(f"{k}={saved.get(k)!r}" for k in mismatched)
-            + "; this run asks for " + ", ".join(f"{k}={getattr(config, k)!r}" for k in mismatched))
+    check_same_settings(config, payload["config"])
     if payload["epoch"] >= config.epochs:
         raise ConfigError(f"{config.load} is at epoch {payload['epoch']}: nothing left to train "
                           f"with epochs={config.epochs} (epochs counts all epochs, so raise it)")
-    load_weights(model, payload["model"], config.load)
-    optimizer.load_state_dict(payload["optimizer"])
-    if scheduler is not None and payload["scheduler"]:
-        scheduler.load_state_dict(payload["scheduler"])
-    scaler.load_state_dict(payload["scaler"])
-    ckpt.restore_rng_state(payload["rng"])
+    ckpt.load_weights(model, payload["model"], config.load)
+    restore_state(config, payload, optimizer, scheduler, scaler)
     log.info("resuming %s after epoch %d", config.load, payload["epoch"])
     return payload["epoch"] + 1
 
 
-def load_weights(model: nn.Module, weights: dict, path: str) -> None:
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        raise ckpt.CheckpointError(f"{path}: weights do not fit this model "
-                                   f"({str(error).splitlines()[1].strip()[:120]})") from None
+def check_same_settings(config: TrainConfig, saved: dict) -> None:
+    """The architecture, optimizer and schedule must be the checkpoint's: their states only fit
+    their own kind (RMSprop's square_avg is no AdamW state)."""
+    mismatched = [k for k in (*ARCHITECTURE_KEYS, "optimizer", "scheduler")
+                  if saved.get(k) != getattr(config, k)]
+    if mismatched:
+        raise ckpt.CheckpointError(
+            f"{config.load}: trained with " + ", ".join(f"{k}={quote(saved.get(k))}"
+                                                        for k in mismatched)
+            + "; this run asks for " + ", ".join(f"{k}={getattr(config, k)!r}" for k in mismatched)
+            + "; pass " + " ".join(flag(k, saved.get(k)) for k in mismatched) + " to resume it")
+
+
+def flag(key: str, value) -> str:
+    name = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return name if value else name.replace("--", "--no-", 1)
+    return f"{name} {str(value)[:80]}"
+
+
+def restore_state(config: TrainConfig, payload: dict, optimizer, scheduler, scaler) -> None:
+    """Optimizer, schedule, grad scaler and RNGs, each checked: a hand-made or damaged state
+    would otherwise fail later, at the first step, as a KeyError deep inside torch."""
+    steps = [("optimizer", lambda: load_optimizer(optimizer, payload["optimizer"],
+                                                  config.optimizer)),
+             ("scheduler", lambda: scheduler is not None and payload["scheduler"]
+              and load_like(scheduler, payload["scheduler"])),
+             ("scaler", lambda: load_like(scaler, payload["scaler"])),
+             ("rng", lambda: ckpt.restore_rng_state(payload["rng"]))]
+    for part, restore in steps:
+        try:
+            restore()
+        except (KeyError, TypeError, IndexError, ValueError, RuntimeError, AttributeError) \
+                as error:
+            raise ckpt.CheckpointError(f"{config.load}: its {part} state cannot be restored "
+                                       f"({ckpt.first_line(error)}); start without -f, or use "
+                                       "a checkpoint written by `train`") from None
+
+
+def load_like(owner, state: dict) -> None:
+    """``owner.load_state_dict(state)`` once ``state`` has the keys and kinds of values of
+    ``owner``'s own: schedulers and scalers copy whatever they get, and fail at the next step."""
+    for key, mine in owner.state_dict().items():
+        if key not in state:
+            raise KeyError(key)
+        theirs = state[key]
+        number = (int, float)
+        if isinstance(mine, number) and not isinstance(mine, bool):
+            fits = isinstance(theirs, number) and not isinstance(theirs, bool)
+        else:
+            fits = mine is None or theirs is None or isinstance(theirs, type(mine))
+        if not fits:
+            raise TypeError(f"{key} is a {type(theirs).__name__}, expected a "
+                            f"{type(mine).__name__}")
+    owner.load_state_dict(state)
+
+
+def load_optimizer(optimizer, state: dict, kind: str) -> None:
+    optimizer.load_state_dict(state)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, param in enumerate(params):
+        entry = optimizer.state.get(param)
+        if not entry:
+            continue  # never stepped: nothing to check
+        missing = [key for key in OPTIMIZER_STATE[kind] if key not in entry]
+        if missing:
+            raise KeyError(f"parameter {index} has no {missing[0]!r}")
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.ndim and value.shape != param.shape:
+                raise ValueError(f"parameter {index}: {key} is {tuple(value.shape)}, the "
+                                 f"parameter {tuple(param.shape)}")
 
 
 def to_device(images, masks, device, memory_format):

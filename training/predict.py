@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from data_pipeline.samples import mask_to_values
-from models import create_model
+from models import create_model, list_models
 from training import checkpoints as ckpt
 from training.determinism import resolve_device
 from training.losses import predict_classes
@@ -29,18 +29,16 @@ def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
     payload = ckpt.load_checkpoint(path)
     weights, mask_values = ckpt.weights_and_mask_values(payload)
     if ckpt.is_full_checkpoint(payload):
-        saved = payload["config"]
+        saved = payload["config"]  # load_checkpoint checked its fields
+        if saved["model"] not in list_models():
+            raise ckpt.CheckpointError(f"{path}: trained with model={saved['model']!r}, which "
+                                       f"this version does not have ({', '.join(list_models())})")
         arch = dict(name=saved["model"], width=saved["width"], bilinear=saved["bilinear"],
-                    n_classes=saved["classes"],
-                    n_channels=_first_conv(weights).shape[1])
+                    n_classes=saved["classes"], n_channels=_first_conv(weights, path).shape[1])
     else:
         arch = infer_unet_architecture(weights, path)
     model = create_model(arch.pop("name"), **arch)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        raise ckpt.CheckpointError(f"{path}: weights do not fit "
-                                   f"({str(error).splitlines()[1].strip()[:120]})") from None
+    ckpt.load_weights(model, weights, path)
     target = resolve_device(device)
     classes = max(2, model.n_classes)
     if len(mask_values) < classes:  # Pytorch-UNet defaults to [0, 1]; extra classes keep k
@@ -49,8 +47,11 @@ def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
     return Predictor(model.to(target).eval(), mask_values, target, f"{path} ({origin})")
 
 
-def _first_conv(weights: dict) -> torch.Tensor:
-    return next(v for v in weights.values() if v.ndim == 4)
+def _first_conv(weights: dict, path) -> torch.Tensor:
+    found = next((v for v in weights.values() if v.ndim == 4), None)
+    if found is None:
+        raise ckpt.CheckpointError(f"{path}: its weights hold no convolution")
+    return found
 
 
 def infer_unet_architecture(weights: dict, path) -> dict:
@@ -58,6 +59,8 @@ def infer_unet_architecture(weights: dict, path) -> dict:
     try:
         first = weights["inc.double_conv.0.weight"]
         out = weights["outc.conv.weight"]
+        if first.ndim != 4 or out.ndim != 4:
+            raise KeyError("inc/outc are not convolutions")
     except KeyError:
         raise ckpt.CheckpointError(f"{path}: a state_dict without UNet's inc/outc layers; "
                                    "only Pytorch-UNet's UNet is recognised") from None

@@ -90,6 +90,11 @@ def resume_sweep(args: argparse.Namespace) -> int:
 
 
 def confirm_sweep(args: argparse.Namespace) -> int:
+    from training.settings import require
+
+    for flag, value in (("--top-k", args.top_k), ("--seeds", args.seeds)):
+        if value is not None:  # as the experiment's confirm section (sweep/experiment.py)
+            require(1 <= value <= 1000, "command line", flag, value, "between 1 and 1000")
     before_ray()
     from sweep.confirm import confirm_run, confirm_text
 

@@ -7,10 +7,11 @@ import logging
 import typing
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from data_pipeline.folder import UNREADABLE
 from training.config import TrainConfig
-from training.settings import ConfigError, help_of, load_yaml
+from training.settings import ConfigError, help_of, load_yaml, require
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = load_yaml(args.config) if args.config else {}
+    if args.config and not values:
+        raise ConfigError(f"{args.config}: empty settings file (no setting in it)")
     if values:
         TrainConfig.from_dict(values, str(args.config))  # name the file in errors
     for field in dataclasses.fields(TrainConfig):
@@ -77,9 +80,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from training.determinism import resolve_device
     from training.loop import train
 
     config = config_from_args(args)
+    resolve_device(config.device)  # a missing GPU fails before the data is decoded
     data = config.load_data()
     log.info("data: %d images %s, model: %s width %d, out: %s", len(data),
              data.describe_sizes(), config.model, config.width, config.out_dir)
@@ -95,6 +100,10 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if args.output and len(args.output) != len(args.input):
         raise ConfigError(f"{len(args.input)} inputs but {len(args.output)} outputs")
+    # NaN fails both comparisons, so these also refuse it (and inf, for the scale).
+    require(0 < args.scale <= 4, "command line", "--scale", args.scale, "in (0, 4]")
+    require(0 <= args.mask_threshold <= 1, "command line", "--mask-threshold",
+            args.mask_threshold, "between 0 and 1")
     predictor = load_predictor(args.model, args.device)
     outputs = args.output or [str(Path(p).with_name(Path(p).stem + "_OUT.png"))
                               for p in args.input]
@@ -102,8 +111,10 @@ def run_predict(args: argparse.Namespace) -> int:
         try:
             image = Image.open(source)
             image.load()
-        except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
-            raise ConfigError(f"{source}: cannot read image ({type(error).__name__})") from None
+        except UNREADABLE as error:
+            detail = (str(error).splitlines() or [""])[0][:100]
+            raise ConfigError(f"{source}: cannot read image ({type(error).__name__}: "
+                              f"{detail})") from None
         mask = predict_mask(predictor, image, args.scale, args.mask_threshold)
         if not args.no_save:
             Image.fromarray(mask).save(target)

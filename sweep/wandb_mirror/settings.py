@@ -42,8 +42,8 @@ class WandbSettings:
                     "an epoch (1 or more) or -1 for the last")
         require(0 <= self.image_count <= 16, source, "wandb.image_count", self.image_count,
                 "between 0 and 16")
-        require(self.drain_timeout_s > 0, source, "wandb.drain_timeout_s", self.drain_timeout_s,
-                "a positive number of seconds")
+        require(0 < self.drain_timeout_s <= 86400, source, "wandb.drain_timeout_s",
+                self.drain_timeout_s, "a positive number of seconds, up to 86400")
 
     def resolved_project(self) -> str:
         return self.project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
