@@ -44,6 +44,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported); ignored on CPU
     deterministic: bool = True
+    # torch.compile the model (fuses the memory-bound layers; the first epoch pays the compile).
+    # Off by default: compiled kernels may round differently from eager ones.
+    compile: bool = False
     num_workers: int = 0
     pin_memory: bool = True  # only takes effect on CUDA
     # torch intra-op threads, 0 = torch's default (the core count). Unlike num_workers this can
