@@ -81,9 +81,11 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
     # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
     add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
                  if data is not None else None)
+    gpu_ids = trial_gpu_ids()
 
     def report(metrics: dict, state: EpochState) -> None:
         inject_faults(state.epoch)
+        metrics["gpu_ids"] = gpu_ids  # the report's throughput per GPU
         if add_panel:
             add_panel(metrics, state)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
@@ -92,6 +94,14 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     return report
+
+
+def trial_gpu_ids() -> str:
+    """The GPUs Ray gave this trial ("0", "0,1"; "" on CPU): Ray sets CUDA_VISIBLE_DEVICES to
+    them, so a fractional trial knows which card it shares."""
+    import ray
+
+    return ",".join(str(i) for i in ray.get_gpu_ids())
 
 
 def fault_injector(faults, params: dict, resumed: bool):
