@@ -96,6 +96,7 @@ def test_adamw_and_cosine(tmp_path, data):
 
 
 
+@pytest.mark.slow  # inductor builds C++ kernels: minutes on 2 busy cores (562 s measured)
 def test_compile_option_trains_and_reports(tmp_path, data):
     """compile=True wraps the model in torch.compile (inductor builds C++ kernels on CPU); the
     checkpoint keeps the plain model's parameter names, so eager runs can load it."""
