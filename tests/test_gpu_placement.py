@@ -27,10 +27,13 @@ experiment = Experiment.from_dict({
     "space": {"seed": {"int": [0, 9]}}, "resources": {"cpus": 1, "gpus": 0.25},
     "search": {"trials": 4, "concurrency": 4}}, "test")
 
+TEMP, STORAGE, BARRIER = sys.argv[1:4]  # read here: a trial's worker has its own argv
+
+
 def probe(config):
     # A barrier: each trial waits until all four have started. It only opens if Ray placed
     # the four at once (a slow machine only makes it take longer).
-    barrier = sys.argv[3]
+    barrier = BARRIER
     open(os.path.join(barrier, str(config["seed"])), "w").close()
     deadline = time.time() + 240
     while len(os.listdir(barrier)) < 4 and time.time() < deadline:
@@ -40,12 +43,12 @@ def probe(config):
                  "visible": os.environ.get("CUDA_VISIBLE_DEVICES")})
 
 ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False,
-         log_to_driver=False, _temp_dir=sys.argv[1])
+         log_to_driver=False, _temp_dir=TEMP)
 check_resources(experiment, ray.cluster_resources())  # 0.25 of 1 GPU: accepted
 trainable = tune.with_resources(probe, trial_resources(experiment))
 results = tune.Tuner(trainable, param_space={"seed": tune.grid_search([0, 1, 2, 3])},
                      tune_config=tune.TuneConfig(max_concurrent_trials=4),
-                     run_config=tune.RunConfig(storage_path=sys.argv[2], verbose=0)).fit()
+                     run_config=tune.RunConfig(storage_path=STORAGE, verbose=0)).fit()
 rows = [r.metrics for r in results]
 keys = ("together", "ours", "ray_ids", "visible")
 print("RESULT " + json.dumps([{k: r[k] for k in keys} for r in rows]))
