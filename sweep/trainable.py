@@ -100,6 +100,7 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
     # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
     add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
                  if data is not None else None)
+    gpu_ids = trial_gpu_ids()
 
     def report(metrics: dict, state: EpochState) -> None:
         nonlocal first_epoch
@@ -109,6 +110,7 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
             # When this run of the trial took its first training step (the epoch's clock
             # starts just before it): the driver measures start-up from placement to here.
             metrics[FIRST_STEP_KEY] = time.time() - metrics["epoch_seconds"]
+        metrics["gpu_ids"] = gpu_ids  # the report's throughput per GPU
         if add_panel:
             add_panel(metrics, state)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
@@ -117,6 +119,14 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     return report
+
+
+def trial_gpu_ids() -> str:
+    """The GPUs Ray gave this trial ("0", "0,1"; "" on CPU): Ray sets CUDA_VISIBLE_DEVICES to
+    them, so a fractional trial knows which card it shares."""
+    import ray
+
+    return ",".join(str(i) for i in ray.get_gpu_ids())
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -358,6 +358,33 @@ def test_gpu_memory_column_only_for_cuda_trials(tmp_path):
     assert "GPU peak MB" in leaderboard and "| 1024 |" in leaderboard
 
 
+def test_throughput_per_gpu_only_for_gpu_trials(tmp_path):
+    """Two trials share GPU 0 (their epochs overlap), one has GPU 1 alone: per-GPU aggregates
+    are samples over the seconds the card was busy; a CPU run has no such section."""
+    trials = [{"id": f"t{i}", "status": "complete", "epochs": 2, "config": config(3e-3)}
+              for i in range(3)]
+    run = write_run(tmp_path, trials)
+    assert "Throughput per GPU" not in report_text(run)
+    placement = {"t0": ("0", 100), "t1": ("0", 101), "t2": ("1", 100)}  # gpu, first epoch start
+    for trial_id, (gpu, start) in placement.items():
+        result = run / "tune" / trial_id / "result.json"
+        rows = [json.loads(line) for line in result.read_text().splitlines()]
+        for epoch, row in enumerate(rows, 1):  # epochs of 10 s, 100 samples each
+            row.update(gpu_ids=gpu, train_samples=100, time_this_iter_s=10.0,
+                       timestamp=start + 10 * epoch)
+        result.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from sweep.report.stats import gpu_throughput
+
+    per_trial, per_gpu = gpu_throughput(load_run(run))
+    by_gpu = per_gpu.set_index("gpu")
+    assert by_gpu.loc["0", "busy_s"] == 21 and by_gpu.loc["0", "samples"] == 400
+    assert by_gpu.loc["0", "most at once"] == 2 and by_gpu.loc["0", "trials"] == 2
+    assert by_gpu.loc["1", "aggregate_samples_per_s"] == 10.0
+    assert sorted(per_trial.gpu) == ["0", "0", "1"]
+    section = report_text(run).split("## Throughput per GPU")[1].split("\n## ")[0]
+    assert "| 0 | 2 | 2 | 4 | 400 | 21.0 | 19.0 |" in section
+
+
 def test_missing_metrics_and_torn_result_line(tmp_path):
     trials = [{"id": "m0", "status": "complete", "epochs": MAX_EPOCHS, "config": config(3e-3),
                "drop": ("val_iou", "samples_per_s")},

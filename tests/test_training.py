@@ -53,7 +53,7 @@ def test_metrics_checkpoints_and_report_callback(tmp_path, data):
                    report=lambda metrics, state: heard.append((metrics, state.epoch)))
     assert [epoch for _, epoch in heard] == [1, 2, 3]
     expected = {"epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr",
-                "epoch_seconds", "samples_per_s"}
+                "epoch_seconds", "samples_per_s", "train_samples"}
     if torch.cuda.is_available():  # device "auto" trains on the GPU there
         expected.add("gpu_peak_mem_mb")
     assert set(heard[0][0]) == expected
@@ -94,3 +94,24 @@ def test_adamw_and_cosine(tmp_path, data):
     result = train(tiny_config(tmp_path, optimizer="adamw", scheduler="cosine", epochs=2), data)
     assert result.history[1]["lr"] < result.history[0]["lr"]
 
+
+
+@pytest.mark.slow  # inductor builds C++ kernels: minutes on 2 busy cores (562 s measured)
+def test_compile_option_trains_and_reports(tmp_path, data):
+    """compile=True wraps the model in torch.compile (inductor builds C++ kernels on CPU); the
+    checkpoint keeps the plain model's parameter names, so eager runs can load it."""
+    import shutil
+
+    if not hasattr(torch, "compile") or not torch._dynamo.is_dynamo_supported():
+        pytest.skip("torch.compile is not available here")
+    if not (shutil.which("gcc") or shutil.which("cc")):
+        pytest.skip("torch.compile on CPU needs a C compiler")
+    heard = []
+    result = train(tiny_config(tmp_path, epochs=1, compile=True), data,
+                   report=lambda metrics, state: heard.append(metrics))
+    assert len(heard) == 1 and 0 <= heard[0]["val_dice"] <= 1 and heard[0]["samples_per_s"] > 0
+    weights = torch.load(result.last_checkpoint, weights_only=True)["model"]
+    assert not any(name.startswith("_orig_mod.") for name in weights)
+    eager = train(tiny_config(tmp_path / "eager", epochs=2, load=str(result.last_checkpoint)),
+                  data)
+    assert [m["epoch"] for m in eager.history] == [2]

@@ -68,6 +68,9 @@ class TrainConfig:
     amp: bool = setting(True, "Mixed precision on CUDA (bf16 where supported); ignored on CPU")
     deterministic: bool = setting(True, "Deterministic CUDA kernels (the ops without one are "
                                         "named)")
+    compile: bool = setting(False, "torch.compile the model (fuses memory-bound layers; the first "
+                                   "epoch pays the compile); compiled kernels may round "
+                                   "differently from eager ones")
     num_workers: int = setting(0, "Data-loading worker processes; 0 = load in the main process")
     pin_memory: bool = setting(True, "Page-locked host memory for batches; CUDA only")
     # Unlike num_workers this can change the last bits of results (reductions split by

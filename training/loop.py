@@ -79,6 +79,9 @@ def train(config: TrainConfig, data: SegmentationData, report: Report | None = N
     model = create_model(config.model, n_channels=data.channels, n_classes=config.classes,
                          bilinear=config.bilinear, width=config.width)
     model = model.to(device=device, memory_format=memory_format)
+    # The compiled module shares the model's parameters; checkpoints keep the plain model's
+    # names (no `_orig_mod.` prefix), so compiled and eager runs load each other's files.
+    net = compile_model(model) if config.compile else model
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer)
     amp_dtype = autocast_dtype(config, device)
@@ -102,9 +105,9 @@ def train(config: TrainConfig, data: SegmentationData, report: Report | None = N
         lr = optimizer.param_groups[0]["lr"]
         train_loader.sampler.set_epoch(epoch)
         train_loss, train_seconds = train_one_epoch(
-            model, train_loader, optimizer, scaler, config, device, amp_dtype, memory_format,
+            net, train_loader, optimizer, scaler, config, device, amp_dtype, memory_format,
             desc=f"Epoch {epoch}/{config.epochs}")
-        val_loss, val_dice, val_iou = evaluate(model, val_loader, config, device, amp_dtype,
+        val_loss, val_dice, val_iou = evaluate(net, val_loader, config, device, amp_dtype,
                                                memory_format)
         step_scheduler(scheduler, val_dice)
         last_checkpoint = ckpt.save_checkpoint(
@@ -118,6 +121,7 @@ def train(config: TrainConfig, data: SegmentationData, report: Report | None = N
             "val_dice": val_dice, "val_iou": val_iou, "lr": lr,
             "epoch_seconds": time.perf_counter() - epoch_start,
             "samples_per_s": len(train_idx) / train_seconds,
+            "train_samples": len(train_idx),
         }
         if device.type == "cuda":
             metrics["gpu_peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -159,6 +163,13 @@ def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | N
     if not config.amp or device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """torch.compile: fuses the memory-bound BatchNorm/ReLU/concat work between convolutions."""
+    if not hasattr(torch, "compile"):
+        raise ConfigError("compile = true needs torch.compile (torch 2.0 or newer)")
+    return torch.compile(model)
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -296,22 +307,31 @@ def train_one_epoch(model, loader, optimizer, scaler, config, device, amp_dtype,
     with tqdm(total=len(loader.dataset), desc=desc, unit="img", disable=None, leave=False) as bar:
         for images, masks in loader:
             images, masks = to_device(images, masks, device, memory_format)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                loss = segmentation_loss(model(images), masks)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach() * len(images)
+            loss = train_step(model, images, masks, optimizer, scaler, config.grad_clip,
+                              amp_dtype)
+            loss_sum += loss * len(images)
             seen += len(images)
             bar.update(len(images))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return float(loss_sum) / max(seen, 1), time.perf_counter() - start
+
+
+def train_step(model, images, masks, optimizer, scaler, grad_clip: float,
+               amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """One optimisation step; returns the detached loss (no host sync). bench/gpu_mfu.py times
+    this very function, so its FLOP utilisation is the loop's."""
+    with torch.autocast(images.device.type, dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None):
+        loss = segmentation_loss(model(images), masks)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
 
 
 @torch.inference_mode()

@@ -60,9 +60,11 @@ def run_sections(run: RunData, suffix: str, several: bool) -> list[Section]:
     summary = summary_section(run, suffix, verdict, edge)
     if several:
         summary.title = f"Run {run.name}"
-    return [summary, sections.leaderboard(run, suffix), ranking, sections.curves(run, suffix),
-            space, sections.importance(run, suffix), sections.parallel(run, suffix),
-            sections.throughput(run, suffix), slots(run, suffix), sections.outcomes(run, suffix)]
+    chosen = [summary, sections.leaderboard(run, suffix), ranking, sections.curves(run, suffix),
+              space, sections.importance(run, suffix), sections.parallel(run, suffix),
+              sections.throughput(run, suffix), sections.throughput_per_gpu(run, suffix),
+              slots(run, suffix), sections.outcomes(run, suffix)]
+    return [section for section in chosen if section is not None]
 
 
 def summary_section(run: RunData, suffix: str, verdict: str,

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 METRICS = ("val_dice", "val_iou", "val_loss")
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "epoch_seconds",
-                "samples_per_s", "gpu_peak_mem_mb", "time_total_s", "training_iteration")
+                "samples_per_s", "gpu_peak_mem_mb", "time_total_s", "training_iteration",
+                "train_samples", "timestamp", "time_this_iter_s")
+TEXT_KEYS = ("gpu_ids",)  # the GPUs Ray gave the trial, "0" or "0,1" ("" on CPU)
 UNKNOWN = "unknown"  # the report's word for a trial whose status file entry is missing
 STATUSES = (*rundir.STATUSES, UNKNOWN)
 
@@ -102,8 +104,10 @@ def read_tune_dir(tune: Path, missing: list[str]):
         configs[trial_id] = config if isinstance(config, dict) else {}
         dirs[trial_id] = trial_dir.name
         for row in results:
-            rows.append({"trial_id": trial_id, **{k: row.get(k) for k in HISTORY_KEYS}})
-    history = pd.DataFrame(rows, columns=["trial_id", *HISTORY_KEYS])
+            rows.append({"trial_id": trial_id,
+                         **{k: row.get(k) for k in (*HISTORY_KEYS, *TEXT_KEYS)}})
+    history = pd.DataFrame(rows, columns=["trial_id", *HISTORY_KEYS, *TEXT_KEYS])
+    history["gpu_ids"] = history["gpu_ids"].fillna("").astype(str)
     return _numeric(history), configs, dirs
 
 

@@ -157,6 +157,27 @@ def throughput(run: RunData, suffix: str) -> Section:
         "No samples_per_s metric, or neither num_workers nor batch_size in the trial configs."))
 
 
+def throughput_per_gpu(run: RunData, suffix: str) -> Section | None:
+    """None on a CPU sweep: no trial was given a GPU, so there is nothing to show."""
+    per_trial, per_gpu = stats.gpu_throughput(run)
+    if per_gpu.empty:
+        return None
+    gpus = per_gpu.assign(
+        samples=per_gpu.samples.map(lambda v: number(v, 0)),
+        busy_s=per_gpu.busy_s.map(lambda v: number(v, 1)),
+        aggregate_samples_per_s=per_gpu.aggregate_samples_per_s.map(lambda v: number(v, 1)))
+    trials = per_trial.assign(samples_per_s=per_trial.samples_per_s.map(lambda v: number(v, 1)))
+    return Section(f"Throughput per GPU{suffix}").add(
+        Text("Aggregate: the training samples of every epoch run on that GPU over the seconds "
+             "at least one trial was training there (Ray's timestamps, whole seconds). Trials "
+             "with a fraction of a GPU share the card, so each one's samples/s is its share.",
+             "note"),
+        Table(gpus.rename(columns={"busy_s": "busy s", "aggregate_samples_per_s":
+                                   "aggregate samples/s"}).astype(str), "Per GPU"),
+        Table(trials.rename(columns={"trial_id": "trial", "samples_per_s": "samples/s (mean)"})
+              .astype(str), "Per trial"))
+
+
 def outcomes(run: RunData, suffix: str) -> Section:
     section = Section(f"Trial outcomes{suffix}")
     counts = stats.status_counts(run.trials)

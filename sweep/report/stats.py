@@ -188,3 +188,45 @@ def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
     table = counts.rename_axis("status").reset_index(name="trials")
     table["share"] = (table["trials"] / table["trials"].sum()).map(lambda s: f"{s:.0%}")
     return table
+
+
+def gpu_throughput(run: RunData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Samples/s per trial and per GPU, from the epochs of trials that ran on a GPU (empty on a
+    CPU sweep). A GPU's aggregate is the training samples of every epoch it ran divided by the
+    time at least one trial was in an epoch there (Ray's timestamps: whole seconds)."""
+    rows = run.history[run.history.gpu_ids.astype(str).str.len() > 0]
+    if rows.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    per_trial = rows.groupby("trial_id").agg(gpu=("gpu_ids", "last"),
+                                             samples_per_s=("samples_per_s", "mean"),
+                                             epochs=("epoch", "count")).reset_index()
+    per_gpu = []
+    for gpu, epochs in rows.groupby("gpu_ids"):
+        spans = list(zip(epochs.timestamp - epochs.time_this_iter_s, epochs.timestamp))
+        busy, peak = busy_seconds(spans), most_at_once(spans)
+        samples = epochs.train_samples.sum(min_count=1)
+        per_gpu.append({"gpu": gpu, "trials": epochs.trial_id.nunique(),
+                        "most at once": peak, "epochs": len(epochs),
+                        "samples": samples, "busy_s": busy,
+                        "aggregate_samples_per_s": samples / busy if busy > 0 else math.nan})
+    return per_trial, pd.DataFrame(per_gpu)
+
+
+def busy_seconds(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] intervals."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(s for s in spans if not (math.isnan(s[0]) or math.isnan(s[1]))):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
+                    key=lambda ev: (ev[0], ev[1]))  # an end before a start at the same second
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
