@@ -23,6 +23,9 @@ from training.config import TrainConfig
 from training.settings import ConfigError, build, coerce, load_yaml, merge, parse_overrides, require
 
 SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
+# reproducible: the same experiment gives the same trials, pruning and winner whatever the
+# machine's load (README, "Reproducible sweeps"); async: Ray's ASHA, Optuna told at once.
+SEARCH_MODES = ("reproducible", "async")
 # The sweep sets these for every trial; an experiment may neither fix nor search them.
 SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch budget)",
                "out_dir": "each trial writes under the run directory",
@@ -38,6 +41,7 @@ class SearchSettings:
     startup_trials: int = 10  # random trials before TPE starts modelling
     time_budget_s: float = 0.0  # 0 = no limit; running trials are stopped at the limit
     max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
+    mode: str = "reproducible"  # or "async" (see SEARCH_MODES)
 
 
 @dataclass
@@ -115,6 +119,12 @@ class Experiment:
                     "at least 1")
         require(search.time_budget_s >= 0, source, "search.time_budget_s", search.time_budget_s,
                 "0 (no limit) or more")
+        require(search.mode in SEARCH_MODES, source, "search.mode", search.mode,
+                " or ".join(SEARCH_MODES))
+        require(search.mode == "async" or not search.time_budget_s, source,
+                "search.time_budget_s", search.time_budget_s,
+                "0 in reproducible mode (a time budget stops trials by the clock; "
+                "use search.mode=async)")
         require(search.max_failures >= 0, source, "search.max_failures", search.max_failures,
                 "0 or more")
         require(scheduler.max_epochs >= 1, source, "scheduler.max_epochs", scheduler.max_epochs,

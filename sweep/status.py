@@ -21,6 +21,7 @@ from sweep.rundir import (
     verdict,
     write_statuses,
 )
+from sweep.trainable import trial_number
 from sweep.wandb_mirror.records import error_line
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class TrialStatusLog(tune.Callback):
         if trial.trial_id in self.settled:
             return
         entry = self.statuses.setdefault(trial.trial_id, {"epochs": 0, "config": {}})
-        entry.update(status=status, reason=reason, config=dict(trial.config))
+        entry.update(status=status, reason=reason, config=dict(trial.config),
+                     number=trial_number(trial))
         if result and result.get("epoch"):
             entry["epochs"] = int(result["epoch"])
             if METRIC in result:

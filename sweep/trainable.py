@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -26,17 +28,40 @@ from training.loop import EpochState, train
 
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
 
+# ---- trial numbers: the order the searcher suggested trials in (Ray's ids are random) ------
+TRIAL_NAME = re.compile(r"^trial_(\d+)$")
+
+
+def trial_number(trial) -> int:
+    """0-based creation order. Ray's SearchGenerator tags each trial "<counter>_<params>",
+    its counter starting at 1 and restored with the searcher on a resume."""
+    return int(trial.experiment_tag.split("_", 1)[0]) - 1
+
+
+def trial_name(trial) -> str:
+    return f"trial_{trial_number(trial):04d}"  # what tune.get_context().get_trial_name() gives
+
+
+def number_from_name(name: str) -> int | None:
+    match = TRIAL_NAME.match(name or "")
+    return int(match.group(1)) if match else None
+
 
 def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment, run_dir: str,
-                candidates: list[dict] | None = None, finished: frozenset = frozenset()) -> None:
+                candidates: list[dict] | None = None, finished: frozenset = frozenset(),
+                epoch_delays: tuple[float, ...] = ()) -> None:
     """One trial. ``config`` holds the searched settings, or (confirm runs) a candidate index
-    and a seed; ``finished`` names trials the driver already recorded as done (resume)."""
-    trial_id = tune.get_context().get_trial_id()
+    and a seed; ``finished`` names trials the driver already recorded as done (resume);
+    ``epoch_delays`` (a test hook) slows trial number i by epoch_delays[i] seconds an epoch."""
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
     if trial_id in finished:
         return  # finished before the driver died, after Ray's last snapshot: never rerun
     params = trial_params(config, candidates)
+    number = number_from_name(context.get_trial_name())
+    delay = epoch_delays[number] if number is not None and number < len(epoch_delays) else 0.0
     try:
-        run_epochs(params, data, experiment)
+        run_epochs(params, data, experiment, delay)
     except OUT_OF_MEMORY as error:
         reason = f"out of memory: {' '.join(str(error).split())[:300]}"
     else:
@@ -52,7 +77,8 @@ def trial_params(config: dict, candidates: list[dict] | None) -> dict:
     return {**candidates[config["candidate"]], "seed": config["seed"]}
 
 
-def run_epochs(params: dict, data: SegmentationData, experiment: Experiment) -> None:
+def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
+               delay: float = 0.0) -> None:
     checkpoint = tune.get_checkpoint()
     with contextlib.ExitStack() as stack:
         work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-"))
@@ -61,7 +87,8 @@ def run_epochs(params: dict, data: SegmentationData, experiment: Experiment) -> 
             load = str(resume_file(Path(stack.enter_context(checkpoint.as_directory()))))
         # Locally only the newest epoch is kept; Ray stores the reported ones.
         config = experiment.trial_config(params, out_dir=work_dir, load=load, keep_checkpoints=1)
-        report = make_reporter(experiment, params, data, resumed=checkpoint is not None)
+        report = make_reporter(experiment, params, data, resumed=checkpoint is not None,
+                               delay=delay)
         train(config, data, report=report)
 
 
@@ -76,7 +103,7 @@ def resume_file(folder: Path) -> Path:
 
 
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
-                  resumed: bool = False):
+                  resumed: bool = False, delay: float = 0.0):
     inject_faults = fault_injector(experiment.faults, params, resumed)
     # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
     add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
@@ -84,6 +111,7 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
 
     def report(metrics: dict, state: EpochState) -> None:
         inject_faults(state.epoch)
+        time.sleep(delay)  # 0 outside tests
         if add_panel:
             add_panel(metrics, state)
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
