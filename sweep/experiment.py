@@ -7,7 +7,6 @@ The search space is a mapping of TrainConfig fields to one distribution each::
     space:
       lr: {loguniform: [1.0e-4, 1.0e-2]}
       batch_size: {choice: [2, 4, 8]}
-      seed: {int: [0, 10000]}          # bounds included
       grad_clip: {uniform: [0.5, 2.0]}
 """
 from __future__ import annotations
@@ -42,6 +41,9 @@ class SearchSettings:
     time_budget_s: float = 0.0  # 0 = no limit; running trials are stopped at the limit
     max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
     mode: str = "reproducible"  # or "async" (see SEARCH_MODES)
+    # Seeds per configuration, trained side by side in each trial (train.seed, train.seed+1,
+    # ...): ASHA and TPE see their mean. The seed is never searched: it is noise, not a setting.
+    seeds: int = 1
 
 
 @dataclass
@@ -114,7 +116,7 @@ class Experiment:
         except ConfigError as error:  # name the key as the file spells it: train.model
             raise ConfigError(str(error).replace(f"{source}: ", f"{source}: train.", 1)) from None
         search, scheduler, resources = self.search, self.scheduler, self.resources
-        for key in ("trials", "concurrency", "startup_trials"):
+        for key in ("trials", "concurrency", "startup_trials", "seeds"):
             require(getattr(search, key) >= 1, source, f"search.{key}", getattr(search, key),
                     "at least 1")
         require(search.time_budget_s >= 0, source, "search.time_budget_s", search.time_budget_s,
@@ -151,6 +153,10 @@ class Experiment:
         for section in ("oom_when", "error_when"):
             for key, value in getattr(self.faults, section).items():
                 check_setting(self.train, f"faults.{section}.{key}", key, value, source)
+
+    def seeds(self) -> list[int]:
+        """The seeds every configuration trains with (search.seeds of them)."""
+        return [self.train.seed + i for i in range(self.search.seeds)]
 
     def distributions(self) -> dict:
         """The space as Optuna distributions (what OptunaSearch and the study record)."""
@@ -190,6 +196,10 @@ def check_sweep_owned(values: dict, source: str) -> None:
 
 def check_space_entry(train: TrainConfig, key: str, spec, source: str) -> None:
     where = f"space.{key}"
+    if key == "seed":
+        raise ConfigError(f"{source}: {where} = {spec!r}: a seed is noise, not a setting to "
+                          "optimise (TPE would fit the noise); set search.seeds=k to train k "
+                          "seeds per configuration and rank configurations by their mean")
     hints = typing.get_type_hints(TrainConfig)
     if key not in hints:
         raise ConfigError(f"{source}: {where} is not a training setting "

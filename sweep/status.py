@@ -76,9 +76,11 @@ class TrialStatusLog(tune.Callback):
                      number=trial_number(trial))
         if result and result.get("epoch"):
             entry["epochs"] = int(result["epoch"])
-            if METRIC in result:
-                entry["best_val_dice"] = max(float(result[METRIC]),
-                                             entry.get("best_val_dice", -math.inf))
+            if METRIC in result and float(result[METRIC]) > entry.get("best_val_dice",
+                                                                      -math.inf):
+                entry["best_val_dice"] = float(result[METRIC])  # several seeds: their mean
+                if f"{METRIC}_std" in result:
+                    entry["best_val_dice_std"] = float(result[f"{METRIC}_std"])
         write_statuses(self.run_dir, self.statuses)
 
     def progress(self) -> None:

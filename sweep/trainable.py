@@ -22,9 +22,10 @@ from ray import tune
 
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
-from sweep.rundir import CHECKPOINT_FILE, record_infeasible
+from sweep.rundir import CHECKPOINT_FILE, SEED_CHECKPOINT, record_infeasible
 from sweep.wandb_mirror.integration import val_panel_reporter
-from training.loop import EpochState, train
+from training.loop import EpochState
+from training.replicates import train_replicates
 
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)
 
@@ -80,26 +81,31 @@ def trial_params(config: dict, candidates: list[dict] | None) -> dict:
 def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
                delay: float = 0.0) -> None:
     checkpoint = tune.get_checkpoint()
+    # Confirm runs pin one seed in params; sweep trials train every seed of the experiment.
+    seeds = [params["seed"]] if "seed" in params else experiment.seeds()
     with contextlib.ExitStack() as stack:
-        work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-"))
-        load = ""
-        if checkpoint is not None:
-            load = str(resume_file(Path(stack.enter_context(checkpoint.as_directory()))))
+        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-")))
+        folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
         # Locally only the newest epoch is kept; Ray stores the reported ones.
-        config = experiment.trial_config(params, out_dir=work_dir, load=load, keep_checkpoints=1)
+        configs = [experiment.trial_config(
+            {**params, "seed": seed}, out_dir=str(work_dir / f"seed{seed}"),
+            load=str(resume_file(folder, seed if len(seeds) > 1 else None)) if folder else "",
+            keep_checkpoints=1) for seed in seeds]
         report = make_reporter(experiment, params, data, resumed=checkpoint is not None,
                                delay=delay)
-        train(config, data, report=report)
+        train_replicates(configs, data, report=report)
 
 
-def resume_file(folder: Path) -> Path:
-    """The checkpoint to resume from. A driver killed between registering a new checkpoint
-    (which let Ray delete an older one) and saving its state points the resumed trial at the
-    deleted one: then the newest one beside it is the trial's true last state."""
-    if (folder / CHECKPOINT_FILE).exists():
-        return folder / CHECKPOINT_FILE
-    newer = sorted(folder.parent.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
-    return newer[-1] if newer else folder / CHECKPOINT_FILE  # none: the load error names it
+def resume_file(folder: Path, seed: int | None = None) -> Path:
+    """The checkpoint to resume from (``seed``: that seed's, in a several-seed trial). A
+    driver killed between registering a new checkpoint (which let Ray delete an older one)
+    and saving its state points the resumed trial at the deleted one: then the newest one
+    beside it is the trial's true last state."""
+    name = CHECKPOINT_FILE if seed is None else SEED_CHECKPOINT.format(seed=seed)
+    if (folder / name).exists():
+        return folder / name
+    newer = sorted(folder.parent.glob(f"checkpoint_*/{name}"))
+    return newer[-1] if newer else folder / name  # none: the load error names it
 
 
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
@@ -109,13 +115,19 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
     add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
                  if data is not None else None)
 
-    def report(metrics: dict, state: EpochState) -> None:
-        inject_faults(state.epoch)
+    def report(metrics: dict, states: list[EpochState]) -> None:
+        inject_faults(states[0].epoch)
         time.sleep(delay)  # 0 outside tests
         if add_panel:
-            add_panel(metrics, state)
+            add_panel(metrics, states[0])  # the first seed's model
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
-            link_or_copy(state.checkpoint_path, Path(folder) / CHECKPOINT_FILE)
+            # checkpoint.pth is the first seed's (best.pth, predict); with several seeds each
+            # one's is also seed<S>.pth, which a resumed trial loads.
+            link_or_copy(states[0].checkpoint_path, Path(folder) / CHECKPOINT_FILE)
+            if len(states) > 1:
+                for state in states:
+                    link_or_copy(state.checkpoint_path,
+                                 Path(folder) / SEED_CHECKPOINT.format(seed=state.config.seed))
             # Ray copies the folder into the trial's storage before report returns.
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 

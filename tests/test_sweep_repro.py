@@ -29,9 +29,9 @@ DELAY = 5.0
 ORDERS = {"forward": [0, DELAY, 2 * DELAY], "backward": [2 * DELAY, DELAY, 0]}
 
 
-def sweep(mode: str, order: str, runs_dir: Path, monkeypatch) -> dict:
+def sweep(mode: str, order: str, runs_dir: Path, monkeypatch, *overrides: str) -> dict:
     monkeypatch.setenv(EPOCH_DELAYS_ENV, json.dumps(ORDERS[order]))
-    experiment = load_experiment(SMOKE, TINY + [f"--search.mode={mode}"])
+    experiment = load_experiment(SMOKE, [*TINY, f"--search.mode={mode}", *overrides])
     summary = run_experiment(experiment, runs_dir / f"{mode}-{order}")
     return outcome(summary)
 
@@ -43,14 +43,16 @@ def outcome(summary) -> dict:
     records = {r.trial_id: r for r in read_trials(run_dir / "tune")}
     trials = {}
     for trial_id, entry in status.items():
-        rows = [{k: row[k] for k in METRICS} for row in records[trial_id].rows]
+        rows = [{k: v for k, v in row.items() if k in METRICS or k.startswith("val_dice_")}
+                for row in records[trial_id].rows]  # val_dice_std, val_dice_seed<S>
         trials[entry["number"]] = {**entry, "metrics": rows}
     study = optuna.load_study(study_name="smoke", storage=journal_storage(run_dir))
     told = [(t.number, t.state.name, t.value, t.params, t.intermediate_values,
              t.user_attrs.get("status"), t.user_attrs.get("reason")) for t in study.trials]
     best = (status[summary.best_trial]["number"], summary.best_val_dice, summary.best_epoch,
             summary.best_params)
-    return {"trials": trials, "study": told, "best": best, "counts": summary.counts}
+    return {"trials": trials, "study": told, "best": best, "counts": summary.counts,
+            "best_config": (run_dir / "best_config.yaml").read_text().replace(str(run_dir), "")}
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,9 @@ def runs(ray_session, tmp_path_factory):
 
 
 def test_reproducible_sweep_ignores_the_order_trials_finish_in(runs, monkeypatch):
-    first = sweep("reproducible", "forward", runs, monkeypatch)
-    second = sweep("reproducible", "backward", runs, monkeypatch)
+    """Two seeds per configuration: ASHA and TPE see their mean."""
+    first = sweep("reproducible", "forward", runs, monkeypatch, "--search.seeds=2")
+    second = sweep("reproducible", "backward", runs, monkeypatch, "--search.seeds=2")
     assert sorted(first["trials"]) == list(range(5))
     for number in range(5):
         assert first["trials"][number] == second["trials"][number], f"trial {number}"
@@ -68,6 +71,13 @@ def test_reproducible_sweep_ignores_the_order_trials_finish_in(runs, monkeypatch
     assert first["best"] == second["best"] and first["counts"] == second["counts"]
     statuses = {t["status"] for t in first["trials"].values()}
     assert statuses == {"complete", "pruned"}, statuses  # ASHA decided something
+    assert first["best_config"] == second["best_config"]
+    assert first["best_config"].startswith("# seeds: [0, 1]\n# val_dice at epoch")
+    for trial in first["trials"].values():
+        assert "seed" not in trial["config"]  # never searched
+        for row in trial["metrics"]:
+            assert row["val_dice"] == pytest.approx((row["val_dice_seed0"]
+                                                     + row["val_dice_seed1"]) / 2)
 
 
 def test_async_sweep_depends_on_the_order_trials_finish_in(runs, monkeypatch):
