@@ -52,6 +52,8 @@ BENCHMARKS = {b.name: b for b in [
               "bench.sweeps:run_memory"),
     Benchmark("wandb", "the same sweep with and without W&B mirroring", "<= 1.05",
               "bench.sweeps:run_wandb"),
+    Benchmark("modes", "wall time of the quickstart sweep in reproducible mode vs async (same "
+              "experiment otherwise)", "<= 1.15x", "bench.sweeps:run_modes"),
     Benchmark("gpu", "bf16 AMP + channels_last vs float32 and vs the reference loop; 1, 2, 4 "
               "trainings sharing the GPU", ">= 2x; >= 2.5x", "bench.gpu_bench:run",
               needs="gpu"),

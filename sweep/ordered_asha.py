@@ -25,6 +25,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from sweep.rundir import read_result_rows
+from sweep.trainable import trial_number
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,10 @@ class OrderedASHA(FIFOScheduler):
 
     # ---- Tune's events ---------------------------------------------------------------------
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
-        self._number[trial.trial_id] = len(self._trials)
+        # By number, not by arrival: a resumed sweep re-adds its trials in another order.
+        self._number[trial.trial_id] = trial_number(trial)
         self._trials.append(trial)
+        self._trials.sort(key=lambda t: self._number[t.trial_id])
         self._values[trial.trial_id] = {}
         if trial.has_reported_at_least_once:
             self._replay(trial)  # a resumed sweep: rebuild what this trial reported
@@ -113,7 +116,8 @@ class OrderedASHA(FIFOScheduler):
     def _decide(self, trial: Trial, rung: float) -> str | None:
         """STOP or CONTINUE from the earlier trials' values at this rung; None: not yet."""
         peers = []
-        for earlier in self._trials[:self._number[trial.trial_id]]:
+        number = self._number[trial.trial_id]
+        for earlier in (t for t in self._trials if self._number[t.trial_id] < number):
             values = self._values[earlier.trial_id]
             if rung in values:
                 peers.append(values[rung])
@@ -155,12 +159,15 @@ class OrderedASHA(FIFOScheduler):
             self._settling = False
 
     def _replay(self, trial: Trial) -> None:
-        """A restored trial's rung values from its result.json (the run directory's own)."""
+        """A restored trial's rung values from its result.json (the run directory's own). One
+        that stopped at a rung may not have had its decision: it waits, PAUSED, to be decided
+        again (the same way: the decision is a function of the results)."""
         for row in read_result_rows(Path(trial.path)) if trial.path else []:
             self._record(trial, row)
         if trial.status in (Trial.TERMINATED, Trial.ERROR):
             self._ended.add(trial.trial_id)
-        elif trial.status == Trial.PAUSED:
-            last = trial.last_result.get(self._time_attr)
-            if last in self.rungs:
-                self._waiting[trial.trial_id] = last
+            return
+        last = trial.last_result.get(self._time_attr)
+        if last in self.rungs:
+            self._waiting[trial.trial_id] = last
+            trial.set_status(Trial.PAUSED)  # before Tune files it as pending (add_trial)

@@ -120,3 +120,13 @@ def test_wandb_tiny_mirrors_the_sweep(tiny):
     outcome = run_wandb(tiny)
     assert all(r["wandb_runs"] >= 1 for r in outcome.figures["runs"]["on"])
     assert all(r["wandb_runs"] == 0 for r in outcome.figures["runs"]["off"])
+
+
+def test_modes_tiny_runs_both_search_modes(tiny):
+    from bench.sweeps import MODES_TINY, run_modes
+
+    outcome = run_modes(tiny)
+    for mode in ("reproducible", "async"):
+        (run,) = outcome.figures["runs"][mode]
+        assert sum(run["counts"].values()) == MODES_TINY["search"]["trials"]
+    assert outcome.ratio > 0

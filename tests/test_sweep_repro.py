@@ -100,6 +100,7 @@ def test_rung_levels_are_ashas_below_max_t():
 class FakeTrial:
     def __init__(self, number: int):
         self.trial_id, self.status, self.path = f"t{number}", "RUNNING", None
+        self.experiment_tag = f"{number + 1}_lr=0.001"  # Ray's "<counter>_<params>"
         self.has_reported_at_least_once = False
 
 
