@@ -58,6 +58,8 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("slots", "effective concurrency of a shipped sweep (epoch compute / wall) and its "
               "overhead vs the ideal, beside raw Ray Tune replaying the same trials",
               ">= 0.9 x concurrency", "bench.slots:run"),
+    Benchmark("modes", "wall time of the quickstart sweep in reproducible mode vs async (same "
+              "experiment otherwise)", "<= 1.15x", "bench.sweeps:run_modes"),
     Benchmark("gpu", "bf16 AMP + channels_last vs float32 and vs the reference loop; 1, 2, 4 "
               "trainings sharing the GPU", ">= 2x; >= 2.5x", "bench.gpu_bench:run",
               needs="gpu"),

@@ -1,6 +1,6 @@
-"""The sweep benchmarks: `overhead`, `search`, `memory` and `wandb`, all through the product's own
-runner (``sweep.runner.run_experiment``): the synthetic crack set, and for `memory` generated
-crack folders of a real data set's image size, read through the decoded disk cache.
+"""The sweep benchmarks: `overhead`, `search`, `memory`, `wandb` and `modes`, all through the
+product's own runner (``sweep.runner.run_experiment``): the synthetic crack set, and for `memory`
+generated crack folders of a real data set's image size, read through the decoded disk cache.
 
 Full mode runs every sweep in a fresh child process with its own Ray (``ray.init`` timed apart);
 tiny mode runs them in this process, joining a Ray session already up (the test suite's).
@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from bench.child import REPO_ROOT, BenchError, run_in_child, start_child
 from bench.data_folder import image_bytes, write_crack_folder
 from bench.measure import interleave, median, ratio, spread
@@ -22,7 +24,8 @@ from bench.memory_probe import PeakSampler, check_supported, sample_until_exit, 
 from bench.registry import Context, Outcome
 from bench.sweep_sides import experiment_values, run_plain, run_sweep, trial_config_file
 
-FIXED_SPACE = {"seed": {"choice": [0]}}  # one configuration: every trial trains the same
+# One configuration: every trial trains the same (num_workers 0 is the default and speed only).
+FIXED_SPACE = {"num_workers": {"choice": [0]}}
 SWEEP_TIMEOUT = 1800
 
 
@@ -343,3 +346,43 @@ def run_wandb(ctx: Context) -> Outcome:
         notes=[f"the overhead sweep ({s['trials']} trials x {s['epochs']} epochs, "
                f"{s['concurrency']} at a time) with the W&B mirror off and on (offline, "
                f"validation images on); median of {len(on)} alternating runs"])
+
+
+# ---- modes: reproducible vs async search ------------------------------------------------------
+MODES_GOAL = 1.15
+MODES_TINY = {"train": {"synthetic_images": 16, "synthetic_size": 32, "width": 4},
+              "search": {"trials": 3, "concurrency": 2, "seeds": 1, "startup_trials": 2},
+              "scheduler": {"max_epochs": 2, "grace_period": 1}}
+
+
+def modes_values(tiny: bool, mode: str) -> dict:
+    """experiments/quickstart.yaml (shrunk in tiny mode) with search.mode set."""
+    values = yaml.safe_load((REPO_ROOT / "experiments" / "quickstart.yaml").read_text())
+    for section, changes in (MODES_TINY.items() if tiny else ()):
+        values[section].update(changes)
+    values["search"]["mode"] = mode
+    values["name"] = f"modes_{mode}"
+    values["wandb"] = {"enabled": False}
+    return values
+
+
+def run_modes(ctx: Context) -> Outcome:
+    repeats = ctx.repeats or (1 if ctx.tiny else 2)
+
+    def side(mode: str):
+        return lambda repeat: sweep_side(ctx, modes_values(ctx.tiny, mode), f"{mode}{repeat}")
+
+    runs = interleave({"reproducible": side("reproducible"), "async": side("async")}, repeats)
+    repro, asyn = ([r["sweep_s"] for r in runs[k]] for k in ("reproducible", "async"))
+    value = ratio(median(repro), median(asyn))
+    best = {k: [r["best_val_dice"] for r in runs[k]] for k in runs}
+    return Outcome(
+        ratio=value, met=value <= MODES_GOAL,
+        headline=f"{value:.2f}x ({median(repro):.1f} s reproducible vs {median(asyn):.1f} s "
+                 f"async)",
+        figures={"sweep_s": {"reproducible": spread(repro), "async": spread(asyn)},
+                 "best_val_dice": best, "runs": runs},
+        notes=["the quickstart sweep in search.mode reproducible and async, alternating, "
+               f"median of {len(repro)} each; reproducible runs all give one best val_dice "
+               f"({sorted(set(best['reproducible']))}), async ones may not "
+               f"({sorted(set(best['async']))})"])

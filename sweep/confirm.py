@@ -59,8 +59,9 @@ def top_candidates(run_dir: Path, top_k: int) -> list[Candidate]:
     return chosen[:top_k]
 
 
-def new_seeds(run_dir: Path, count: int) -> list[int]:
+def new_seeds(run_dir: Path, count: int, sweep_seeds: list[int] = ()) -> list[int]:
     used = {record.params.get("seed") for record in read_trials(run_dir / TUNE_DIR)}
+    used.update(sweep_seeds)  # the seeds every trial trained (search.seeds)
     return list(itertools.islice((s for s in itertools.count(FIRST_NEW_SEED) if s not in used),
                                  count))
 
@@ -79,7 +80,7 @@ def confirm_locked(run_dir: Path, top_k: int | None, seeds: int | None) -> dict:
     candidates = top_candidates(run_dir, top_k)
     if not candidates:
         raise ConfigError(f"{run_dir}: no finished trial to confirm")
-    seed_list = new_seeds(run_dir, seeds or experiment.confirm.seeds)
+    seed_list = new_seeds(run_dir, seeds or experiment.confirm.seeds, experiment.seeds())
     shutil.rmtree(run_dir / CONFIRM_DIR, ignore_errors=True)  # a rerun replaces the last one
     data = load_data_for(experiment)
     connection = start_ray(experiment)

@@ -7,7 +7,6 @@ The search space is a mapping of TrainConfig fields to one distribution each::
     space:
       lr: {loguniform: [1.0e-4, 1.0e-2]}
       batch_size: {choice: [2, 4, 8]}
-      seed: {int: [0, 10000]}          # bounds included
       grad_clip: {uniform: [0.5, 2.0]}
 """
 from __future__ import annotations
@@ -35,6 +34,9 @@ from training.settings import (
 )
 
 SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
+# reproducible: the same experiment gives the same trials, pruning and winner whatever the
+# machine's load (README, "Reproducible sweeps"); async: Ray's ASHA, Optuna told at once.
+SEARCH_MODES = ("reproducible", "async")
 # The sweep sets these for every trial; an experiment may neither fix nor search them.
 SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch budget)",
                "out_dir": "each trial writes under the run directory",
@@ -42,7 +44,7 @@ SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Upper bounds (README "Bad input"): far above real sweeps, low enough that a typo fails here.
 SEARCH_BOUNDS = {"trials": 100_000, "concurrency": 1024, "startup_trials": 100_000,
-                 "max_failures": 100, "seed": 2**32 - 1}
+                 "max_failures": 100, "seed": 2**32 - 1, "seeds": 100}
 MAX_RUNGS = 100  # ASHA keeps one list per rung: reduction_factor 1.000000001 would make ~1e9
 MAX_CHOICES = 1000
 
@@ -59,6 +61,11 @@ class SearchSettings:
     probe_steps: int = setting(40, "Steps per candidate of the speed probe that fixes "
                                    "num_workers/pin_memory for every trial (sweep/speed.py); "
                                    "0 = no probe: the first listed value")
+    mode: str = setting("reproducible", "reproducible: the same experiment gives the same "
+                                        "trials, pruning and winner whatever the load; async: "
+                                        "trials are told and compared as they finish")
+    seeds: int = setting(1, "Seeds per configuration, trained side by side in each trial "
+                            "(train.seed, train.seed+1, ...); ASHA and TPE see their mean")
 
 
 @dataclass
@@ -130,7 +137,7 @@ class Experiment:
         except ConfigError as error:  # name the key as the file spells it: train.model
             raise ConfigError(str(error).replace(f"{source}: ", f"{source}: train.", 1)) from None
         search, resources = self.search, self.resources
-        for key in ("trials", "concurrency", "startup_trials"):
+        for key in ("trials", "concurrency", "startup_trials", "seeds"):
             require(getattr(search, key) >= 1, source, f"search.{key}", getattr(search, key),
                     "at least 1")
         for key in ("max_failures", "seed"):
@@ -151,6 +158,12 @@ class Experiment:
                 resources.worker_cpus, "between 0 and 64")
         require(0 <= search.probe_steps <= 10_000, source, "search.probe_steps",
                 search.probe_steps, "0 (no probe) up to 10000")
+        require(search.mode in SEARCH_MODES, source, "search.mode", search.mode,
+                " or ".join(SEARCH_MODES))
+        require(search.mode == "async" or not search.time_budget_s, source,
+                "search.time_budget_s", search.time_budget_s,
+                "0 in reproducible mode (a time budget stops trials by the clock; "
+                "use search.mode=async)")
         require(resources.gpus <= 1 or resources.gpus == int(resources.gpus), source,
                 "resources.gpus", resources.gpus, "a fraction up to 1, or a whole number")
         for key in ("top_k", "seeds"):
@@ -176,6 +189,10 @@ class Experiment:
         require(rungs <= MAX_RUNGS, source, "scheduler.reduction_factor", factor,
                 f"large enough for at most {MAX_RUNGS} ASHA rungs between grace_period and "
                 f"max_epochs (this one makes {rungs:.3g}; 2 to 4 is usual)")
+
+    def seeds(self) -> list[int]:
+        """The seeds every configuration trains with (search.seeds of them)."""
+        return [self.train.seed + i for i in range(self.search.seeds)]
 
     def distributions(self) -> dict:
         """The space as Optuna distributions (what OptunaSearch and the study record)."""
@@ -232,6 +249,10 @@ def check_sweep_owned(values: dict, source: str) -> None:
 def check_space_entry(train: TrainConfig, key: str, spec, source: str,
                       gpus: float | None = None) -> None:
     where = f"space.{quote_key(str(key))}"
+    if key == "seed":
+        raise ConfigError(f"{source}: {where} = {quote(spec)}: a seed is noise, not a setting to "
+                          "optimise (TPE would fit the noise); set search.seeds=k to train k "
+                          "seeds per configuration and rank configurations by their mean")
     hints = typing.get_type_hints(TrainConfig)
     if key not in hints:
         raise ConfigError(f"{source}: {where} is not a training setting "

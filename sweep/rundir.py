@@ -35,6 +35,7 @@ REPORT_HTML, REPORT_MD, TRIALS_CSV = "report.html", "report.md", "trials.csv"
 LOCK_FILE = "sweep.lock"  # flock'd by the live run/resume/confirm: "pid N (command) since T"
 # Inside a trial's folder:
 CHECKPOINT_FILE = "checkpoint.pth"  # the loop's own format, inside Ray's checkpoint_NNNNNN/
+SEED_CHECKPOINT = "seed{seed}.pth"  # beside it in a several-seed trial: each seed's (to resume)
 VAL_IMAGES_DIR = "val_images"  # W&B validation panels, epoch_NNN.png
 PARAMS_FILE, RESULT_FILE = "params.json", "result.json"  # Ray's
 

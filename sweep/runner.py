@@ -59,6 +59,8 @@ class RunSummary:
     best_val_dice: float | None = None
     best_epoch: int | None = None
     best_params: dict = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)  # every configuration's (search.seeds)
+    best_std: float | None = None  # val_dice's std over the seeds at the best epoch
     dashboard_url: str | None = None
     report: Path | None = None
     recovered: list[str] = field(default_factory=list)  # what a resume rebuilt from Ray's results
@@ -230,7 +232,7 @@ def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float
     records = [r for r in read_trials(run_dir / TUNE_DIR)
                if statuses.get(r.trial_id, {}).get("status") in SCORED]
     summary = RunSummary(experiment.name, run_dir, wall_s, tally(statuses),
-                         dashboard_url=dashboard_url)
+                         dashboard_url=dashboard_url, seeds=experiment.seeds())
     best = max(((r, r.best_row()) for r in records if r.best_row()),
                key=lambda pair: pair[1][METRIC], default=None)
     if best:
@@ -239,15 +241,28 @@ def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float
         atomic_write(run_dir / BEST_CHECKPOINT, lambda target: shutil.copyfile(source, target))
         config = experiment.trial_config(record.params, out_dir=str(run_dir / RETRAIN_DIR))
         best_config = {k: v for k, v in config.to_dict().items() if k != "load"}
-        write_text(run_dir / BEST_CONFIG, yaml.safe_dump(best_config, sort_keys=False))
+        write_text(run_dir / BEST_CONFIG, seeds_header(experiment, row)
+                   + yaml.safe_dump(best_config, sort_keys=False))
         summary.best_trial, summary.best_val_dice = record.trial_id, float(row[METRIC])
         summary.best_epoch, summary.best_params = int(row["epoch"]), record.params
+        summary.best_std = row.get(f"{METRIC}_std")
         finish_mirror(run_dir, run_dir / BEST_CHECKPOINT, best_config,
                       {METRIC: summary.best_val_dice, "epoch": summary.best_epoch},
                       record.trial_id)
     finish_mirror(run_dir)  # W&B: every run finished, the writer waited for (no-op if done)
     summary.report = write_report_safely(run_dir)
     return summary
+
+
+def seeds_header(experiment: Experiment, row: dict) -> str:
+    """best_config.yaml's first lines: the seeds behind its val_dice (`seed` below is the
+    first; `train --config` trains that one, --seed another)."""
+    seeds = experiment.seeds()
+    spread = (f" +- {row[METRIC + '_std']:.4f} (std over seeds: "
+              + ", ".join(f"{s}: {row[f'{METRIC}_seed{s}']:.4f}" for s in seeds) + ")"
+              if len(seeds) > 1 and f"{METRIC}_std" in row else "")
+    return (f"# seeds: {seeds}\n# {METRIC} at epoch {row['epoch']}: {row[METRIC]:.4f}{spread}"
+            f"{' (mean)' if len(seeds) > 1 else ''}\n")
 
 
 def write_report_safely(run_dir: Path) -> Path | None:
@@ -295,8 +310,10 @@ def summary_text(summary: RunSummary) -> str:
     if summary.best_trial:
         params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in summary.best_params.items())
-        lines.append(f"best val_dice {summary.best_val_dice:.4f} (trial {summary.best_trial}, "
-                     f"epoch {summary.best_epoch}): {params}")
+        spread = (f" +- {summary.best_std:.4f} (mean, std over seeds {summary.seeds})"
+                  if summary.best_std is not None else "")
+        lines.append(f"best val_dice {summary.best_val_dice:.4f}{spread} (trial "
+                     f"{summary.best_trial}, epoch {summary.best_epoch}): {params}")
     else:
         lines.append("no trial produced a checkpoint")
     run = summary.run_dir

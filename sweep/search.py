@@ -4,9 +4,15 @@ file under the run directory), ASHA, resources per trial and the RunConfig.
 What Tune sees reaches Optuna as Optuna means it: a trial ASHA stopped is PRUNED (with its
 intermediate values, so TPE still learns from it), one that ran out of memory is FAIL, and a
 finished one is COMPLETE with the best val_dice it reached (the epoch whose checkpoint is kept).
+
+In reproducible mode (``search.mode``) Optuna is told in trial-number order and trial n is
+suggested only once trials 0..n-concurrency are told, and nothing later is: TPE sees the same
+finished trials (and the same running ones, which its constant liar counts) whatever order they
+finished in. OrderedASHA (sweep/ordered_asha.py) does the same for the pruning decisions.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -19,6 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
 from sweep.faults import faults_from_env
+from sweep.ordered_asha import OrderedASHA
 from sweep.rundir import (
     COMPLETE,
     METRIC,
@@ -29,7 +36,7 @@ from sweep.rundir import (
     infeasible_reason,
     verdict,
 )
-from sweep.trainable import train_trial
+from sweep.trainable import train_trial, trial_name
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +49,35 @@ def journal_storage(run_dir: Path):
 
 
 class SweepSearch(OptunaSearch):
-    """OptunaSearch whose tells say what happened to the trial (see the module docstring)."""
+    """OptunaSearch whose tells say what happened to the trial (see the module docstring).
+    ``lag`` > 0 (reproducible mode): trial n is asked once trials 0..n-lag are told, and tells
+    wait (buffered) until every trial before them is told and no earlier ask is pending."""
 
-    def __init__(self, *, max_epochs: int, run_dir: str, budget: bool, **kwargs):
+    def __init__(self, *, max_epochs: int, run_dir: str, budget: bool, lag: int = 0,
+                 total: int = 0, **kwargs):
         self._max_epochs, self._run_dir, self._budget = max_epochs, run_dir, budget
+        self._lag, self._total = lag, total
+        self._order: dict[str, int] = {}  # Ray trial id -> trial number (order of asks)
+        self._ended: dict[int, tuple] = {}  # finished, not told yet: number -> outcome
+        self._told = 0  # trials 0.._told-1 are told (reproducible mode)
+        self._last: dict[str, dict] = {}  # last result per trial (a paused trial's stop has none)
         super().__init__(**kwargs)
 
+    def suggest(self, trial_id: str):
+        asked = len(self._order)
+        if self._lag:
+            self._tell_ready()
+            if asked >= self._lag and self._told <= asked - self._lag:
+                return None  # trial asked-lag is not told yet: wait (Ray asks again)
+        suggestion = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            self._order[trial_id] = asked
+            self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        self._tell_ready()  # after the last ask, nothing more to hold back
+        return suggestion
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._last[trial_id] = result
         if trial_id in self._ot_trials and trial_id not in self._completed_trials:
             self._report(trial_id, result)
 
@@ -57,6 +86,24 @@ class SweepSearch(OptunaSearch):
         if trial_id not in self._ot_trials or trial_id in self._completed_trials:
             return
         self._completed_trials.add(trial_id)
+        outcome = (trial_id, result or self._last.get(trial_id), error)
+        if not self._lag:
+            self._tell_outcome(*outcome)
+            return
+        self._ended[self._order[trial_id]] = outcome
+        self._tell_ready()
+
+    def _tell_ready(self) -> None:
+        """Tell, in trial-number order, the finished trials the next ask may see."""
+        if not self._lag:
+            return
+        asked = len(self._order)
+        limit = asked - self._lag if asked < self._total else asked
+        while self._told in self._ended and self._told <= limit:
+            self._tell_outcome(*self._ended.pop(self._told))
+            self._told += 1
+
+    def _tell_outcome(self, trial_id: str, result: dict | None, error: bool) -> None:
         status, reason = verdict(result, errored=error, max_epochs=self._max_epochs,
                                  infeasible=infeasible_reason(self._run_dir, trial_id),
                                  budget=self._budget)
@@ -93,6 +140,10 @@ class SweepSearch(OptunaSearch):
         return self._ot_study.get_trials(deepcopy=False)[trial.number]
 
 
+def reproducible(experiment: Experiment) -> bool:
+    return experiment.search.mode == "reproducible"
+
+
 def make_searcher(experiment: Experiment, run_dir: Path):
     import optuna
 
@@ -102,16 +153,26 @@ def make_searcher(experiment: Experiment, run_dir: Path):
         space=experiment.distributions(), metric=METRIC, mode=MODE, sampler=sampler,
         study_name=experiment.name, storage=journal_storage(run_dir),
         max_epochs=experiment.scheduler.max_epochs, run_dir=str(Path(run_dir).resolve()),
-        budget=search.time_budget_s > 0)
+        budget=search.time_budget_s > 0, total=search.trials,
+        lag=search.concurrency if reproducible(experiment) else 0)
     return ConcurrencyLimiter(searcher, max_concurrent=search.concurrency)
 
 
-def make_scheduler(experiment: Experiment) -> ASHAScheduler:
+def make_scheduler(experiment: Experiment):
     settings = experiment.scheduler
     # time_attr="epoch": the loop's own count, which survives a resume unchanged.
-    return ASHAScheduler(time_attr="epoch", metric=METRIC, mode=MODE, max_t=settings.max_epochs,
-                         grace_period=settings.grace_period,
-                         reduction_factor=settings.reduction_factor)
+    kind = OrderedASHA if reproducible(experiment) else ASHAScheduler
+    return kind(time_attr="epoch", metric=METRIC, mode=MODE, max_t=settings.max_epochs,
+                grace_period=settings.grace_period, reduction_factor=settings.reduction_factor)
+
+
+# A test hook: per-epoch sleeps by trial number (JSON list of seconds), read on the driver
+# and handed to every trial, to slow trials unevenly and swap the order they report in.
+EPOCH_DELAYS_ENV = "CRACK_SWEEP_TEST_EPOCH_DELAYS"
+
+
+def injected_epoch_delays() -> tuple[float, ...]:
+    return tuple(float(d) for d in json.loads(os.environ.get(EPOCH_DELAYS_ENV) or "[]"))
 
 
 def trial_resources(experiment: Experiment, candidates: list[dict] | None = None):
@@ -140,7 +201,8 @@ def make_trainable(experiment: Experiment, run_dir: Path, data: SegmentationData
     trainable = tune.with_parameters(train_trial, data=data, experiment=experiment,
                                      run_dir=str(Path(run_dir).resolve()),
                                      candidates=candidates, finished=finished,
-                                     faults=faults_from_env())
+                                     faults=faults_from_env(),
+                                     epoch_delays=injected_epoch_delays())
     return tune.with_resources(trainable, trial_resources(experiment, candidates))
 
 
@@ -177,7 +239,7 @@ def build_tuner(experiment: Experiment, run_dir: Path, data: SegmentationData,
         search_alg=make_searcher(experiment, run_dir), scheduler=make_scheduler(experiment),
         num_samples=search.trials,  # concurrency: the searcher's ConcurrencyLimiter
         time_budget_s=search.time_budget_s or None, reuse_actors=True,
-        trial_dirname_creator=trial_dirname)
+        trial_dirname_creator=trial_dirname, trial_name_creator=trial_name)
     return tune.Tuner(make_trainable(experiment, run_dir, data), tune_config=tune_config,
                       run_config=run_config(experiment, run_dir, TUNE_DIR, callbacks,
                                             search.max_failures))

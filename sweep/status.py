@@ -24,6 +24,7 @@ from sweep.rundir import (
     verdict,
     write_statuses,
 )
+from sweep.trainable import trial_number
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,15 @@ class TrialStatusLog(tune.Callback):
         if trial.trial_id in self.settled:
             return
         entry = self.statuses.setdefault(trial.trial_id, {"epochs": 0, "config": {}})
-        entry.update(status=status, reason=reason, config=dict(trial.config))
+        entry.update(status=status, reason=reason, config=dict(trial.config),
+                     number=trial_number(trial))
         if result and result.get("epoch"):
             entry["epochs"] = int(result["epoch"])
-            if METRIC in result:
-                entry["best_val_dice"] = max(float(result[METRIC]),
-                                             entry.get("best_val_dice", -math.inf))
+            if METRIC in result and float(result[METRIC]) > entry.get("best_val_dice",
+                                                                      -math.inf):
+                entry["best_val_dice"] = float(result[METRIC])  # several seeds: their mean
+                if f"{METRIC}_std" in result:
+                    entry["best_val_dice_std"] = float(result[f"{METRIC}_std"])
         write_statuses(self.run_dir, self.statuses)
 
     def progress(self) -> None:

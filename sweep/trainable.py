@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -23,9 +24,16 @@ from ray import tune
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
 from sweep.faults import Faults, fault_injector
-from sweep.rundir import CHECKPOINT_FILE, FIRST_STEP_KEY, is_out_of_memory, record_infeasible
+from sweep.rundir import (
+    CHECKPOINT_FILE,
+    FIRST_STEP_KEY,
+    SEED_CHECKPOINT,
+    is_out_of_memory,
+    record_infeasible,
+)
 from sweep.wandb_mirror.val_images import val_panel_reporter
-from training.loop import EpochState, train
+from training.loop import EpochState
+from training.replicates import train_replicates
 
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)  # what always means out of memory
 
@@ -39,18 +47,41 @@ def out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and is_out_of_memory(str(error))
 
 
+# ---- trial numbers: the order the searcher suggested trials in (Ray's ids are random) ------
+TRIAL_NAME = re.compile(r"^trial_(\d+)$")
+
+
+def trial_number(trial) -> int:
+    """0-based creation order. Ray's SearchGenerator tags each trial "<counter>_<params>",
+    its counter starting at 1 and restored with the searcher on a resume."""
+    return int(trial.experiment_tag.split("_", 1)[0]) - 1
+
+
+def trial_name(trial) -> str:
+    return f"trial_{trial_number(trial):04d}"  # what tune.get_context().get_trial_name() gives
+
+
+def number_from_name(name: str) -> int | None:
+    match = TRIAL_NAME.match(name or "")
+    return int(match.group(1)) if match else None
+
+
 def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment, run_dir: str,
                 candidates: list[dict] | None = None, finished: frozenset = frozenset(),
-                faults: Faults | None = None) -> None:
+                faults: Faults | None = None, epoch_delays: tuple[float, ...] = ()) -> None:
     """One trial. ``config`` holds the searched settings, or (confirm runs) a candidate index
-    and a seed; ``finished`` names trials the driver already recorded as done (resume);
-    ``faults`` is the tests' fault injection (sweep/faults.py), None in real sweeps."""
-    trial_id = tune.get_context().get_trial_id()
+    and a seed; ``finished`` names trials the driver already recorded as done (resume). Test
+    hooks, empty in real sweeps: ``faults`` (sweep/faults.py) and ``epoch_delays``, which
+    slows trial number i by epoch_delays[i] seconds an epoch."""
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
     if trial_id in finished:
         return  # finished before the driver died, after Ray's last snapshot: never rerun
     params = trial_params(config, candidates)
+    number = number_from_name(context.get_trial_name())
+    delay = epoch_delays[number] if number is not None and number < len(epoch_delays) else 0.0
     try:
-        run_epochs(params, data, experiment, faults)
+        run_epochs(params, data, experiment, faults, delay)
     except Exception as error:  # noqa: BLE001 - anything but out-of-memory is raised again
         if not out_of_memory(error):
             raise
@@ -69,32 +100,37 @@ def trial_params(config: dict, candidates: list[dict] | None) -> dict:
 
 
 def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
-               faults: Faults | None = None) -> None:
+               faults: Faults | None = None, delay: float = 0.0) -> None:
     checkpoint = tune.get_checkpoint()
+    # Confirm runs pin one seed in params; sweep trials train every seed of the experiment.
+    seeds = [params["seed"]] if "seed" in params else experiment.seeds()
     with contextlib.ExitStack() as stack:
-        work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-"))
-        load = ""
-        if checkpoint is not None:
-            load = str(resume_file(Path(stack.enter_context(checkpoint.as_directory()))))
+        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-")))
+        folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
         # Locally only the newest epoch is kept; Ray stores the reported ones.
-        config = experiment.trial_config(params, out_dir=work_dir, load=load, keep_checkpoints=1)
+        configs = [experiment.trial_config(
+            {**params, "seed": seed}, out_dir=str(work_dir / f"seed{seed}"),
+            load=str(resume_file(folder, seed if len(seeds) > 1 else None)) if folder else "",
+            keep_checkpoints=1) for seed in seeds]
         report = make_reporter(experiment, params, data, resumed=checkpoint is not None,
-                               faults=faults)
-        train(config, data, report=report)
+                               faults=faults, delay=delay)
+        train_replicates(configs, data, report=report)
 
 
-def resume_file(folder: Path) -> Path:
-    """The checkpoint to resume from. A driver killed between registering a new checkpoint
-    (which let Ray delete an older one) and saving its state points the resumed trial at the
-    deleted one: then the newest one beside it is the trial's true last state."""
-    if (folder / CHECKPOINT_FILE).exists():
-        return folder / CHECKPOINT_FILE
-    newer = sorted(folder.parent.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
-    return newer[-1] if newer else folder / CHECKPOINT_FILE  # none: the load error names it
+def resume_file(folder: Path, seed: int | None = None) -> Path:
+    """The checkpoint to resume from (``seed``: that seed's, in a several-seed trial). A
+    driver killed between registering a new checkpoint (which let Ray delete an older one)
+    and saving its state points the resumed trial at the deleted one: then the newest one
+    beside it is the trial's true last state."""
+    name = CHECKPOINT_FILE if seed is None else SEED_CHECKPOINT.format(seed=seed)
+    if (folder / name).exists():
+        return folder / name
+    newer = sorted(folder.parent.glob(f"checkpoint_*/{name}"))
+    return newer[-1] if newer else folder / name  # none: the load error names it
 
 
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
-                  resumed: bool = False, faults: Faults | None = None):
+                  resumed: bool = False, faults: Faults | None = None, delay: float = 0.0):
     inject_faults = fault_injector(faults, params, resumed)
     first_epoch = None
     # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
@@ -102,19 +138,26 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
                  if data is not None else None)
     gpu_ids = trial_gpu_ids()
 
-    def report(metrics: dict, state: EpochState) -> None:
+    def report(metrics: dict, states: list[EpochState]) -> None:
         nonlocal first_epoch
-        inject_faults(state.epoch)
+        inject_faults(states[0].epoch)
+        time.sleep(delay)  # 0 outside tests
         if first_epoch is None:
-            first_epoch = state.epoch
+            first_epoch = states[0].epoch
             # When this run of the trial took its first training step (the epoch's clock
             # starts just before it): the driver measures start-up from placement to here.
             metrics[FIRST_STEP_KEY] = time.time() - metrics["epoch_seconds"]
         metrics["gpu_ids"] = gpu_ids  # the report's throughput per GPU
         if add_panel:
-            add_panel(metrics, state)
+            add_panel(metrics, states[0])  # the first seed's model
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
-            link_or_copy(state.checkpoint_path, Path(folder) / CHECKPOINT_FILE)
+            # checkpoint.pth is the first seed's (best.pth, predict); with several seeds each
+            # one's is also seed<S>.pth, which a resumed trial loads.
+            link_or_copy(states[0].checkpoint_path, Path(folder) / CHECKPOINT_FILE)
+            if len(states) > 1:
+                for state in states:
+                    link_or_copy(state.checkpoint_path,
+                                 Path(folder) / SEED_CHECKPOINT.format(seed=state.config.seed))
             # Ray copies the folder into the trial's storage before report returns.
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 

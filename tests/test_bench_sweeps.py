@@ -131,3 +131,13 @@ def test_slots_tiny_measures_the_sweep_and_raw_tune(tiny):
     assert sweep["median_startup_s"] is not None and sweep["overhead_vs_ideal"] > 0
     assert raw["trials"] == sweep["counts"]["complete"] + sweep["counts"]["pruned"]
     assert raw["overhead_vs_ideal"] > 0 and outcome.ratio > 0
+
+
+def test_modes_tiny_runs_both_search_modes(tiny):
+    from bench.sweeps import MODES_TINY, run_modes
+
+    outcome = run_modes(tiny)
+    for mode in ("reproducible", "async"):
+        (run,) = outcome.figures["runs"][mode]
+        assert sum(run["counts"].values()) == MODES_TINY["search"]["trials"]
+    assert outcome.ratio > 0

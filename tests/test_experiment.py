@@ -20,7 +20,8 @@ SMOKE = EXPERIMENTS / "smoke.yaml"
 def test_shipped_experiments_load_and_round_trip(path):
     experiment = load_experiment(path)
     assert experiment.name == path.stem
-    assert {"lr", "batch_size", "seed"} <= set(experiment.space)
+    assert {"lr", "batch_size"} <= set(experiment.space) and "seed" not in experiment.space
+    assert experiment.search.mode == "reproducible"  # on by default for the shipped ones
     # experiment.yaml of a run is to_dict(); it must load back to the same experiment.
     again = Experiment.from_dict(yaml.safe_load(yaml.safe_dump(experiment.to_dict())), "again")
     assert again == experiment
@@ -47,7 +48,25 @@ def test_space_becomes_optuna_distributions_with_inclusive_int_bounds():
     dists = load_experiment(SMOKE).distributions()
     assert dists["lr"] == FloatDistribution(1e-3, 1e-2, log=True)
     assert dists["batch_size"] == CategoricalDistribution([2, 4, 8])
-    assert dists["seed"] == IntDistribution(0, 99)
+    dists = load_experiment(SMOKE, ["--space.width={int: [4, 8]}"]).distributions()
+    assert dists["width"] == IntDistribution(4, 8)
+
+
+def test_the_seed_is_never_searched_and_seeds_are_replicates():
+    with pytest.raises(ConfigError, match="space.seed .*noise.*search.seeds"):
+        load_experiment(SMOKE, ["--space.seed={int: [0, 99]}"])
+    experiment = load_experiment(SMOKE, ["--search.seeds=3", "--train.seed=5"])
+    assert experiment.seeds() == [5, 6, 7]
+    with pytest.raises(ConfigError, match="search.seeds"):
+        load_experiment(SMOKE, ["--search.seeds=0"])
+
+
+def test_search_mode_is_checked_and_a_time_budget_needs_async():
+    with pytest.raises(ConfigError, match="search.mode"):
+        load_experiment(SMOKE, ["--search.mode=sync"])
+    with pytest.raises(ConfigError, match="time_budget_s.*async"):
+        load_experiment(SMOKE, ["--search.time_budget_s=60"])
+    assert load_experiment(SMOKE, ["--search.time_budget_s=60", "--search.mode=async"])
 
 
 def test_trial_config_applies_params_epochs_and_pinned_threads(tmp_path):

@@ -464,3 +464,24 @@ def test_categorical_parameters_plot_and_group(tmp_path):
     assert "parallel coordinates of the searched parameters" in [i["alt"] for i in report.images]
     for image in report.images:
         decode_png(image["src"])
+
+
+def test_several_seed_trials_rank_by_the_mean_of_their_seeds(tmp_path):
+    """search.seeds=k: each trial's result rows carry val_dice_seed<S> (the mean is val_dice);
+    the seed-aware ranking takes one score per seed, at the trial's best mean epoch."""
+    trials = [{"id": f"k{i}", "status": "complete", "epochs": MAX_EPOCHS,
+               "config": {"lr": lr, "batch_size": 4, "num_workers": 0, "seed": 0}}
+              for i, lr in enumerate((3e-3, 4e-4))]
+    run = write_run(tmp_path, trials)  # (the toy's score needs a seed; a real run has none)
+    for trial in trials:
+        path = run / "tune" / trial["id"] / "result.json"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for row in rows:
+            row.update(val_dice_seed0=row["val_dice"] - 0.01, val_dice_seed1=row["val_dice"] + 0.01)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    groups = seed_groups(load_run(run))
+    assert list(groups.n) == [2, 2] and groups.configuration.iloc[0].startswith("lr=0.003")
+    best = max(dice_for(trials[0]["config"], e) for e in range(1, MAX_EPOCHS + 1))
+    assert "seed" not in groups.configuration.iloc[0]
+    assert groups["mean"].iloc[0] == pytest.approx(best)
+    assert groups.ci95_low.iloc[0] < best < groups.ci95_high.iloc[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +58,20 @@ Report = Callable[[dict, EpochState], None]
 
 
 def train(config: TrainConfig, data: SegmentationData, report: Report | None = None) -> TrainResult:
+    epochs = train_epochs(config, data)
+    while True:
+        try:
+            metrics, state = next(epochs)
+        except StopIteration as done:
+            return done.value
+        if report is not None:
+            report(metrics, state)
+
+
+def train_epochs(config: TrainConfig, data: SegmentationData
+                 ) -> Generator[tuple[dict, EpochState], None, TrainResult]:
+    """The loop, one epoch per step: yields (metrics, state) after each epoch and returns the
+    TrainResult. Seeds trained side by side (training/replicates.py) step several of these."""
     # ---- settings and determinism -------------------------------------------------------
     check_data(config, data)
     device = resolve_device(config.device)
@@ -130,8 +144,7 @@ def train(config: TrainConfig, data: SegmentationData, report: Report | None = N
         log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_dice %.4f  val_iou %.4f  "
                  "%.1f img/s", epoch, config.epochs, train_loss, val_loss, val_dice, val_iou,
                  metrics["samples_per_s"])
-        if report is not None:
-            report(dict(metrics), EpochState(epoch, last_checkpoint, model, config))
+        yield dict(metrics), EpochState(epoch, last_checkpoint, model, config)
     return TrainResult(history, out_dir, last_checkpoint, unstable_ops)
 
 

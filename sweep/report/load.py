@@ -88,6 +88,9 @@ def read_json(file: Path, missing: list[str], what: str):
         return None
 
 
+SEED_PREFIX = "val_dice_seed"  # val_dice_seed<S>: one seed's val_dice in a several-seed trial
+
+
 def read_tune_dir(tune: Path, missing: list[str]):
     """Every trial folder's result.json rows and params.json config, keyed by trial id (the
     sweep names each trial's folder by its id: tune/<trial_id>/, docs/RUN_LAYOUT.md)."""
@@ -104,9 +107,12 @@ def read_tune_dir(tune: Path, missing: list[str]):
         configs[trial_id] = config if isinstance(config, dict) else {}
         dirs[trial_id] = trial_dir.name
         for row in results:
+            seeds = {k: row[k] for k in row if k.startswith(SEED_PREFIX)}  # search.seeds > 1
             rows.append({"trial_id": trial_id,
-                         **{k: row.get(k) for k in (*HISTORY_KEYS, *TEXT_KEYS)}})
-    history = pd.DataFrame(rows, columns=["trial_id", *HISTORY_KEYS, *TEXT_KEYS])
+                         **{k: row.get(k) for k in (*HISTORY_KEYS, *TEXT_KEYS)}, **seeds})
+    history = pd.DataFrame(rows)
+    history = history.reindex(columns=list(dict.fromkeys(["trial_id", *HISTORY_KEYS, *TEXT_KEYS,
+                                                          *history.columns])))
     history["gpu_ids"] = history["gpu_ids"].fillna("").astype(str)
     return _numeric(history), configs, dirs
 
@@ -168,6 +174,10 @@ def summarise_trial(trial_id, rows: pd.DataFrame, config, trial_dir, status) -> 
         row[f"last_{metric}"] = values.iloc[-1] if len(values) else math.nan
     dice = rows["val_dice"]
     row["best_epoch"] = rows.loc[dice.idxmax(), "epoch"] if dice.notna().any() else math.nan
+    # A trial of several seeds (search.seeds): each seed's val_dice at the best (mean) epoch.
+    per_seed = [c for c in rows.columns if c.startswith(SEED_PREFIX) and rows[c].notna().any()]
+    row["seed_scores"] = ([float(rows.loc[dice.idxmax(), c]) for c in per_seed]
+                          if per_seed and dice.notna().any() else [])
     row["samples_per_s"] = rows["samples_per_s"].mean()
     row["gpu_peak_mem_mb"] = rows["gpu_peak_mem_mb"].max()  # CUDA only; NaN on CPU
     row["wall_s"] = rows["time_total_s"].max()

@@ -47,9 +47,19 @@ def seed_groups(run: RunData) -> pd.DataFrame:
             continue
         values = values if isinstance(values, tuple) else (values,)
         label = config_label(dict(zip(result_params(run), values)))
-        rows.append(group_row(label, group["best_val_dice"].to_list(),
+        rows.append(group_row(label, group_scores(group),
                               ", ".join(group["trial_id"].astype(str))))
     return rank(rows)
+
+
+def group_scores(group: pd.DataFrame) -> list[float]:
+    """One score per seed: a several-seed trial (search.seeds) gives each seed's val_dice at
+    its best mean epoch; a one-seed trial its best val_dice."""
+    scores = []
+    for _, trial in group.iterrows():
+        seeds = trial.get("seed_scores")
+        scores += list(seeds) if isinstance(seeds, list) and seeds else [trial["best_val_dice"]]
+    return scores
 
 
 def confirm_groups(run: RunData) -> pd.DataFrame:

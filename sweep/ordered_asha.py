@@ -1,0 +1,173 @@
+"""ASHA whose every decision is a function of the trials' results, never of their timing.
+
+Ray's ASHA compares a trial reaching a rung with whatever reached that rung before it, so a
+busy machine changes who is pruned. Here the trials are taken in the order they were created
+(= the order the searcher suggested them): trial i's decision at rung r is ASHA's own rule (stop
+when below the top 1/reduction_factor quantile) applied to the rung-r values of trials 0..i-1
+only, and it is taken once each of those has reached rung r or ended without reaching it. A
+trial that gets there first is PAUSED (Ray checkpoints it and frees its resources) until the
+earlier trials catch up, then resumed from that checkpoint or stopped. The result is what async
+ASHA gives when trials happen to arrive at every rung in trial-number order. Ties cannot fall
+differently: the same values give the same quantile and the same comparisons.
+
+The lowest-numbered running trial never waits (everything before it has ended), so the sweep
+always moves. Ray's own HyperBandScheduler is synchronous too, but over fixed brackets filled
+as trials arrive, which ties its brackets to arrival order again.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from sweep.rundir import read_result_rows
+from sweep.trainable import trial_number
+
+log = logging.getLogger(__name__)
+
+
+def rung_levels(grace_period: float, reduction_factor: float, max_t: float) -> list[float]:
+    """ASHA's milestones (grace, grace*rf, ...) below max_t: a decision at max_t is moot."""
+    count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+    levels = [grace_period * reduction_factor ** k for k in range(count)]
+    return [level for level in levels if level < max_t]
+
+
+class OrderedASHA(FIFOScheduler):
+    _supports_buffered_results = False  # one result at a time: no epoch runs past a rung
+
+    def __init__(self, *, metric: str, mode: str, max_t: int, grace_period: int,
+                 reduction_factor: float, time_attr: str = "epoch"):
+        super().__init__()
+        self._metric, self._sign = metric, 1.0 if mode == "max" else -1.0
+        self._time_attr, self._rf = time_attr, reduction_factor
+        self.rungs = rung_levels(grace_period, reduction_factor, max_t)
+        self._trials: list[Trial] = []  # in creation order: trial number = index
+        self._number: dict[str, int] = {}
+        self._values: dict[str, dict[float, float]] = {}  # trial id -> {rung: signed value}
+        self._ended: set[str] = set()
+        self._waiting: dict[str, float] = {}  # paused at this rung, undecided
+        self._resume: set[str] = set()  # decided to continue: resume once PAUSED
+        self._settling = False
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True  # metric and mode are fixed at construction
+
+    # ---- Tune's events ---------------------------------------------------------------------
+    def on_trial_add(self, tune_controller, trial: Trial) -> None:
+        # By number, not by arrival: a resumed sweep re-adds its trials in another order.
+        self._number[trial.trial_id] = trial_number(trial)
+        self._trials.append(trial)
+        self._trials.sort(key=lambda t: self._number[t.trial_id])
+        self._values[trial.trial_id] = {}
+        if trial.has_reported_at_least_once:
+            self._replay(trial)  # a resumed sweep: rebuild what this trial reported
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        self._resume.discard(trial.trial_id)
+        rung = self._record(trial, result)
+        if rung is None:
+            return TrialScheduler.CONTINUE
+        decision = self._decide(trial, rung)
+        if decision is None:
+            self._waiting[trial.trial_id] = rung
+            decision = TrialScheduler.PAUSE
+        self._settle(tune_controller)
+        return decision
+
+    def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
+        self._end(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller, trial: Trial) -> None:
+        self._end(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial: Trial) -> None:
+        pass  # maybe retried from its checkpoint; a final error shows as Trial.ERROR
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        self._settle(tune_controller)
+        for trial in self._trials:
+            if trial.status == Trial.PENDING:
+                return trial
+        for trial in self._trials:
+            if trial.status == Trial.PAUSED and trial.trial_id in self._resume:
+                return trial
+        return None
+
+    def debug_string(self) -> str:
+        return f"OrderedASHA: rungs {self.rungs}, {len(self._waiting)} waiting at a rung"
+
+    # ---- the rule --------------------------------------------------------------------------
+    def _record(self, trial: Trial, result: dict) -> float | None:
+        """The rung this result reaches for the first time (its value recorded), or None."""
+        epoch, value = result.get(self._time_attr), result.get(self._metric)
+        if epoch is None or value is None:
+            return None
+        values = self._values[trial.trial_id]
+        rung = next((r for r in reversed(self.rungs) if epoch >= r and r not in values), None)
+        if rung is not None:
+            values[rung] = self._sign * float(value)
+        return rung
+
+    def _decide(self, trial: Trial, rung: float) -> str | None:
+        """STOP or CONTINUE from the earlier trials' values at this rung; None: not yet."""
+        peers = []
+        number = self._number[trial.trial_id]
+        for earlier in (t for t in self._trials if self._number[t.trial_id] < number):
+            values = self._values[earlier.trial_id]
+            if rung in values:
+                peers.append(values[rung])
+            elif not self._has_ended(earlier):
+                return None  # still on its way to this rung
+        if not peers:
+            return TrialScheduler.CONTINUE
+        cutoff = np.nanpercentile(peers, (1 - 1 / self._rf) * 100)
+        below = self._values[trial.trial_id][rung] < cutoff
+        return TrialScheduler.STOP if below else TrialScheduler.CONTINUE
+
+    def _has_ended(self, trial: Trial) -> bool:
+        return trial.trial_id in self._ended or trial.status in (Trial.TERMINATED, Trial.ERROR)
+
+    def _end(self, tune_controller, trial: Trial) -> None:
+        self._ended.add(trial.trial_id)
+        self._waiting.pop(trial.trial_id, None)
+        self._resume.discard(trial.trial_id)
+        self._settle(tune_controller)
+
+    def _settle(self, tune_controller) -> None:
+        """Decide every waiting trial whose earlier trials are all in, in trial order."""
+        if self._settling:  # stop_trial below calls back into on_trial_remove
+            return
+        self._settling = True
+        try:
+            for trial in list(self._trials):
+                rung = self._waiting.get(trial.trial_id)
+                decision = None if rung is None else self._decide(trial, rung)
+                if decision is None or trial.status != Trial.PAUSED:
+                    continue  # undecided, or still being paused: the next call settles it
+                del self._waiting[trial.trial_id]
+                if decision == TrialScheduler.STOP:
+                    tune_controller.stop_trial(trial)
+                    self._ended.add(trial.trial_id)
+                else:
+                    self._resume.add(trial.trial_id)
+        finally:
+            self._settling = False
+
+    def _replay(self, trial: Trial) -> None:
+        """A restored trial's rung values from its result.json (the run directory's own). One
+        that stopped at a rung may not have had its decision: it waits, PAUSED, to be decided
+        again (the same way: the decision is a function of the results)."""
+        for row in read_result_rows(Path(trial.path)) if trial.path else []:
+            self._record(trial, row)
+        if trial.status in (Trial.TERMINATED, Trial.ERROR):
+            self._ended.add(trial.trial_id)
+            return
+        last = trial.last_result.get(self._time_attr)
+        if last in self.rungs:
+            self._waiting[trial.trial_id] = last
+            trial.set_status(Trial.PAUSED)  # before Tune files it as pending (add_trial)

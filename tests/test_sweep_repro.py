@@ -1,0 +1,163 @@
+"""Reproducible sweeps: the same experiment run twice at concurrency 3, its trials slowed
+unevenly (a per-epoch sleep by trial number, set on the driver through an environment variable)
+so that they report in opposite orders, gives the same trials, statuses, metrics, Optuna study
+and best trial. The same pair of runs in async mode differs, so the comparison can fail."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweep.experiment import load_experiment
+from sweep.ordered_asha import rung_levels
+from sweep.rundir import read_trials
+from sweep.runner import run_experiment
+from sweep.search import EPOCH_DELAYS_ENV, journal_storage
+
+SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+TINY = ["--train.width=4", "--train.synthetic_images=40", "--train.synthetic_size=32",
+        "--train.val_percent=20", "--search.trials=5", "--search.concurrency=3",
+        "--search.startup_trials=1", "--scheduler.max_epochs=2", "--scheduler.grace_period=1",
+        "--scheduler.reduction_factor=2", "--resources.cpus=0.5", "--wandb.enabled=false"]
+METRICS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr")  # no timing keys
+# Seconds of sleep per epoch for trials 0, 1, 2 (later trials: none). In the first run trial 0
+# reports first and finishes first; in the second trial 2 does. An epoch takes ~0.5 s, but a
+# trial's start varies by seconds on a loaded machine: the delay must dwarf both.
+DELAY = 5.0
+ORDERS = {"forward": [0, DELAY, 2 * DELAY], "backward": [2 * DELAY, DELAY, 0]}
+
+
+def sweep(mode: str, order: str, runs_dir: Path, monkeypatch, *overrides: str) -> dict:
+    monkeypatch.setenv(EPOCH_DELAYS_ENV, json.dumps(ORDERS[order]))
+    experiment = load_experiment(SMOKE, [*TINY, f"--search.mode={mode}", *overrides])
+    summary = run_experiment(experiment, runs_dir / f"{mode}-{order}")
+    return outcome(summary)
+
+
+def outcome(summary) -> dict:
+    """Everything that must not depend on timing, keyed by trial number (ids are random)."""
+    run_dir = summary.run_dir
+    status = json.loads((run_dir / "trial_status.json").read_text())
+    records = {r.trial_id: r for r in read_trials(run_dir / "tune")}
+    trials = {}
+    for trial_id, entry in status.items():
+        rows = [{k: v for k, v in row.items() if k in METRICS or k.startswith("val_dice_")}
+                for row in records[trial_id].rows]  # val_dice_std, val_dice_seed<S>
+        trials[entry["number"]] = {**entry, "metrics": rows}
+    study = optuna.load_study(study_name="smoke", storage=journal_storage(run_dir))
+    told = [(t.number, t.state.name, t.value, t.params, t.intermediate_values,
+             t.user_attrs.get("status"), t.user_attrs.get("reason")) for t in study.trials]
+    best = (status[summary.best_trial]["number"], summary.best_val_dice, summary.best_epoch,
+            summary.best_params)
+    return {"trials": trials, "study": told, "best": best, "counts": summary.counts,
+            "best_config": (run_dir / "best_config.yaml").read_text().replace(str(run_dir), "")}
+
+
+@pytest.fixture(scope="module")
+def runs(ray_session, tmp_path_factory):
+    return tmp_path_factory.mktemp("repro")
+
+
+def test_reproducible_sweep_ignores_the_order_trials_finish_in(runs, monkeypatch):
+    """Two seeds per configuration: ASHA and TPE see their mean."""
+    first = sweep("reproducible", "forward", runs, monkeypatch, "--search.seeds=2")
+    second = sweep("reproducible", "backward", runs, monkeypatch, "--search.seeds=2")
+    assert sorted(first["trials"]) == list(range(5))
+    for number in range(5):
+        assert first["trials"][number] == second["trials"][number], f"trial {number}"
+    assert first["study"] == second["study"]
+    assert first["best"] == second["best"] and first["counts"] == second["counts"]
+    statuses = {t["status"] for t in first["trials"].values()}
+    assert statuses == {"complete", "pruned"}, statuses  # ASHA decided something
+    assert first["best_config"] == second["best_config"]
+    assert first["best_config"].startswith("# seeds: [0, 1]\n# val_dice at epoch")
+    for trial in first["trials"].values():
+        assert "seed" not in trial["config"]  # never searched
+        for row in trial["metrics"]:
+            assert row["val_dice"] == pytest.approx((row["val_dice_seed0"]
+                                                     + row["val_dice_seed1"]) / 2)
+
+
+def test_async_sweep_depends_on_the_order_trials_finish_in(runs, monkeypatch):
+    """Built to differ: with one start-up trial, TPE's first modelled suggestion (trial 3)
+    comes from the first trial told, which is trial 0 in one run and trial 2 in the other."""
+    first = sweep("async", "forward", runs, monkeypatch)
+    second = sweep("async", "backward", runs, monkeypatch)
+    assert first["trials"][3]["config"] != second["trials"][3]["config"]
+    assert first["study"] != second["study"]
+
+
+def test_rung_levels_are_ashas_below_max_t():
+    assert rung_levels(1, 2, 6) == [1, 2, 4]
+    assert rung_levels(1, 2, 4) == [1, 2]  # a decision at max_t would change nothing
+    assert rung_levels(2, 3, 20) == [2, 6, 18]
+    assert rung_levels(3, 2, 3) == []
+
+
+# ---- OrderedASHA alone, against many arrival orders (no Ray run) -------------------------
+class FakeTrial:
+    def __init__(self, number: int):
+        self.trial_id, self.status, self.path = f"t{number}", "RUNNING", None
+        self.experiment_tag = f"{number + 1}_lr=0.001"  # Ray's "<counter>_<params>"
+        self.has_reported_at_least_once = False
+
+
+class FakeController:
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def stop_trial(self, trial):
+        self.scheduler.on_trial_remove(self, trial)
+        trial.status = "TERMINATED"
+
+
+def simulate(curves: list[list[float]], seed: int) -> list[tuple[str, int]]:
+    """Trials report their epochs in a random interleaving (new trials start as others end,
+    3 at a time); returns each trial's (status, epochs trained)."""
+    import random
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from sweep.ordered_asha import OrderedASHA
+
+    rng = random.Random(seed)
+    scheduler = OrderedASHA(metric="val_dice", mode="max", max_t=len(curves[0]), grace_period=1,
+                            reduction_factor=2)
+    controller = FakeController(scheduler)
+    trials, epochs = [], [0] * len(curves)
+    while True:
+        live = [t for t in trials if t.status in ("RUNNING", "PAUSED")]
+        if len(live) < 3 and len(trials) < len(curves):
+            trials.append(FakeTrial(len(trials)))
+            scheduler.on_trial_add(controller, trials[-1])
+            continue
+        chosen = scheduler.choose_trial_to_run(controller)
+        if chosen is not None and chosen.status == "PAUSED":
+            chosen.status = "RUNNING"
+        running = [t for t in trials if t.status == "RUNNING"]
+        if not running:
+            break
+        trial = rng.choice(running)
+        number = int(trial.trial_id[1:])
+        epochs[number] += 1
+        result = {"epoch": epochs[number], "val_dice": curves[number][epochs[number] - 1]}
+        decision = scheduler.on_trial_result(controller, trial, result)
+        if decision == TrialScheduler.PAUSE:
+            trial.status = "PAUSED"
+        elif decision == TrialScheduler.STOP or epochs[number] == len(curves[number]):
+            trial.status = "TERMINATED"
+            scheduler.on_trial_complete(controller, trial, result)
+    return [(t.status, epochs[int(t.trial_id[1:])]) for t in trials]
+
+
+def test_ordered_asha_decides_the_same_whatever_the_arrival_order():
+    import random
+
+    rng = random.Random(0)
+    curves = [sorted(rng.random() for _ in range(8)) for _ in range(12)]  # rungs 1, 2, 4
+    outcomes = {tuple(simulate(curves, seed)) for seed in range(40)}
+    assert len(outcomes) == 1
+    (outcome,) = outcomes
+    assert {epochs for _, epochs in outcome} > {8} and all(s == "TERMINATED" for s, _ in outcome)
