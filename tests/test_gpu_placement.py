@@ -24,7 +24,7 @@ from sweep.trainable import trial_gpu_ids
 
 experiment = Experiment.from_dict({
     "name": "fake_gpu", "train": {"width": 4, "device": "cpu"},
-    "space": {"seed": {"int": [0, 9]}}, "resources": {"cpus": 1, "gpus": 0.25},
+    "space": {"lr": {"choice": [1e-3, 2e-3, 3e-3, 4e-3]}}, "resources": {"cpus": 1, "gpus": 0.25},
     "search": {"trials": 4, "concurrency": 4}}, "test")
 
 TEMP, STORAGE, BARRIER = sys.argv[1:4]  # read here: a trial's worker has its own argv
