@@ -32,6 +32,7 @@ from training.settings import (
 )
 
 SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
+SAMPLERS = ("tpe", "random", "gp")  # Optuna's TPESampler, RandomSampler, GPSampler
 # The sweep sets these for every trial; an experiment may neither fix nor search them.
 SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch budget)",
                "out_dir": "each trial writes under the run directory",
@@ -43,8 +44,16 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 class SearchSettings:
     trials: int = setting(12, "Trials in the sweep")
     concurrency: int = setting(2, "Trials at once (also capped by the CPUs and GPUs Ray has)")
-    seed: int = setting(0, "Seed of Optuna's TPE sampler: same seed, same suggestions")
-    startup_trials: int = setting(10, "Random trials before TPE starts modelling the space")
+    seed: int = setting(0, "Seed of Optuna's sampler: same seed, same suggestions")
+    sampler: str = setting("tpe", "Optuna sampler: tpe, random (no model) or gp (Gaussian "
+                                  "process; learns from completed trials only)")
+    startup_trials: int = setting(10, "Random trials before TPE (or GP) starts modelling the "
+                                      "space")
+    # Optuna 5's own defaults, written out so that another Optuna version searches the same way.
+    multivariate: bool = setting(True, "TPE models the settings jointly (False: one at a time, "
+                                       "Optuna 4's default)")
+    constant_liar: bool = setting(True, "TPE treats running trials as bad results, so concurrent "
+                                        "trials are not suggested side by side")
     time_budget_s: float = setting(0.0, "Wall-clock limit of the sweep, in seconds; running "
                                         "trials are stopped at it; 0 = none")
     max_failures: int = setting(2, "Retries of a crashed trial, each from its last checkpoint")
@@ -124,6 +133,8 @@ class Experiment:
         for key in ("trials", "concurrency", "startup_trials"):
             require(getattr(search, key) >= 1, source, f"search.{key}", getattr(search, key),
                     "at least 1")
+        require(search.sampler in SAMPLERS, source, "search.sampler", search.sampler,
+                " or ".join(SAMPLERS))
         require(search.time_budget_s >= 0, source, "search.time_budget_s", search.time_budget_s,
                 "0 (no limit) or more")
         require(search.max_failures >= 0, source, "search.max_failures", search.max_failures,
