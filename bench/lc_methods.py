@@ -62,20 +62,25 @@ def method_sections(name: str) -> tuple[dict, dict]:
     return dict(search), dict(scheduler)
 
 
+def resolved_sections(method: str, max_epochs: int) -> tuple[dict, dict]:
+    """A method's search and scheduler sections for trials of ``max_epochs`` epochs."""
+    search, scheduler = method_sections(method)
+    if scheduler.get("grace_period") == NO_STOP:
+        scheduler["grace_period"] = max_epochs
+    scheduler["grace_period"] = min(int(scheduler.get("grace_period", 1)), max_epochs)
+    return search, {**scheduler, "max_epochs": max_epochs}
+
+
 def experiment_for(table, method: str, seed: int, concurrency: int, trials: int = 10_000):
     """The replay's experiment: the table's space and fixed settings, one method's search and
     scheduler sections, the search seed and concurrency. Validated as a user's file would be."""
     from sweep.experiment import Experiment
 
-    search, scheduler = method_sections(method)
-    max_epochs = table.max_epochs
-    if scheduler.get("grace_period") == NO_STOP:
-        scheduler["grace_period"] = max_epochs
-    scheduler["grace_period"] = min(int(scheduler.get("grace_period", 1)), max_epochs)
+    search, scheduler = resolved_sections(method, table.max_epochs)
     values = {"name": f"replay-{method}-c{concurrency}-s{seed}",
               "train": {"model": "unet", "device": "cpu", **table.fixed_train()},
               "space": table.space(),
               "search": {**search, "seed": seed, "concurrency": concurrency, "trials": trials},
-              "scheduler": {**scheduler, "max_epochs": max_epochs},
+              "scheduler": scheduler,
               "wandb": {"enabled": False}}
     return Experiment.from_dict(values, f"replay method {method}")

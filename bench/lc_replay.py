@@ -62,22 +62,30 @@ class Table:
         return runs[int(params.get("seed", 0)) % len(runs)]
 
     def space(self) -> dict:
-        """The search space as an experiment writes it: log-uniform lr (and weight decay) over
-        the grid's range, a choice of the rest, and the seed as quickstart searches it."""
-        space = {}
-        for key, values in self.grid.items():
-            if len(values) < 2:
-                continue
-            if key in LOG_SCALED:
-                space[key] = {"loguniform": [min(values), max(values)]}
-            else:
-                space[key] = {"choice": list(values)}
-        space["seed"] = {"int": SEED_RANGE}
-        return space
+        return grid_space(self.grid)
 
     def fixed_train(self) -> dict:
-        """The grid's single-valued settings, fixed in ``train:``."""
-        return {k: v[0] for k, v in self.grid.items() if len(v) == 1}
+        return grid_fixed(self.grid)
+
+
+def grid_space(grid: dict) -> dict:
+    """The search space of a grid as an experiment writes it: log-uniform lr (and weight decay)
+    over the grid's range, a choice of the rest, and the seed as quickstart searches it."""
+    space = {}
+    for key, values in grid.items():
+        if len(values) < 2:
+            continue
+        if key in LOG_SCALED:
+            space[key] = {"loguniform": [min(values), max(values)]}
+        else:
+            space[key] = {"choice": list(values)}
+    space["seed"] = {"int": SEED_RANGE}
+    return space
+
+
+def grid_fixed(grid: dict) -> dict:
+    """The grid's single-valued settings, fixed in ``train:``."""
+    return {k: v[0] for k, v in grid.items() if len(v) == 1}
 
 
 def key_of(params: dict) -> tuple:

@@ -155,3 +155,40 @@ def test_search_bench_tiny_replays_every_method(ray_session, tmp_path):
     assert check["same"] == check["searches"] >= 1
     assert (tmp_path / "out" / "tiny" / "search_curves.png").stat().st_size > 1000
     assert "| shipped |" in outcome.figures["table_md"]
+
+
+# ---- search-live: the replay's top two as real sweeps -------------------------------------------
+def test_live_check_takes_the_replays_top_two_and_judges_the_ranking(tmp_path):
+    from bench.lc_live import FALLBACK, summarise_live, top_two
+
+    assert top_two(tmp_path / "missing.json") == FALLBACK
+    entry = {"0.01": {"epochs_q": [0, 0, 0]}}
+    summary = {f"{m}@{c}": {"0.01": {"epochs_q": [1, median, 9]}}
+               for m, median in (("random", 300), ("tpe_asha", 40), ("gp", 90),
+                                 ("shipped", 40)) for c in (1, 4)}
+    summary["random_asha@4"] = entry  # other concurrencies do not rank
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"benchmarks": {"search": {"figures": {"summary": summary}}}}))
+    assert top_two(results) == ("tpe_asha", "gp")
+    reached = {"tpe_asha": [{"trial_epochs": 10, "total": 30}, {"trial_epochs": None,
+                                                                "total": 40}],
+               "gp": [{"trial_epochs": 20, "total": 50}, {"trial_epochs": 30, "total": 50}]}
+    outcome = summarise_live(reached, "tpe_asha", "gp", 0.5, 0.55, {"seeds": (0, 1),
+                                                                    "trials": 4,
+                                                                    "concurrency": 1})
+    # medians: tpe_asha (10, 41) -> 25.5; gp (20, 30) -> 25: the ranking does not hold
+    assert outcome.figures["trial_epochs"]["tpe_asha"] == [10, 41] and outcome.met is False
+    assert "does not hold" in outcome.headline
+
+
+@pytest.mark.slow  # two real sweeps: ~70 s on the loaded 2-core machine (make test-all)
+def test_search_live_tiny_runs_both_methods_as_real_sweeps(ray_session, tmp_path):
+    from bench.lc_live import LIVE, run
+    from bench.registry import Context
+
+    outcome = run(Context(tiny=True, work_dir=tmp_path))
+    s = LIVE["tiny"]
+    for method in (outcome.figures["first"], outcome.figures["second"]):
+        runs = outcome.figures["reached"][method]
+        assert len(runs) == len(s["seeds"]) and runs[0]["total"] >= s["trials"]
+    assert 0 < outcome.figures["target"] <= outcome.figures["best"]
