@@ -61,7 +61,7 @@ TINY_GRID = {"lr": [1e-4, 1e-3, 1e-2], "optimizer": ["rmsprop", "adamw"], "batch
 FULL = {"train": {"model": "unet", "scale": 0.5, "val_percent": 20.0, "device": "cpu",
                   "threads": 1, "augment": True, "grad_clip": 1.0, "eval_batch_size": 16,
                   "keep_checkpoints": 1},
-        "folder": {"images": 96, "size": 96}, "seeds": [0, 1], "max_epochs": 12,
+        "folder": {"images": 128, "size": 96}, "seeds": [0, 1], "max_epochs": 12,
         "grid": FULL_GRID}
 TINY = {"train": {**FULL["train"]}, "folder": {"images": 16, "size": 64}, "seeds": [0, 1],
         "max_epochs": 3, "grid": TINY_GRID}

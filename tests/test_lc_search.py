@@ -70,7 +70,7 @@ def test_replayed_search_reports_the_tables_values_on_the_tables_clock():
 
 def test_trial_epochs_to_target_counted_by_hand():
     table = hand_table()
-    experiment = experiment_for(table, "random", seed=1, concurrency=1)
+    experiment = experiment_for(table, "random", seed=2, concurrency=1)
     trace = simulate(experiment, table, epoch_budget=12)
     target = 0.99 * table.best  # only lr 1e-3, batch 8 reaches it, and only at epoch 3
     expected, spent = None, 0
@@ -79,11 +79,26 @@ def test_trial_epochs_to_target_counted_by_hand():
             spent += 1
             if expected is None and value >= target:
                 expected = spent
-    curve_ = replay_one(table, ("random", 1, 1), budget=12)
+    curve_ = replay_one(table, ("random", 1, 2), budget=12)
     hit = first_reaching(curve_, target)
     assert (hit[0] if hit else None) == expected
+    # luck-free view: when the best value found first came from the best configuration
+    found, best, spent = None, -1.0, 0
+    for trial in trace.trials:
+        for value in table.run(trial["params"])["val_dice"]:
+            spent += 1
+            if value > best:
+                best = value
+                if found is None and table.snap(trial["params"])["lr"] == 1e-3 \
+                        and table.snap(trial["params"])["batch_size"] == 8:
+                    found = spent
+    hit = first_reaching(curve_, target, column=3)
+    assert (hit[0] if hit else None) == found
+    assert (expected, found) == (3, 1)  # seed 2 draws the best configuration first
     summary = summarise({("random", 1): [curve_]}, table, budget=12)["random@1"]["0.01"]
-    assert summary["epochs"] == [expected if expected else 13]  # a miss: budget + 1
+    assert summary["epochs"] == [3] and summary["incumbent_epochs_q"][1] == 1
+    missed = summarise({("random", 1): [curve_[:2]]}, table, budget=12)["random@1"]["0.01"]
+    assert missed["epochs"] == [13] and missed["median_censored"]  # a miss: budget + 1
     # made-up curves: rises at 4 and 9 trial-epochs; the target 0.5 is first met at 9
     assert first_reaching([(4, 8.0, 0.3), (9, 20.0, 0.6)], 0.5) == (9, 20.0)
     assert first_reaching([(4, 8.0, 0.3)], 0.5) is None
@@ -155,6 +170,7 @@ def test_search_bench_tiny_replays_every_method(ray_session, tmp_path):
     assert check["same"] == check["searches"] >= 1
     assert (tmp_path / "out" / "tiny" / "search_curves.png").stat().st_size > 1000
     assert "| shipped |" in outcome.figures["table_md"]
+    assert outcome.figures["best_method"] in s["methods"]
 
 
 # ---- search-live: the replay's top two as real sweeps -------------------------------------------
