@@ -76,6 +76,7 @@ report: install
 
 # Benchmarks (issue 6): every CPU one, full size (~30 min on 2 cores); writes bench/results.json
 # and bench/results.md. `make bench ARGS=loop` runs one; `make bench-tiny` proves the code runs.
+# `make bench ARGS=search` replays searches on the committed bench/lc_table.json.gz (make lc-table).
 .PHONY: bench bench-tiny
 bench: install
 	$(PY) -m bench $(ARGS)

@@ -237,8 +237,9 @@ def draw_curves(traces: dict, table: Table, budget: int, path: Path) -> None:
                 continue
             gaps = np.array([gap_curve(curve, x, table.best) for curve in curves])
             q1, q2, q3 = np.percentile(gaps, [25, 50, 75], axis=0)
-            line, = axis.plot(x, q2, label=method, lw=2.2 if method == "shipped" else 1.2)
-            axis.fill_between(x, q1, q3, color=line.get_color(), alpha=0.12)
+            line, = axis.plot(x, q2, label=method, lw=2.2 if method == "shipped" else 1.2,
+                              drawstyle="steps-post")
+            axis.fill_between(x, q1, q3, color=line.get_color(), alpha=0.12, step="post")
         for gap in GAPS:
             axis.axhline(100 * gap, color="grey", ls=":", lw=0.8)
         axis.set(xscale="log", yscale="log", xlabel="trial-epochs spent",
