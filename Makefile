@@ -80,12 +80,21 @@ report: install
 
 # Benchmarks (issue 6): every CPU one, full size (~30 min on 2 cores); writes bench/results.json
 # and bench/results.md. `make bench ARGS=loop` runs one; `make bench-tiny` proves the code runs.
+# `make bench ARGS=search` replays searches on the committed bench/lc_table.json.gz (make lc-table).
 .PHONY: bench bench-tiny
 bench: install
 	$(PY) -m bench $(ARGS)
 
 bench-tiny: install
 	$(PY) -m bench --tiny $(ARGS)
+
+# The learning-curve table of the `search` benchmark (issue 14): ~1 h on 2 idle cores, resumable
+# (run it again after an interruption: finished runs are kept). Then commit bench/lc_table.json.gz
+# and run `make bench ARGS=search`. LC_ARGS: e.g. "--budget-s 1800" or "--tiny".
+LC_ARGS ?=
+.PHONY: lc-table
+lc-table: install
+	$(PY) -m bench.lc_table $(LC_ARGS)
 
 # Weights & Biases (issue 4): upload runs/$(EXP)/wandb/ and create its W&B sweep (needs an API
 # key: `wandb login`); wandb-view browses the same runs in the terminal, no network needed.

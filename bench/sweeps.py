@@ -1,6 +1,7 @@
-"""The sweep benchmarks: `overhead`, `search`, `memory`, `wandb` and `modes`, all through the
-product's own runner (``sweep.runner.run_experiment``): the synthetic crack set, and for `memory`
-generated crack folders of a real data set's image size, read through the decoded disk cache.
+"""The sweep benchmarks: `overhead`, `memory`, `wandb` and `modes` (and `search-live`'s sweeps),
+all through the product's own runner (``sweep.runner.run_experiment``): the synthetic crack set,
+and for `memory` generated crack folders of a real data set's image size, read through the
+decoded disk cache.
 
 Full mode runs every sweep in a fresh child process with its own Ray (``ray.init`` timed apart);
 tiny mode runs them in this process, joining a Ray session already up (the test suite's).
@@ -91,41 +92,7 @@ def run_overhead(ctx: Context) -> Outcome:
                f"(once per session) is left out of the headline and shown beside it"])
 
 
-# ---- search ---------------------------------------------------------------------------------
-SEARCH = {"full": dict(images=96, size=64, width=8, batch=4, trials=16, concurrency=2,
-                       max_epochs=8, startup_trials=6, seeds=(0, 1, 2)),
-          "tiny": dict(images=16, size=32, width=4, batch=4, trials=2, concurrency=2,
-                       max_epochs=2, startup_trials=2, seeds=(0,))}
-SEARCH_SPACE = {"lr": {"loguniform": [1.0e-5, 3.0e-1]}, "batch_size": {"choice": [2, 4, 8, 16]}}
-SEARCH_GOAL = 3.0
-TARGET_FRACTION = 0.9  # target = this share of the best val_dice any run of the benchmark reached
-
-
-def search_values(s: dict, variant: str, seed: int) -> dict:
-    """TPE + ASHA as the product runs it, or random search that trains every trial to the end
-    (what a plain W&B random sweep does): TPE with only startup (random) trials, no stopping."""
-    tpe = variant == "tpe_asha"
-    return experiment_values(
-        f"search_{variant}_s{seed}", train_settings(s), SEARCH_SPACE, trials=s["trials"],
-        concurrency=s["concurrency"], max_epochs=s["max_epochs"], seed=seed,
-        grace_period=1 if tpe else s["max_epochs"],
-        startup_trials=s["startup_trials"] if tpe else s["trials"])
-
-
-def run_search(ctx: Context) -> Outcome:
-    s = SEARCH["tiny" if ctx.tiny else "full"]
-    timelines: dict[str, list] = {"tpe_asha": [], "random": []}
-    for round_, seed in enumerate(s["seeds"]):
-        order = ["tpe_asha", "random"] if round_ % 2 == 0 else ["random", "tpe_asha"]
-        for variant in order:
-            result = sweep_side(ctx, search_values(s, variant, seed), f"{variant}_s{seed}")
-            timelines[variant].append(epoch_timeline(Path(result["run_dir"]) / "tune"))
-    best = max(row["val_dice"] for runs in timelines.values() for rows in runs for row in rows)
-    target = TARGET_FRACTION * best
-    reached = {v: [to_target(rows, target) for rows in runs] for v, runs in timelines.items()}
-    return summarise_search(reached, target, best, s)
-
-
+# ---- search-live (bench/lc_live.py) reads sweeps' epochs with these two -----------------
 def epoch_timeline(tune_dir: Path) -> list[dict]:
     """Every reported epoch of every trial, in the order they ended. Ray stamps rows with whole
     seconds, so a trial's start is estimated as the latest (timestamp - time_total_s) of its
@@ -152,36 +119,6 @@ def to_target(rows: list[dict], target: float) -> dict:
         if row["val_dice"] >= target:
             return {"trial_epochs": count, "wall_s": row["end"] - began, "total": len(rows)}
     return {"trial_epochs": None, "wall_s": None, "total": len(rows)}
-
-
-def summarise_search(reached: dict, target: float, best: float, s: dict) -> Outcome:
-    def epochs(variant: str) -> list[int]:  # a miss counts as one more than all it spent
-        return [r["trial_epochs"] or r["total"] + 1 for r in reached[variant]]
-
-    def walls(variant: str) -> list[float]:
-        return [r["wall_s"] for r in reached[variant] if r["wall_s"] is not None]
-
-    value = ratio(median(epochs("random")), median(epochs("tpe_asha")))
-    misses = {v: sum(r["trial_epochs"] is None for r in runs) for v, runs in reached.items()}
-    wall_ratio = (ratio(median(walls("random")), median(walls("tpe_asha")))
-                  if walls("random") and walls("tpe_asha") else None)
-    notes = [f"{len(s['seeds'])} search seeds; {s['trials']} trials of up to {s['max_epochs']} "
-             f"epochs each (UNet width {s['width']}, {s['images']} images {s['size']} px), "
-             f"{s['concurrency']} at a time; lr log-uniform 1e-5..0.3, batch 2..16; target "
-             f"val_dice {target:.3f} = {TARGET_FRACTION} x the best any run reached "
-             f"({best:.3f}); TPE+ASHA: {s['startup_trials']} random startup trials, grace 1 "
-             f"epoch, halving; random: no early stopping"]
-    if any(misses.values()):
-        notes.append(f"runs that never reached the target (counted as all they spent + 1): "
-                     f"{misses}")
-    wall_text = f", wall time {wall_ratio:.2f}x less" if wall_ratio else ""
-    return Outcome(
-        ratio=value, met=value >= SEARCH_GOAL,
-        headline=f"{value:.2f}x fewer trial-epochs to val_dice {target:.3f} (median "
-                 f"{median(epochs('tpe_asha')):g} vs {median(epochs('random')):g}){wall_text}",
-        figures={"target": target, "best": best, "reached": reached, "wall_ratio": wall_ratio,
-                 "trial_epochs": {v: epochs(v) for v in reached}, "setup": s},
-        notes=notes)
 
 
 # ---- memory ---------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
 # reproducible: the same experiment gives the same trials, pruning and winner whatever the
 # machine's load (README, "Reproducible sweeps"); async: Ray's ASHA, Optuna told at once.
 SEARCH_MODES = ("reproducible", "async")
+SAMPLERS = ("tpe", "random", "gp")  # Optuna's TPESampler, RandomSampler, GPSampler
 # The sweep sets these for every trial; an experiment may neither fix nor search them.
 SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch budget)",
                "out_dir": "each trial writes under the run directory",
@@ -53,8 +54,16 @@ MAX_CHOICES = 1000
 class SearchSettings:
     trials: int = setting(12, "Trials in the sweep")
     concurrency: int = setting(2, "Trials at once (also capped by the CPUs and GPUs Ray has)")
-    seed: int = setting(0, "Seed of Optuna's TPE sampler: same seed, same suggestions")
-    startup_trials: int = setting(10, "Random trials before TPE starts modelling the space")
+    seed: int = setting(0, "Seed of Optuna's sampler: same seed, same suggestions")
+    sampler: str = setting("tpe", "Optuna sampler: tpe, random (no model) or gp (Gaussian "
+                                  "process; learns from completed trials only)")
+    startup_trials: int = setting(10, "Random trials before TPE (or GP) starts modelling the "
+                                      "space")
+    # Optuna 5's own defaults, written out so that another Optuna version searches the same way.
+    multivariate: bool = setting(True, "TPE models the settings jointly (False: one at a time, "
+                                       "Optuna 4's default)")
+    constant_liar: bool = setting(True, "TPE treats running trials as bad results, so concurrent "
+                                        "trials are not suggested side by side")
     time_budget_s: float = setting(0.0, "Wall-clock limit of the sweep, in seconds; running "
                                         "trials are stopped at it; 0 = none")
     max_failures: int = setting(2, "Retries of a crashed trial, each from its last checkpoint")
@@ -154,6 +163,8 @@ class Experiment:
                 "between 0.01 and 1024")
         require(resources.gpus == 0 or 0.01 <= resources.gpus <= 64, source, "resources.gpus",
                 resources.gpus, "0, or between 0.01 and 64")
+        require(search.sampler in SAMPLERS, source, "search.sampler", search.sampler,
+                " or ".join(SAMPLERS))
         require(0 <= resources.worker_cpus <= 64, source, "resources.worker_cpus",
                 resources.worker_cpus, "between 0 and 64")
         require(0 <= search.probe_steps <= 10_000, source, "search.probe_steps",

@@ -1,5 +1,6 @@
-"""Build the Ray Tune sweep of an experiment: OptunaSearch (TPE, seeded, its study in a journal
-file under the run directory), ASHA, resources per trial and the RunConfig.
+"""Build the Ray Tune sweep of an experiment: OptunaSearch (the sampler search.sampler names,
+seeded, its study in a journal file under the run directory), ASHA, resources per trial and the
+RunConfig.
 
 What Tune sees reaches Optuna as Optuna means it: a trial ASHA stopped is PRUNED (with its
 intermediate values, so TPE still learns from it), one that ran out of memory is FAIL, and a
@@ -23,7 +24,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from data_pipeline import SegmentationData
-from sweep.experiment import Experiment
+from sweep.experiment import Experiment, SearchSettings
 from sweep.faults import faults_from_env
 from sweep.ordered_asha import OrderedASHA
 from sweep.rundir import (
@@ -144,14 +145,28 @@ def reproducible(experiment: Experiment) -> bool:
     return experiment.search.mode == "reproducible"
 
 
-def make_searcher(experiment: Experiment, run_dir: Path):
+def make_sampler(search: SearchSettings):
+    """The Optuna sampler that ``search`` names, seeded."""
     import optuna
 
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    if search.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=search.seed, n_startup_trials=search.startup_trials)
+    return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.startup_trials,
+                                      multivariate=search.multivariate,
+                                      constant_liar=search.constant_liar)
+
+
+def make_searcher(experiment: Experiment, run_dir: Path, storage=None):
+    """SweepSearch behind a ConcurrencyLimiter. ``storage``: the study's Optuna storage, by
+    default a journal file under the run directory (bench/lc_replay.py passes an in-memory one
+    to replay thousands of searches)."""
     search = experiment.search
-    sampler = optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.startup_trials)
     searcher = SweepSearch(
-        space=experiment.distributions(), metric=METRIC, mode=MODE, sampler=sampler,
-        study_name=experiment.name, storage=journal_storage(run_dir),
+        space=experiment.distributions(), metric=METRIC, mode=MODE,
+        sampler=make_sampler(search), study_name=experiment.name,
+        storage=storage if storage is not None else journal_storage(run_dir),
         max_epochs=experiment.scheduler.max_epochs, run_dir=str(Path(run_dir).resolve()),
         budget=search.time_budget_s > 0, total=search.trials,
         lag=search.concurrency if reproducible(experiment) else 0)
@@ -231,18 +246,25 @@ def run_config(experiment: Experiment, run_dir: Path, name: str, callbacks: list
                                                 checkpoint_score_order=MODE))
 
 
-def build_tuner(experiment: Experiment, run_dir: Path, data: SegmentationData,
-                callbacks: list) -> tune.Tuner:
-    quiet_tune()
+def tune_config(experiment: Experiment, run_dir: Path, storage=None) -> tune.TuneConfig:
+    """Searcher, scheduler and trial count of a sweep (bench/lc_replay.py builds its replayed
+    sweeps with this too, around a trainable that reads a learning-curve table)."""
     search = experiment.search
-    tune_config = tune.TuneConfig(
-        search_alg=make_searcher(experiment, run_dir), scheduler=make_scheduler(experiment),
+    return tune.TuneConfig(
+        search_alg=make_searcher(experiment, run_dir, storage),
+        scheduler=make_scheduler(experiment),
         num_samples=search.trials,  # concurrency: the searcher's ConcurrencyLimiter
         time_budget_s=search.time_budget_s or None, reuse_actors=True,
         trial_dirname_creator=trial_dirname, trial_name_creator=trial_name)
-    return tune.Tuner(make_trainable(experiment, run_dir, data), tune_config=tune_config,
+
+
+def build_tuner(experiment: Experiment, run_dir: Path, data: SegmentationData,
+                callbacks: list) -> tune.Tuner:
+    quiet_tune()
+    return tune.Tuner(make_trainable(experiment, run_dir, data),
+                      tune_config=tune_config(experiment, run_dir),
                       run_config=run_config(experiment, run_dir, TUNE_DIR, callbacks,
-                                            search.max_failures))
+                                            experiment.search.max_failures))
 
 
 def restore_tuner(experiment: Experiment, run_dir: Path, data: SegmentationData,

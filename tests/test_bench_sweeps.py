@@ -1,5 +1,6 @@
-"""The sweep benchmarks (overhead, search, memory, wandb): their measuring parts on made-up
-inputs, and their tiny modes end to end through the real sweep runner and a shared Ray session."""
+"""The sweep benchmarks (overhead, memory, wandb; search-live's timelines): their measuring
+parts on made-up inputs, and their tiny modes end to end through the real sweep runner and a
+shared Ray session."""
 import json
 import multiprocessing
 import os
@@ -10,7 +11,7 @@ import pytest
 
 from bench.memory_probe import PeakSampler, check_supported, descendants, tree_pss_mb
 from bench.registry import Context
-from bench.sweeps import epoch_timeline, slope, summarise_search, to_target
+from bench.sweeps import epoch_timeline, slope, to_target
 
 
 def write_trial(tune_dir, trial_id, rows):
@@ -36,14 +37,7 @@ def test_timeline_orders_epochs_by_when_they_ended(tmp_path):
     assert to_target(rows, target=0.9)["trial_epochs"] is None
 
 
-def test_search_summary_counts_a_miss_as_all_it_spent_plus_one():
-    reached = {"tpe_asha": [{"trial_epochs": 4, "wall_s": 2.0, "total": 10}],
-               "random": [{"trial_epochs": None, "wall_s": None, "total": 20}]}
-    outcome = summarise_search(reached, 0.5, 0.55, {"seeds": (0,), "trials": 3, "max_epochs": 2,
-                                                    "width": 4, "images": 8, "size": 32,
-                                                    "concurrency": 2, "startup_trials": 2})
-    assert outcome.ratio == pytest.approx(21 / 4) and outcome.met
-    assert "never reached" in outcome.notes[-1]
+def test_slope_of_peaks_per_trial():
     assert slope({1: 100.0, 2: 150.0, 4: 250.0}) == pytest.approx(50.0)
 
 
@@ -90,19 +84,6 @@ def test_overhead_tiny_runs_the_sweep_and_the_plain_processes(tiny):
     assert outcome.figures["plain_s"]["median"] > 0 and outcome.ratio > 0
     plain_runs = list((tiny.work_dir / "plain0").glob("trial*/metrics.jsonl"))
     assert len(plain_runs) == OVERHEAD["tiny"]["trials"]
-
-
-def test_search_tiny_measures_both_variants(tiny):
-    from bench.sweeps import SEARCH, run_search
-
-    outcome = run_search(tiny)
-    reached = outcome.figures["reached"]
-    assert set(reached) == {"tpe_asha", "random"}
-    for runs in reached.values():
-        assert len(runs) == len(SEARCH["tiny"]["seeds"]) and runs[0]["total"] >= 1
-    # random search trains every trial to the end: trials x epochs rows
-    assert reached["random"][0]["total"] == SEARCH["tiny"]["trials"] * SEARCH["tiny"]["max_epochs"]
-    assert 0 < outcome.figures["target"] <= outcome.figures["best"]
 
 
 def test_memory_tiny_samples_peaks(tiny):

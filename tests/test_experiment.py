@@ -99,6 +99,7 @@ BAD = {
                                ["space.lr.loguniform", "[0, 0.1]"]),
     "epochs set by the sweep": ({"train": {"epochs": 9}}, ["train.epochs", "9", "max_epochs"]),
     "grace beyond max": ({"scheduler": {"grace_period": 99}}, ["scheduler.grace_period", "99"]),
+    "unknown sampler": ({"search": {"sampler": "cmaes"}}, ["search.sampler", "cmaes", "gp"]),
     # A test seam, not a user setting: tests set CRACK_SWEEP_FAULTS instead (tests/README.md).
     "faults section": ({"faults": {"oom_when": {"batch_size": 2}}}, ["unknown key faults"]),
 }
@@ -174,3 +175,22 @@ def test_a_run_saved_by_an_older_version_still_loads(tmp_path):
     assert load_saved_experiment(path).name == saved["name"]
     with pytest.raises(ConfigError, match="unknown key faults"):
         load_experiment(path)
+
+
+def test_samplers_are_built_as_named_and_the_default_is_optuna_5s_tpe():
+    import optuna
+
+    from sweep.search import make_sampler
+
+    search = load_experiment(SMOKE).search
+    default = make_sampler(search)
+    # Behaviour kept: Optuna 5's TPESampler() is multivariate with a constant liar already.
+    assert isinstance(default, optuna.samplers.TPESampler)
+    assert default._multivariate is True and default._constant_liar is True
+    assert default._n_startup_trials == search.startup_trials
+    search.sampler, search.multivariate, search.constant_liar = "tpe", False, False
+    assert make_sampler(search)._multivariate is False
+    search.sampler = "random"
+    assert isinstance(make_sampler(search), optuna.samplers.RandomSampler)
+    search.sampler = "gp"
+    assert isinstance(make_sampler(search), optuna.samplers.GPSampler)

@@ -1,0 +1,299 @@
+"""The learning-curve table of our own problem (issue 14): every configuration of a wide grid,
+trained with the real loop (``training.loop.train``) for ``max_epochs`` epochs with several
+seeds, every epoch's val_dice, val_loss and wall time recorded. Search methods are then compared
+by replaying many searches against the table in seconds (bench/lc_replay.py), the way LCBench,
+HPOBench and YAHPO Gym compare them.
+
+    python -m bench.lc_table                 # the committed table, ~1 h on 2 cores
+    python -m bench.lc_table --tiny          # ~6 configs x 2 seeds x 3 epochs, under a minute
+    python -m bench.lc_table --budget-s 600  # stop starting runs after 10 min (run it again
+                                             # later: finished runs are kept and skipped)
+
+Resumable: each finished (configuration, seed) run is appended to a progress file as one JSON
+line the moment it ends; a restart skips those. The table file (gzip JSON) is rewritten from the
+progress file at the end, with the generator's settings, the code version and the machine.
+
+The data set is harder than quickstart's: the synthetic cracks are drawn at 96 px and read at
+scale 0.5 (bicubic images, nearest-neighbour masks, as for any folder), so a crack 1-3 px wide
+becomes 0.5-1.6 px of half the contrast, and about a third of the masks' crack pixels are thin
+enough to fall between the sampled pixels: a problem where many settings never learn to find the
+cracks in 12 epochs, and reaching within 1 % of the best is not luck. data_pipeline/synthetic.py
+is untouched (caches and seeds depend on it): the folder is written by bench/data_folder.py.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.child import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+TABLE_FILE = REPO_ROOT / "bench" / "lc_table.json.gz"
+TINY_TABLE_FILE = REPO_ROOT / "bench" / "out" / "tiny" / "lc_table.json.gz"
+FORMAT = 1
+
+# The grid: lr every half decade over 4 decades, and the choices a user would search. The
+# replay snaps a log-uniform lr (and weight_decay) to the nearest grid point.
+FULL_GRID = {
+    "lr": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+    "optimizer": ["rmsprop", "adamw"],
+    "batch_size": [4, 16],
+    "weight_decay": [1e-8, 1e-2],
+    "width": [4, 8],
+    "scheduler": ["plateau", "cosine"],
+}
+TINY_GRID = {"lr": [1e-4, 1e-3, 1e-2], "optimizer": ["rmsprop", "adamw"], "batch_size": [8],
+             "weight_decay": [1e-8], "width": [4], "scheduler": ["cosine"]}
+
+# Fixed training settings of every run (TrainConfig fields), and the data set's folder.
+FULL = {"train": {"model": "unet", "scale": 0.5, "val_percent": 20.0, "device": "cpu",
+                  "threads": 1, "augment": True, "grad_clip": 1.0, "eval_batch_size": 16,
+                  "keep_checkpoints": 1},
+        "folder": {"images": 128, "size": 96}, "seeds": [0, 1], "max_epochs": 12,
+        "grid": FULL_GRID}
+TINY = {"train": {**FULL["train"]}, "folder": {"images": 16, "size": 64}, "seeds": [0, 1],
+        "max_epochs": 3, "grid": TINY_GRID}
+
+
+def settings_for(tiny: bool) -> dict:
+    return json.loads(json.dumps(TINY if tiny else FULL))  # a deep copy
+
+
+def grid_configs(grid: dict) -> list[dict]:
+    """Every combination of the grid, in a fixed order."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def config_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def run_key(params: dict, seed: int) -> str:
+    return f"{config_key(params)}|{seed}"
+
+
+def jobs(settings: dict) -> list[tuple[dict, int]]:
+    """(params, seed) runs in a shuffled but fixed order, seeds of a configuration adjacent:
+    a table cut short by the budget is a random subset of whole configurations."""
+    configs = grid_configs(settings["grid"])
+    random.Random(0).shuffle(configs)
+    return [(params, seed) for params in configs for seed in settings["seeds"]]
+
+
+# ---- the data set -----------------------------------------------------------------------------
+def data_folder(work_dir: Path, settings: dict) -> Path:
+    from bench.data_folder import write_crack_folder
+
+    spec = settings["folder"]
+    folder = work_dir / f"data_{spec['images']}x{spec['size']}"
+    done = folder / "complete"
+    if not done.exists():
+        write_crack_folder(folder, spec["images"], spec["size"])
+        done.write_text("")
+    return folder
+
+
+def base_train(settings: dict, folder: Path, cache_dir: Path) -> dict:
+    return {**settings["train"], "data_dir": str(folder), "cache_dir": str(cache_dir),
+            "epochs": settings["max_epochs"]}
+
+
+# ---- one run (in a worker process) -------------------------------------------------------------
+_DATA = None
+
+
+def _load_worker_data(base: dict) -> None:
+    global _DATA
+    from training.config import TrainConfig
+
+    _DATA = TrainConfig.from_dict(base, "lc_table").load_data()
+
+
+def train_run(base: dict, params: dict, seed: int) -> dict:
+    """Train one configuration with one seed; its curve as lists over epochs 1..max_epochs."""
+    from training.config import TrainConfig
+    from training.loop import train
+
+    with tempfile.TemporaryDirectory(prefix="lc-") as out_dir:
+        config = TrainConfig.from_dict({**base, **params, "seed": seed, "out_dir": out_dir},
+                                       "lc_table run")
+        began = time.perf_counter()
+        result = train(config, _DATA)
+        total = time.perf_counter() - began
+    history = result.history
+    return {"params": params, "seed": seed, "total_s": round(total, 3),
+            "val_dice": [round(m["val_dice"], 6) for m in history],
+            "val_loss": [round(m["val_loss"], 6) for m in history],
+            "train_loss": [round(m["train_loss"], 6) for m in history],
+            "epoch_s": [round(m["epoch_seconds"], 4) for m in history]}
+
+
+def _worker_run(job: tuple[dict, int]) -> dict:
+    base, params, seed = job
+    return train_run(base, params, seed)
+
+
+# ---- the resumable generator -------------------------------------------------------------------
+def read_progress(path: Path, header: dict) -> dict[str, dict]:
+    """Finished runs by run key. A progress file of other settings is refused, never mixed."""
+    if not path.exists():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not lines or lines[0].get("header") != header:
+        from bench.child import BenchError
+
+        raise BenchError(f"{path} was written with other generator settings; delete it (or "
+                         f"pass --fresh) to start over")
+    return {run_key(r["params"], r["seed"]): r for r in lines[1:] if "params" in r}
+
+
+def append_line(path: Path, row: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def generate(settings: dict, work_dir: Path, table_path: Path, processes: int = 2,
+             budget_s: float = 0.0, fresh: bool = False) -> dict:
+    """Train every run not in the progress file yet (``processes`` at a time), appending each as
+    it ends; stop starting new ones after ``budget_s`` (0: no limit). Writes the table file from
+    every finished run and returns its summary."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    progress = work_dir / "progress.jsonl"
+    if fresh:
+        progress.unlink(missing_ok=True)
+    header = {"format": FORMAT, "settings": settings}
+    done = read_progress(progress, header)
+    if not progress.exists():
+        append_line(progress, {"header": header})
+    todo = [(p, s) for p, s in jobs(settings) if run_key(p, s) not in done]
+    log.info("lc_table: %d runs finished earlier, %d to go", len(done), len(todo))
+    folder = data_folder(work_dir, settings)
+    base = base_train(settings, folder, work_dir / "cache")
+    _load_worker_data(base)  # builds the decoded cache once, before the workers fork
+    began = time.perf_counter()
+    ran = run_pool(base, todo, processes, budget_s, began,
+                   lambda row: (append_line(progress, row), done.__setitem__(
+                       run_key(row["params"], row["seed"]), row)))
+    summary = write_table(table_path, settings, list(done.values()), processes,
+                          time.perf_counter() - began)
+    log.info("lc_table: %d runs this time in %.0f s; %s holds %d of %d runs", ran,
+             time.perf_counter() - began, table_path, len(done), len(jobs(settings)))
+    return summary
+
+
+def run_pool(base: dict, todo: list, processes: int, budget_s: float, began: float,
+             on_done) -> int:
+    """At most ``processes`` runs in flight; a new one starts only inside the budget."""
+    if not todo:
+        return 0
+    context = multiprocessing.get_context("fork")  # workers inherit the mapped data set
+    ran = 0
+    with context.Pool(processes, maxtasksperchild=None) as pool:
+        pending, queue = [], list(todo)
+        while queue or pending:
+            while queue and len(pending) < processes and not over(budget_s, began):
+                params, seed = queue.pop(0)
+                pending.append(pool.apply_async(_worker_run, ((base, params, seed),)))
+            if over(budget_s, began):
+                queue = []
+            for result in [r for r in pending if r.ready()]:
+                pending.remove(result)
+                on_done(result.get())
+                ran += 1
+            time.sleep(0.05)
+    return ran
+
+
+def over(budget_s: float, began: float) -> bool:
+    return budget_s > 0 and time.perf_counter() - began > budget_s
+
+
+# ---- the table file ----------------------------------------------------------------------------
+def code_version() -> str:
+    """The commit the table was made with (+dirty when the worktree had changes)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def write_table(path: Path, settings: dict, rows: list[dict], processes: int,
+                seconds: float) -> dict:
+    """Configurations in grid order, each with its runs sorted by seed."""
+    from bench.machine import machine_info
+
+    by_config: dict[str, list] = {}
+    for row in rows:
+        by_config.setdefault(config_key(row["params"]), []).append(row)
+    configs = []
+    for params in grid_configs(settings["grid"]):
+        runs = sorted(by_config.get(config_key(params), []), key=lambda r: r["seed"])
+        if runs:
+            configs.append({"params": params,
+                            "runs": [{k: v for k, v in r.items() if k != "params"}
+                                     for r in runs]})
+    table = {"format": FORMAT, "settings": settings, "code_version": code_version(),
+             "machine": machine_info(), "processes": processes,
+             "complete": len(rows) == len(jobs(settings)),
+             "runs": len(rows), "last_session_s": round(seconds, 1), "configs": configs}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(".tmp")
+    with gzip.open(scratch, "wt") as handle:
+        json.dump(table, handle, separators=(",", ":"))
+    scratch.replace(path)
+    return {"path": str(path), "runs": len(rows), "configs": len(configs),
+            "complete": table["complete"]}
+
+
+def load_table(path: Path = TABLE_FILE) -> dict:
+    with gzip.open(path, "rt") as handle:
+        return json.load(handle)
+
+
+# ---- command line ------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.lc_table", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="a tiny table in under a minute")
+    parser.add_argument("--budget-s", type=float, default=0.0,
+                        help="start no run after this many seconds (0: no limit)")
+    parser.add_argument("--processes", type=int, default=2, help="runs at once (default 2)")
+    parser.add_argument("--out", type=Path, help="table file (default: bench/lc_table.json.gz, "
+                                                 "or bench/out/tiny/lc_table.json.gz)")
+    parser.add_argument("--work-dir", type=Path, help="progress file, data folder and cache "
+                                                      "(default: bench/out/lc_table[_tiny])")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier progress")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("training.loop", "data_pipeline"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    out = args.out or (TINY_TABLE_FILE if args.tiny else TABLE_FILE)
+    work = args.work_dir or REPO_ROOT / "bench" / "out" / ("lc_table_tiny" if args.tiny
+                                                           else "lc_table")
+    summary = generate(settings_for(args.tiny), work, out, args.processes, args.budget_s,
+                       args.fresh)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
