@@ -169,6 +169,8 @@ def trial_gpu_ids() -> str:
     them, so a fractional trial knows which card it shares."""
     import ray
 
+    if not ray.is_initialized():  # outside a Ray worker: get_gpu_ids() would start a Ray
+        return ""
     return ",".join(str(i) for i in ray.get_gpu_ids())
 
 
