@@ -25,8 +25,8 @@ from bench.memory_probe import PeakSampler, check_supported, sample_until_exit, 
 from bench.registry import Context, Outcome
 from bench.sweep_sides import experiment_values, run_plain, run_sweep, trial_config_file
 
-# One configuration: every trial trains the same (num_workers 0 is the default and speed only).
-FIXED_SPACE = {"num_workers": {"choice": [0]}}
+# One configuration: every trial trains the same (lr 1e-3 is TrainConfig's default).
+FIXED_SPACE = {"lr": {"choice": [1e-3]}}
 SWEEP_TIMEOUT = 1800
 
 

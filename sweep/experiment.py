@@ -37,6 +37,7 @@ SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
 # reproducible: the same experiment gives the same trials, pruning and winner whatever the
 # machine's load (README, "Reproducible sweeps"); async: Ray's ASHA, Optuna told at once.
 SEARCH_MODES = ("reproducible", "async")
+SPEED_KNOBS = ("num_workers", "pin_memory")  # change speed, never results (sweep/speed.py)
 SAMPLERS = ("tpe", "random", "gp")  # Optuna's TPESampler, RandomSampler, GPSampler
 # The sweep sets these for every trial; an experiment may neither fix nor search them.
 SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch budget)",
@@ -182,6 +183,11 @@ class Experiment:
             require(1 <= value <= 1000, source, f"confirm.{key}", value, "between 1 and 1000")
         check_device(self.train.device, resources.gpus, "train.device", source)
         require(bool(self.space), source, "space", self.space, "at least one searched setting")
+        # The speed probe fixes these for every trial and takes them out of the space: TPE
+        # would be left with nothing to search.
+        require(bool(set(self.space) - set(SPEED_KNOBS)), source, "space", list(self.space),
+                "at least one searched setting besides num_workers and pin_memory (they change "
+                "speed only: the speed probe fixes them)")
         WandbSettings.from_dict(self.wandb, source)  # the mirror's section, checked as strictly
         for key, spec in self.space.items():
             check_space_entry(self.train, key, spec, source, gpus=resources.gpus)

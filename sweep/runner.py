@@ -233,8 +233,12 @@ def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float
                if statuses.get(r.trial_id, {}).get("status") in SCORED]
     summary = RunSummary(experiment.name, run_dir, wall_s, tally(statuses),
                          dashboard_url=dashboard_url, seeds=experiment.seeds())
+    # A tie goes to the earlier trial (its number; folder names are random): the same sweep
+    # picks the same best.pth every time.
     best = max(((r, r.best_row()) for r in records if r.best_row()),
-               key=lambda pair: pair[1][METRIC], default=None)
+               key=lambda pair: (pair[1][METRIC],
+                                 -statuses.get(pair[0].trial_id, {}).get("number", 0)),
+               default=None)
     if best:
         record, row = best
         source = record.path / row["checkpoint_dir_name"] / CHECKPOINT_FILE

@@ -17,11 +17,10 @@ import logging
 import math
 import time
 
-from sweep.experiment import Experiment
+from sweep.experiment import SPEED_KNOBS, Experiment
 
 log = logging.getLogger(__name__)
 
-SPEED_KNOBS = ("num_workers", "pin_memory")
 NOISE = 0.05  # a candidate this close to a cheaper one is not faster: the cheaper one wins
 MIN_WORKER_CPUS = 0.05  # a worker reserves at least this much (Ray's unit is 0.0001)
 

@@ -194,3 +194,14 @@ def test_samplers_are_built_as_named_and_the_default_is_optuna_5s_tpe():
     assert isinstance(make_sampler(search), optuna.samplers.RandomSampler)
     search.sampler = "gp"
     assert isinstance(make_sampler(search), optuna.samplers.GPSampler)
+
+
+def test_a_space_of_speed_knobs_alone_is_refused(tmp_path):
+    """num_workers and pin_memory are fixed by the speed probe and leave the space: a space of
+    them alone would leave TPE nothing to search."""
+    values = yaml.safe_load(SMOKE.read_text())
+    values["space"] = {"num_workers": {"choice": [0, 1]}}
+    path = tmp_path / "knobs.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match="besides num_workers and pin_memory"):
+        load_experiment(path)

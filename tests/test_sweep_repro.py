@@ -22,6 +22,7 @@ TINY = ["--train.width=4", "--train.synthetic_images=40", "--train.synthetic_siz
         "--search.startup_trials=1", "--scheduler.max_epochs=2", "--scheduler.grace_period=1",
         "--scheduler.reduction_factor=2", "--resources.cpus=0.5", "--wandb.enabled=false"]
 METRICS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr")  # no timing keys
+CLOCK_KEYS = ("placed_at", "first_step_at", "startup_s", "compute_s", "ended_at")
 # Seconds of sleep per epoch for trials 0, 1, 2 (later trials: none). In the first run trial 0
 # reports first and finishes first; in the second trial 2 does. An epoch takes ~0.5 s, but a
 # trial's start varies by seconds on a loaded machine: the delay must dwarf both.
@@ -45,7 +46,8 @@ def outcome(summary) -> dict:
     for trial_id, entry in status.items():
         rows = [{k: v for k, v in row.items() if k in METRICS or k.startswith("val_dice_")}
                 for row in records[trial_id].rows]  # val_dice_std, val_dice_seed<S>
-        trials[entry["number"]] = {**entry, "metrics": rows}
+        timeless = {k: v for k, v in entry.items() if k not in CLOCK_KEYS}  # when, not what
+        trials[entry["number"]] = {**timeless, "metrics": rows}
     study = optuna.load_study(study_name="smoke", storage=journal_storage(run_dir))
     told = [(t.number, t.state.name, t.value, t.params, t.intermediate_values,
              t.user_attrs.get("status"), t.user_attrs.get("reason")) for t in study.trials]
