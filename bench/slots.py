@@ -91,7 +91,8 @@ def replay(run_dir: Path, statuses: dict) -> tuple[dict, list[dict]]:
 def raw_side(ctx: Context, run_dir: Path, statuses: dict, concurrency: int) -> dict:
     experiment, trials = replay(run_dir, statuses)
     kwargs = {"experiment": experiment, "trials": trials, "concurrency": concurrency,
-              "storage": str(ctx.work_dir / "raw"), "num_cpus": os.cpu_count()}
+              "storage": str((ctx.work_dir / "raw").resolve()),  # Ray needs an absolute path
+              "num_cpus": os.cpu_count()}
     if ctx.tiny:
         return run_raw(**kwargs)
     return run_in_child("bench.slots:run_raw", kwargs, ctx.work_dir, "raw", RAW_TIMEOUT)
