@@ -18,10 +18,11 @@ from sweep.experiment import Experiment, load_experiment
 from sweep.rundir import (
     BEST_CHECKPOINT,
     BEST_CONFIG,
-    CHECKPOINT_FILE,
+    CONFIRM_DIR,
     EXPERIMENT_FILE,
     FAILED,
     FINISHED,
+    INFEASIBLE_DIR,
     METRIC,
     RETRAIN_DIR,
     RUNNING,
@@ -29,7 +30,7 @@ from sweep.rundir import (
     STATUS_FILE,
     STUDY_FILE,
     TUNE_DIR,
-    atomic_write,
+    TrialStorage,
     read_statuses,
     read_trials,
     tally,
@@ -61,10 +62,12 @@ class RunSummary:
         return sum(self.counts.values())
 
 
-def sweep_callbacks(experiment: Experiment, run_dir: Path, data=None) -> list:
+def sweep_callbacks(experiment: Experiment, run_dir: Path, storage: TrialStorage | None = None,
+                    data=None) -> list:
     """Every Tune callback of a sweep, built in one place (the W&B mirror joins here)."""
     search = experiment.search
-    status_log = TrialStatusLog(run_dir, experiment.scheduler.max_epochs, search.trials,
+    storage = storage or TrialStorage(run_dir, experiment.storage, experiment.name)
+    status_log = TrialStatusLog(run_dir, storage, experiment.scheduler.max_epochs, search.trials,
                                 budget=search.time_budget_s > 0)
     mirror = mirror_callback(experiment, run_dir, data, status_log)  # None: W&B turned off
     return [status_log] + ([mirror] if mirror else [])
@@ -77,11 +80,12 @@ def load_data_for(experiment: Experiment):
 def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
                    fresh: bool = False) -> RunSummary:
     run_dir = Path(runs_dir) / experiment.name
-    if (run_dir / TUNE_DIR).exists():
+    storage = open_storage(run_dir, experiment)
+    if storage.exists(TUNE_DIR):
         if not fresh:
             raise ConfigError(f"{run_dir} already holds a sweep: `python -m sweep resume "
                               f"{run_dir}` continues it, --fresh starts over (deletes it)")
-        shutil.rmtree(run_dir)
+        clear_run(run_dir, storage)
     start = time.perf_counter()
     connection = start_ray(experiment)  # first: a missing GPU fails before anything is written
     try:
@@ -89,31 +93,74 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
         write_text(run_dir / EXPERIMENT_FILE, yaml.safe_dump(experiment.to_dict(),
                                                              sort_keys=False))
         data = load_data_for(experiment)
-        tuner = build_tuner(experiment, run_dir, data,
-                            sweep_callbacks(experiment, run_dir, data))
-        known = trial_ids(tuner.fit())
+        tuner = build_tuner(experiment, run_dir, storage, data,
+                            sweep_callbacks(experiment, run_dir, storage, data))
+        known = trial_ids(fit(tuner, run_dir, storage))
     finally:
         stop_ray(connection)
-    return finish(experiment, run_dir, known, time.perf_counter() - start,
+    return finish(experiment, run_dir, storage, known, time.perf_counter() - start,
                   connection.dashboard_url)
 
 
 def resume_experiment(run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
-    if not (run_dir / TUNE_DIR).is_dir():
-        raise ConfigError(f"{run_dir}: no sweep to resume here (no {TUNE_DIR}/ folder)")
+    if not (run_dir / EXPERIMENT_FILE).exists():
+        raise ConfigError(f"{run_dir}: no sweep to resume here (no {EXPERIMENT_FILE})")
     experiment = load_experiment(run_dir / EXPERIMENT_FILE)
+    storage = open_storage(run_dir, experiment)
+    if not storage.is_dir(TUNE_DIR):
+        raise ConfigError(f"{run_dir}: no sweep to resume (nothing at {storage.where(TUNE_DIR)})")
     finished = frozenset(trial_id for trial_id, entry in read_statuses(run_dir).items()
                          if entry["status"] in FINISHED)
     start = time.perf_counter()
     connection = start_ray(experiment)
     try:
         data = load_data_for(experiment)
-        known = trial_ids(restore_tuner(experiment, run_dir, data, finished).fit())
+        known = trial_ids(fit(restore_tuner(experiment, storage, data, finished), run_dir,
+                              storage))
     finally:
         stop_ray(connection)
-    return finish(experiment, run_dir, known, time.perf_counter() - start,
+    return finish(experiment, run_dir, storage, known, time.perf_counter() - start,
                   connection.dashboard_url)
+
+
+def open_storage(run_dir: Path, experiment: Experiment) -> TrialStorage:
+    """The experiment's trial storage; a URI pyarrow cannot open is the user's to fix."""
+    try:
+        return TrialStorage(run_dir, experiment.storage, experiment.name)
+    except (OSError, ValueError) as error:  # pyarrow: unknown scheme, no such bucket, ...
+        raise ConfigError(f"storage = {experiment.storage!r}: cannot open it "
+                          f"({' '.join(str(error).split())[:200]})") from None
+
+
+def clear_run(run_dir: Path, storage: TrialStorage) -> None:
+    """--fresh: the driver's files and the trial folders in the storage."""
+    for folder in (TUNE_DIR, CONFIRM_DIR, INFEASIBLE_DIR):
+        storage.delete(folder)
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def fit(tuner, run_dir: Path, storage: TrialStorage):
+    """Tuner.fit; when the trial storage cannot be reached the sweep stops with one line that
+    says what to resume (Ray has retried its own uploads by then)."""
+    try:
+        return tuner.fit()
+    except Exception as error:
+        if storage.is_local or not is_storage_error(error):
+            raise
+        raise StorageUnreachable(
+            f"trial storage {storage.where()} unreachable ({type(error).__name__}); when it is "
+            f"back: python -m sweep resume {run_dir}") from error
+
+
+class StorageUnreachable(ConfigError):
+    """The sweep stopped because its trial storage could not be reached (one line, exit 2)."""
+
+
+def is_storage_error(error: BaseException) -> bool:
+    text = f"{type(error).__name__}: {error}".lower()
+    return any(word in text for word in ("aws error", "s3", "curl", "connection", "network",
+                                         "unreachable", "timed out"))
 
 
 def trial_ids(results) -> set[str]:
@@ -162,12 +209,12 @@ def max_num_workers(experiment: Experiment) -> int:
 
 # ---- the end of a sweep ---------------------------------------------------------------------
 
-def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float,
-           dashboard_url: str | None) -> RunSummary:
+def finish(experiment: Experiment, run_dir: Path, storage: TrialStorage, known: set[str],
+           wall_s: float, dashboard_url: str | None) -> RunSummary:
     statuses = forget_lost_trials(run_dir, known)
     if not tally(statuses)[RUNNING]:
         fail_orphaned_study_trials(experiment, run_dir)
-    records = [r for r in read_trials(run_dir / TUNE_DIR)
+    records = [r for r in read_trials(storage)
                if statuses.get(r.trial_id, {}).get("status") in SCORED]
     summary = RunSummary(experiment.name, run_dir, wall_s, tally(statuses),
                          dashboard_url=dashboard_url)
@@ -175,8 +222,7 @@ def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float
                key=lambda pair: pair[1][METRIC], default=None)
     if best:
         record, row = best
-        source = record.path / row["checkpoint_dir_name"] / CHECKPOINT_FILE
-        atomic_write(run_dir / BEST_CHECKPOINT, lambda target: shutil.copyfile(source, target))
+        storage.download(record.checkpoint_parts(row), run_dir / BEST_CHECKPOINT)
         config = experiment.trial_config(record.params, out_dir=str(run_dir / RETRAIN_DIR))
         best_config = {k: v for k, v in config.to_dict().items() if k != "load"}
         write_text(run_dir / BEST_CONFIG, yaml.safe_dump(best_config, sort_keys=False))

@@ -26,6 +26,7 @@ from sweep.rundir import (
     PRUNED,
     STUDY_FILE,
     TUNE_DIR,
+    TrialStorage,
     infeasible_reason,
     verdict,
 )
@@ -44,8 +45,9 @@ def journal_storage(run_dir: Path):
 class SweepSearch(OptunaSearch):
     """OptunaSearch whose tells say what happened to the trial (see the module docstring)."""
 
-    def __init__(self, *, max_epochs: int, run_dir: str, budget: bool, **kwargs):
-        self._max_epochs, self._run_dir, self._budget = max_epochs, run_dir, budget
+    def __init__(self, *, max_epochs: int, trial_storage: TrialStorage, budget: bool,
+                 **kwargs):
+        self._max_epochs, self._storage, self._budget = max_epochs, trial_storage, budget
         super().__init__(**kwargs)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -58,7 +60,7 @@ class SweepSearch(OptunaSearch):
             return
         self._completed_trials.add(trial_id)
         status, reason = verdict(result, errored=error, max_epochs=self._max_epochs,
-                                 infeasible=infeasible_reason(self._run_dir, trial_id),
+                                 infeasible=infeasible_reason(self._storage, trial_id),
                                  budget=self._budget)
         trial = self._ot_trials[trial_id]
         try:
@@ -93,7 +95,7 @@ class SweepSearch(OptunaSearch):
         return self._ot_study.get_trials(deepcopy=False)[trial.number]
 
 
-def make_searcher(experiment: Experiment, run_dir: Path):
+def make_searcher(experiment: Experiment, run_dir: Path, storage: TrialStorage):
     import optuna
 
     search = experiment.search
@@ -101,7 +103,7 @@ def make_searcher(experiment: Experiment, run_dir: Path):
     searcher = SweepSearch(
         space=experiment.distributions(), metric=METRIC, mode=MODE, sampler=sampler,
         study_name=experiment.name, storage=journal_storage(run_dir),
-        max_epochs=experiment.scheduler.max_epochs, run_dir=str(Path(run_dir).resolve()),
+        max_epochs=experiment.scheduler.max_epochs, trial_storage=storage,
         budget=search.time_budget_s > 0)
     return ConcurrencyLimiter(searcher, max_concurrent=search.concurrency)
 
@@ -127,12 +129,12 @@ def trial_resources(experiment: Experiment, candidates: list[dict] | None = None
     return resources
 
 
-def make_trainable(experiment: Experiment, run_dir: Path, data: SegmentationData,
+def make_trainable(experiment: Experiment, storage: TrialStorage, data: SegmentationData,
                    candidates: list[dict] | None = None, finished: frozenset = frozenset()):
     # with_parameters puts the data in the object store once; every trial reads that copy.
     # The tests' fault injection is read here, on the driver: see sweep/faults.py.
     trainable = tune.with_parameters(train_trial, data=data, experiment=experiment,
-                                     run_dir=str(Path(run_dir).resolve()),
+                                     storage=storage,
                                      candidates=candidates, finished=finished,
                                      faults=faults_from_env())
     return tune.with_resources(trainable, trial_resources(experiment, candidates))
@@ -152,37 +154,55 @@ def quiet_tune() -> None:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 
 
-def run_config(experiment: Experiment, run_dir: Path, name: str, callbacks: list,
+# How often the driver uploads Ray's experiment state (what `resume` restores) to a URI storage.
+STATE_UPLOAD_PERIOD_S = 5
+
+
+def run_config(storage: TrialStorage, name: str, callbacks: list,
                max_failures: int) -> tune.RunConfig:
     return tune.RunConfig(
-        name=name, storage_path=str(Path(run_dir).resolve()), callbacks=callbacks,
+        name=name, **storage.ray_storage(), callbacks=callbacks,
         verbose=0,  # progress comes from TrialStatusLog, one line per trial event
         failure_config=tune.FailureConfig(max_failures=max_failures),
-        # Ray keeps the best epoch (for best.pth) and always the latest (to resume from).
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
-                                                checkpoint_score_order=MODE))
+        checkpoint_config=checkpoint_config(storage),
+        sync_config=tune.SyncConfig(sync_period=STATE_UPLOAD_PERIOD_S))
 
 
-def build_tuner(experiment: Experiment, run_dir: Path, data: SegmentationData,
-                callbacks: list) -> tune.Tuner:
+def checkpoint_config(storage: TrialStorage) -> tune.CheckpointConfig:
+    """Ray keeps the best epoch (for best.pth) and always the latest (to resume from).
+
+    On a local or shared filesystem Ray writes its experiment state (what a resume restores)
+    at once, at every checkpoint, so it may delete the older checkpoints as it goes. To a URI
+    it uploads that state in the background: a driver killed meanwhile leaves a state in the
+    bucket that names a checkpoint Ray has already deleted, and the trial could not resume.
+    There a running trial keeps every checkpoint; TrialStatusLog prunes them to the best and
+    the latest when the trial ends (rundir.prune_checkpoints)."""
+    return tune.CheckpointConfig(num_to_keep=1 if storage.is_local else None,
+                                 checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE)
+
+
+def build_tuner(experiment: Experiment, run_dir: Path, storage: TrialStorage,
+                data: SegmentationData, callbacks: list) -> tune.Tuner:
     quiet_tune()
     search = experiment.search
     tune_config = tune.TuneConfig(
-        search_alg=make_searcher(experiment, run_dir), scheduler=make_scheduler(experiment),
+        search_alg=make_searcher(experiment, run_dir, storage),
+        scheduler=make_scheduler(experiment),
         num_samples=search.trials,  # concurrency: the searcher's ConcurrencyLimiter
         time_budget_s=search.time_budget_s or None, reuse_actors=True,
         trial_dirname_creator=trial_dirname)
-    return tune.Tuner(make_trainable(experiment, run_dir, data), tune_config=tune_config,
-                      run_config=run_config(experiment, run_dir, TUNE_DIR, callbacks,
-                                            search.max_failures))
+    return tune.Tuner(make_trainable(experiment, storage, data), tune_config=tune_config,
+                      run_config=run_config(storage, TUNE_DIR, callbacks, search.max_failures))
 
 
-def restore_tuner(experiment: Experiment, run_dir: Path, data: SegmentationData,
+def restore_tuner(experiment: Experiment, storage: TrialStorage, data: SegmentationData,
                   finished: frozenset) -> tune.Tuner:
-    """The interrupted sweep with its searcher state. Errored trials stay failed (Optuna was
-    told so); trials recorded as finished return at once if Ray's snapshot predates them."""
+    """The interrupted sweep with its searcher state, read back from the trial storage. Errored
+    trials stay failed (Optuna was told so); trials recorded as finished return at once if
+    Ray's snapshot predates them."""
     quiet_tune()
-    return tune.Tuner.restore(str(Path(run_dir).resolve() / TUNE_DIR),
-                              trainable=make_trainable(experiment, run_dir, data,
+    return tune.Tuner.restore(storage.path(TUNE_DIR),
+                              storage_filesystem=storage.ray_storage()["storage_filesystem"],
+                              trainable=make_trainable(experiment, storage, data,
                                                        finished=finished),
                               resume_unfinished=True, resume_errored=False)

@@ -14,9 +14,11 @@ from sweep.rundir import (
     METRIC,
     RUNNING,
     STATUSES,
+    TrialStorage,
     best_so_far,
     error_line,
     infeasible_reason,
+    prune_checkpoints,
     read_statuses,
     tally,
     verdict,
@@ -26,9 +28,11 @@ from sweep.rundir import (
 log = logging.getLogger(__name__)
 
 class TrialStatusLog(tune.Callback):
-    def __init__(self, run_dir: Path, max_epochs: int, total: int, budget: bool = False):
+    def __init__(self, run_dir: Path, storage: TrialStorage, max_epochs: int, total: int,
+                 budget: bool = False):
         self.run_dir, self.max_epochs, self.total, self.budget = (
             Path(run_dir).resolve(), max_epochs, total, budget)
+        self.storage = storage  # where trials record that they ran out of memory
         self.statuses: dict = {}
         self.settled: set[str] = set()
         self.best: tuple[float, str] = (-math.inf, "")
@@ -55,14 +59,15 @@ class TrialStatusLog(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         status, reason = verdict(trial.last_result, errored=False, max_epochs=self.max_epochs,
-                                 infeasible=infeasible_reason(self.run_dir, trial.trial_id),
+                                 infeasible=infeasible_reason(self.storage, trial.trial_id),
                                  budget=self.budget)
         self.update(trial, status, reason, trial.last_result)
+        prune_checkpoints(self.storage, trial.trial_id)
         self.progress()
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         status, reason = verdict(trial.last_result, errored=True, max_epochs=self.max_epochs,
-                                 infeasible=infeasible_reason(self.run_dir, trial.trial_id),
+                                 infeasible=infeasible_reason(self.storage, trial.trial_id),
                                  error_text=error_line(trial))
         self.update(trial, status, reason, trial.last_result)
         self.progress()
