@@ -47,7 +47,7 @@ class SweepSearch(OptunaSearch):
 
     def __init__(self, *, max_epochs: int, trial_storage: TrialStorage, budget: bool,
                  **kwargs):
-        self._max_epochs, self._storage, self._budget = max_epochs, trial_storage, budget
+        self._max_epochs, self._trial_storage, self._budget = max_epochs, trial_storage, budget
         super().__init__(**kwargs)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -60,7 +60,7 @@ class SweepSearch(OptunaSearch):
             return
         self._completed_trials.add(trial_id)
         status, reason = verdict(result, errored=error, max_epochs=self._max_epochs,
-                                 infeasible=infeasible_reason(self._storage, trial_id),
+                                 infeasible=infeasible_reason(self._trial_storage, trial_id),
                                  budget=self._budget)
         trial = self._ot_trials[trial_id]
         try:

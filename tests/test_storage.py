@@ -102,6 +102,40 @@ def test_a_storage_uri_with_credentials_is_refused(tmp_path):
                         ["--storage=s3://bucket/p?secret_key=abc"])
 
 
+def test_a_sweep_with_s3_storage_keeps_only_the_drivers_files_locally(ray_session, tmp_path,
+                                                                      monkeypatch):
+    """The fast end-to-end check (the suite's shared Ray): the endpoint rides in the URI, and
+    Ray Tune hands the driver's AWS credentials to its trials itself."""
+    from sweep.experiment import load_experiment
+    from sweep.runner import run_experiment
+
+    server = S3Server().start()  # its own secret: this Ray session was not started to hide it
+    try:
+        server.make_bucket()
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            monkeypatch.setenv(key, server.env()[key])
+        uri = f"s3://{BUCKET}/fast?endpoint_override=127.0.0.1:{server.port}&scheme=http"
+        experiment = load_experiment(REPO / "experiments" / "smoke.yaml", [
+            f"--storage={uri}", "--name=s3fast", "--search.trials=2",
+            "--scheduler.max_epochs=2"])
+        summary = run_experiment(experiment, tmp_path)
+        run_dir = summary.run_dir
+        assert summary.counts["complete"] + summary.counts["pruned"] == 2
+        assert not (run_dir / "tune").exists() and (run_dir / "best.pth").exists()
+        statuses = read_status(run_dir)
+        keys = server.keys(prefix="fast/s3fast/tune/")
+        for trial_id in statuses:
+            assert f"fast/s3fast/tune/{trial_id}/result.json" in keys
+        records = read_trials(storage_of(run_dir))
+        assert {r.trial_id for r in records} == set(statuses)
+        assert all(len(r.checkpoints) <= 2 for r in records)  # pruned when each trial ended
+        assert summary.best_val_dice == max(r.best_value() for r in records)
+        assert "nodes" in (run_dir / "trials.csv").read_text().splitlines()[0]
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow  # two Ray starts, a killed sweep and a resume: minutes on 2 shared cores
 def test_s3_sweep_survives_a_driver_sigkill_and_resumes_from_the_bucket(s3, s3_env, tmp_path,
                                                                         hermetic_root):
     run_dir = tmp_path / "smoke"
