@@ -222,6 +222,11 @@ class TrialStorage:
 
         atomic_write(target, copy)
 
+    def upload(self, source: Path, *parts: str) -> None:
+        """Copy a local file into the storage (a no-op where the storage is local)."""
+        if not self.is_local:
+            self.write_bytes(Path(source).read_bytes(), *parts)
+
     def delete(self, *parts: str) -> None:
         if self.is_dir(*parts):
             self.fs.delete_dir(self.path(*parts))

@@ -24,6 +24,7 @@ from sweep.rundir import (
     FINISHED,
     INFEASIBLE_DIR,
     METRIC,
+    RESULT_FILE,
     RETRAIN_DIR,
     RUNNING,
     SCORED,
@@ -113,6 +114,7 @@ def resume_experiment(run_dir: str | Path) -> RunSummary:
     finished = frozenset(trial_id for trial_id, entry in read_statuses(run_dir).items()
                          if entry["status"] in FINISHED)
     start = time.perf_counter()
+    kept = results_of(storage, finished)
     connection = start_ray(experiment)
     try:
         data = load_data_for(experiment)
@@ -120,8 +122,26 @@ def resume_experiment(run_dir: str | Path) -> RunSummary:
                               storage))
     finally:
         stop_ray(connection)
+        put_back(storage, kept)
     return finish(experiment, run_dir, storage, known, time.perf_counter() - start,
                   connection.dashboard_url)
+
+
+def results_of(storage: TrialStorage, trial_ids: frozenset) -> dict[str, bytes]:
+    """The result.json of finished trials, read before a resume (URI storage only)."""
+    if storage.is_local:
+        return {}
+    return {t: storage.read_bytes(TUNE_DIR, t, RESULT_FILE) for t in trial_ids
+            if storage.exists(TUNE_DIR, t, RESULT_FILE)}
+
+
+def put_back(storage: TrialStorage, results: dict[str, bytes]) -> None:
+    """A resumed Ray starts a finished trial's result.json afresh in its local staging folder
+    and uploads that (empty) file over the stored one; a finished trial never adds a row, so
+    what it held before the resume is put back."""
+    for trial_id, data in results.items():
+        if len(storage.read_bytes(TUNE_DIR, trial_id, RESULT_FILE)) < len(data):
+            storage.write_bytes(data, TUNE_DIR, trial_id, RESULT_FILE)
 
 
 def open_storage(run_dir: Path, experiment: Experiment) -> TrialStorage:

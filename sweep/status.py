@@ -12,8 +12,11 @@ from ray import tune
 from sweep.rundir import (
     FINISHED,
     METRIC,
+    PARAMS_FILE,
+    RESULT_FILE,
     RUNNING,
     STATUSES,
+    TUNE_DIR,
     TrialStorage,
     best_so_far,
     error_line,
@@ -61,6 +64,7 @@ class TrialStatusLog(tune.Callback):
         status, reason = verdict(trial.last_result, errored=False, max_epochs=self.max_epochs,
                                  infeasible=infeasible_reason(self.storage, trial.trial_id),
                                  budget=self.budget)
+        self.save_results_now(trial)  # first: a trial recorded as ended has its rows stored
         self.update(trial, status, reason, trial.last_result)
         prune_checkpoints(self.storage, trial.trial_id)
         self.progress()
@@ -69,8 +73,23 @@ class TrialStatusLog(tune.Callback):
         status, reason = verdict(trial.last_result, errored=True, max_epochs=self.max_epochs,
                                  infeasible=infeasible_reason(self.storage, trial.trial_id),
                                  error_text=error_line(trial))
+        self.save_results_now(trial)
         self.update(trial, status, reason, trial.last_result)
         self.progress()
+
+    def save_results_now(self, trial) -> None:
+        """To a URI storage Ray uploads its driver-side files (result.json, params.json) in the
+        background: a driver killed just after a trial ended would lose that trial's last rows,
+        and a resume never reruns it. So they are uploaded as the trial ends."""
+        if self.storage.is_local or not trial.local_path:
+            return
+        for name in (PARAMS_FILE, RESULT_FILE):
+            local = Path(trial.local_path) / name
+            try:
+                if local.exists():
+                    self.storage.upload(local, TUNE_DIR, trial.trial_id, name)
+            except OSError as error:  # storage unreachable: Ray's own upload retries later
+                log.warning("trial %s: %s not uploaded yet (%s)", trial.trial_id, name, error)
 
     def update(self, trial, status: str, reason: str, result: dict | None = None) -> None:
         if trial.trial_id in self.settled:
