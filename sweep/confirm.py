@@ -96,7 +96,7 @@ def confirm_locked(run_dir: Path, top_k: int | None, seeds: int | None) -> dict:
                                         reuse_actors=True),
             run_config=run_config(storage, CONFIRM_DIR, [StopWhenDiskFull(run_dir)],
                                   experiment.search.max_failures))
-        fit(tuner, run_dir)
+        fit(tuner, run_dir, storage)
     finally:
         stop_ray(connection)
     result = collect(storage, candidates, seed_list, experiment.scheduler.max_epochs)

@@ -3,9 +3,9 @@
 Each epoch becomes ``tune.report(metrics, checkpoint=...)``; a restarted trial resumes from
 ``tune.get_checkpoint()``. The data set arrives once per sweep through the object store
 (``tune.with_parameters``) as a reference to its decoded disk cache, which the trial maps. A
-trial that runs out of memory is recorded as infeasible (a small file under the run directory
-that the driver reads) instead of being retried: the same config would only run out of memory
-again.
+trial that runs out of memory is recorded as infeasible (a small file in the trial storage,
+infeasible/, that the driver reads) instead of being retried: the same config would only run
+out of memory again.
 """
 from __future__ import annotations
 
