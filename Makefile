@@ -72,6 +72,15 @@ dashboard: install
 dashboard-stop: install
 	$(PY) -m sweep dashboard stop
 
+# Send a sweep to the `make dashboard` head as a Ray job (token auth: RAY_AUTH_MODE=token makes
+# `ray job submit` send ~/.ray/auth_token). The repository is the job's working dir; results land
+# in $(CURDIR)/runs/$(EXP)/ (and the experiment's `storage:`). For a remote cluster, see README.
+DASHBOARD_URL ?= http://127.0.0.1:8265
+.PHONY: submit
+submit: install
+	RAY_AUTH_MODE=token $(VENV)/bin/ray job submit --address $(DASHBOARD_URL) --working-dir . \
+		-- $(CURDIR)/$(PY) -m sweep run experiments/$(EXP).yaml --runs-dir $(CURDIR)/runs $(ARGS)
+
 # The compare-runs report: report.html, report.md and trials.csv into the (first) run directory.
 # Several runs: make report RUN="runs/crack_unet runs/crack_segnet" (EXP/RUN defaults: above)
 .PHONY: report

@@ -119,7 +119,7 @@ def describe_sweep(run_dir: Path, experiment) -> dict:
     """Each trial: params, status (trial_status.json), Optuna's state, speed and its GPU."""
     from sweep.report import stats
     from sweep.report.load import load_run
-    from sweep.rundir import TUNE_DIR, read_statuses, read_trials
+    from sweep.rundir import read_statuses, read_trials, storage_of
     from sweep.search import journal_storage
 
     statuses = read_statuses(run_dir)
@@ -128,7 +128,7 @@ def describe_sweep(run_dir: Path, experiment) -> dict:
     study = optuna.load_study(study_name=experiment.name, storage=journal_storage(run_dir))
     states = {t.user_attrs.get("ray_trial_id"): t.state.name for t in study.get_trials()}
     trials = []
-    for record in read_trials(run_dir / TUNE_DIR):
+    for record in read_trials(storage_of(run_dir)):
         rows = [r for r in record.rows if "samples_per_s" in r]
         entry = statuses.get(record.trial_id, {})
         trials.append({
@@ -169,7 +169,7 @@ def share_phase(work: Path, tiny: bool, device: str, budget_s: float) -> dict:
 
     from sweep.report import stats
     from sweep.report.load import load_run
-    from sweep.rundir import TUNE_DIR, read_trials
+    from sweep.rundir import read_trials, storage_of
     from sweep.runner import run_experiment
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False)  # one for all
@@ -184,7 +184,7 @@ def share_phase(work: Path, tiny: bool, device: str, budget_s: float) -> dict:
             summary = run_experiment(share_experiment(count, tiny, device), work / "runs",
                                      fresh=True)
             longest = max(longest, time.time() - began)
-            records = read_trials(summary.run_dir / TUNE_DIR)
+            records = read_trials(storage_of(summary.run_dir))
             # Steady speed: epochs 2.. (the first holds worker start, CUDA and cuDNN warm-up).
             steady = [statistics.median([r["samples_per_s"] for r in rec.rows
                                          if "samples_per_s" in r][1:] or [0.0])

@@ -164,7 +164,7 @@ def simulate(experiment, table: Table, *, epoch_budget: int | None = None,
     max_trials = max_trials or (None if epoch_budget else experiment.search.trials)
     with tempfile.TemporaryDirectory(prefix="replay-") as run_dir:
         searcher = make_searcher(experiment, Path(run_dir),
-                                 storage or optuna.storages.InMemoryStorage())
+                                 study_storage=storage or optuna.storages.InMemoryStorage())
         scheduler = make_scheduler(experiment)
         return _drive(searcher, scheduler, table, experiment.search.concurrency, epoch_budget,
                       max_trials)
@@ -238,7 +238,7 @@ def ray_replay(experiment, table: Table, run_dir: Path, time_scale: float = 0.0)
     quiet_tune()
     storage = optuna.storages.InMemoryStorage()  # the driver's searcher writes the study here
     trainable = tune.with_parameters(replay_trial, table=table.data, time_scale=time_scale)
-    tune.Tuner(trainable, tune_config=tune_config(experiment, run_dir, storage),
+    tune.Tuner(trainable, tune_config=tune_config(experiment, run_dir, study_storage=storage),
                run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()),
                                          verbose=0)).fit()
     study = optuna.load_study(study_name=experiment.name, storage=storage)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,10 @@ from sweep.rundir import (
     EXPERIMENT_FILE,
     SCORED,
     TUNE_DIR,
+    TrialStorage,
     read_statuses,
     read_trials,
+    storage_of,
     write_json,
 )
 from sweep.runner import fit, load_data_for, start_ray, stop_ray
@@ -46,7 +47,7 @@ def top_candidates(run_dir: Path, top_k: int) -> list[Candidate]:
     """The best distinct configurations (seed aside), finished trials before pruned ones."""
     statuses = read_statuses(run_dir)
     ranked = []
-    for record in read_trials(run_dir / TUNE_DIR):
+    for record in read_trials(storage_of(run_dir), TUNE_DIR):
         status = statuses.get(record.trial_id, {}).get("status")
         if status in SCORED and record.best_value() is not None:
             ranked.append((status == COMPLETE, record.best_value(), record))
@@ -60,7 +61,7 @@ def top_candidates(run_dir: Path, top_k: int) -> list[Candidate]:
 
 
 def new_seeds(run_dir: Path, count: int, sweep_seeds: list[int] = ()) -> list[int]:
-    used = {record.params.get("seed") for record in read_trials(run_dir / TUNE_DIR)}
+    used = {record.params.get("seed") for record in read_trials(storage_of(run_dir), TUNE_DIR)}
     used.update(sweep_seeds)  # the seeds every trial trained (search.seeds)
     return list(itertools.islice((s for s in itertools.count(FIRST_NEW_SEED) if s not in used),
                                  count))
@@ -81,31 +82,33 @@ def confirm_locked(run_dir: Path, top_k: int | None, seeds: int | None) -> dict:
     if not candidates:
         raise ConfigError(f"{run_dir}: no finished trial to confirm")
     seed_list = new_seeds(run_dir, seeds or experiment.confirm.seeds, experiment.seeds())
-    shutil.rmtree(run_dir / CONFIRM_DIR, ignore_errors=True)  # a rerun replaces the last one
+    storage = storage_of(run_dir)  # the sweep's trial storage: confirm/ goes beside tune/
+    storage.delete(CONFIRM_DIR)  # a rerun replaces the last one
     data = load_data_for(experiment)
     connection = start_ray(experiment)
     quiet_tune()
     try:
         tuner = tune.Tuner(
-            make_trainable(experiment, run_dir, data, candidates=[c.params for c in candidates]),
+            make_trainable(experiment, storage, data, candidates=[c.params for c in candidates]),
             param_space={"candidate": tune.grid_search(list(range(len(candidates)))),
                          "seed": tune.grid_search(seed_list)},
             tune_config=tune.TuneConfig(max_concurrent_trials=experiment.search.concurrency,
                                         reuse_actors=True),
-            run_config=run_config(experiment, run_dir, CONFIRM_DIR, [StopWhenDiskFull(run_dir)],
+            run_config=run_config(storage, CONFIRM_DIR, [StopWhenDiskFull(run_dir)],
                                   experiment.search.max_failures))
-        fit(tuner, run_dir)
+        fit(tuner, run_dir, storage)
     finally:
         stop_ray(connection)
-    result = collect(run_dir, candidates, seed_list, experiment.scheduler.max_epochs)
+    result = collect(storage, candidates, seed_list, experiment.scheduler.max_epochs)
     write_json(run_dir / CONFIRM_FILE, result)
     return result
 
 
-def collect(run_dir: Path, candidates: list[Candidate], seed_list: list[int], epochs: int) -> dict:
+def collect(storage: TrialStorage, candidates: list[Candidate], seed_list: list[int],
+            epochs: int) -> dict:
     """Per candidate: each new seed's best val_dice (as the sweep scores a trial)."""
     scores: dict[int, dict[int, float]] = {i: {} for i in range(len(candidates))}
-    for record in read_trials(run_dir / CONFIRM_DIR):
+    for record in read_trials(storage, CONFIRM_DIR):
         if record.best_value() is not None:
             scores[record.params["candidate"]][record.params["seed"]] = record.best_value()
     configs = []

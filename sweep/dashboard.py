@@ -50,9 +50,23 @@ def auth_help(url: str) -> str:
             f"\"Authorization: Bearer $(cat {token_path()})\" {url}/api/version)")
 
 
+# Ray Tune copies these from the driver's environment into every trial's runtime_env (ray/tune/
+# execution/class_cache.py), and Ray's runtime_env agent logs each runtime_env it creates at INFO
+# (logs/runtime_env_agent.log, on every node): a secret in them would land in a file.
+SECRETS_TUNE_FORWARDS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def keep_secrets_out_of_ray_logs(environ=os.environ) -> None:
+    """With such a secret in the environment, Ray's own components log at WARNING (read by the
+    nodes a driver or `ray start` launches; nodes of a cluster started elsewhere need it too)."""
+    if any(environ.get(name) for name in SECRETS_TUNE_FORWARDS):
+        environ.setdefault("RAY_LOGGER_LEVEL", "warning")
+
+
 def connect(include_dashboard: bool = True) -> RayConnection:
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return RayConnection("existing session", None, owned=False)
+    keep_secrets_out_of_ray_logs()
     head = None if os.environ.get("RAY_ADDRESS") else read_head_state()
     if head:
         # Before `import ray` below: where this process has not imported Ray yet, the public
@@ -209,6 +223,7 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
                "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
                "--include-dashboard=true", "--disable-usage-stats", *extra_args]
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    keep_secrets_out_of_ray_logs(env)
     with log_file.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)

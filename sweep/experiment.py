@@ -105,6 +105,12 @@ class ConfirmSettings:
 class Experiment:
     name: str = setting("", "Name of the run folder (runs/<name>/); default: the file's name")
     description: str = setting("", "Free text, for people")
+    storage: str = setting("", "Where Ray writes trial results and checkpoints (tune/, "
+                               "confirm/): empty = the run directory; a path on storage every "
+                               "node shares (NFS); or a URI such as s3://bucket/prefix or "
+                               "gs://bucket/prefix (credentials and endpoint from the usual "
+                               "environment variables, e.g. AWS_ACCESS_KEY_ID, "
+                               "AWS_ENDPOINT_URL). Trials land in <storage>/<name>/")
     train: TrainConfig = setting(help="Fixed training settings of every trial (any TrainConfig "
                                       "field but epochs, out_dir and load)", factory=TrainConfig)
     space: dict = setting({}, "Searched settings: a TrainConfig field -> {loguniform|uniform: "
@@ -142,6 +148,13 @@ class Experiment:
         require(isinstance(self.name, str) and bool(NAME_PATTERN.match(self.name)), source,
                 "name", self.name, "a folder name (letters, digits, '.', '_' or '-'; at most "
                 "100)")
+        require(isinstance(self.storage, str), source, "storage", self.storage,
+                "a path or a URI (text)")
+        # Credentials belong in the environment: a URI carrying them would be saved in
+        # experiment.yaml (query options such as endpoint_override=host:port are fine).
+        require(not re.search(r"(secret|access_key|session_token|://[^/]*@)", self.storage,
+                              re.IGNORECASE), source, "storage", "<hidden>",
+                "a URI without credentials (set them in the environment instead)")
         try:
             self.train.validate(source)
         except ConfigError as error:  # name the key as the file spells it: train.model

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from sweep.rundir import read_result_rows
+from sweep.rundir import read_result_rows_at
 from sweep.trainable import trial_number
 
 log = logging.getLogger(__name__)
@@ -162,7 +161,9 @@ class OrderedASHA(FIFOScheduler):
         """A restored trial's rung values from its result.json (the run directory's own). One
         that stopped at a rung may not have had its decision: it waits, PAUSED, to be decided
         again (the same way: the decision is a function of the results)."""
-        for row in read_result_rows(Path(trial.path)) if trial.path else []:
+        storage = getattr(trial, "storage", None)  # Ray's: the trial storage, URI or local
+        filesystem = getattr(storage, "storage_filesystem", None)
+        for row in read_result_rows_at(trial.path, filesystem) if trial.path else []:
             self._record(trial, row)
         if trial.status in (Trial.TERMINATED, Trial.ERROR):
             self._ended.add(trial.trial_id)

@@ -14,6 +14,7 @@ finished trials or drops some.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 from pathlib import Path
@@ -26,6 +27,7 @@ from sweep.rundir import (
     STATUS_FILE,
     STUDY_FILE,
     TUNE_DIR,
+    TrialStorage,
     infeasible_reason,
     read_trials,
     verdict,
@@ -44,17 +46,26 @@ class DamagedRun(ConfigError):
     """A run directory a resume cannot continue without losing trials; one line."""
 
 
-def check_before_resume(run_dir: Path, max_epochs: int, study_name: str = "") -> list[str]:
-    """Repair what Ray's results can rebuild; returns one line per repair (empty: all sound)."""
+def check_before_resume(run_dir: Path, max_epochs: int, study_name: str = "",
+                        storage: TrialStorage | None = None) -> list[str]:
+    """Repair what Ray's results can rebuild; returns one line per repair (empty: all sound).
+    ``storage``: where tune/ is (default: the run directory)."""
     run_dir = Path(run_dir)
-    ray_status = ray_trial_statuses(run_dir)  # first: refuse before touching anything
-    check_searcher_state(run_dir)
+    storage = storage or TrialStorage(run_dir)
+    ray_status = ray_trial_statuses(storage)  # first: refuse before touching anything
+    check_searcher_state(storage)
     notes = repair_journal(run_dir)
-    notes += repair_result_files(run_dir)
+    notes += repair_result_files(storage)
     # Ray's snapshot may predate a trial's end; the study was told at once (status, reason).
     told = study_verdicts(run_dir, study_name) if study_name else {}
-    notes += rebuild_statuses(run_dir, ray_status, max_epochs, told)
+    notes += rebuild_statuses(run_dir, ray_status, max_epochs, told, storage)
     return notes
+
+
+def newest(storage: TrialStorage, pattern: str) -> str | None:
+    """The last name in tune/ matching ``pattern`` (Ray's state files sort by time)."""
+    names = fnmatch.filter(storage.listdir(TUNE_DIR), pattern)
+    return names[-1] if names else None
 
 
 def study_verdicts(run_dir: Path, study_name: str) -> dict[str, tuple[str, str]]:
@@ -74,33 +85,32 @@ def study_verdicts(run_dir: Path, study_name: str) -> dict[str, tuple[str, str]]
 
 
 # ---- Ray's experiment state ------------------------------------------------------------------
-def ray_trial_statuses(run_dir: Path) -> dict[str, str]:
+def ray_trial_statuses(storage: TrialStorage) -> dict[str, str]:
     """{trial_id: Ray's status} from the newest experiment state; DamagedRun if unreadable
     (Ray itself would log the error and silently start the whole sweep again)."""
-    tune_dir = run_dir / TUNE_DIR
-    states = sorted(tune_dir.glob(EXPERIMENT_STATE))
-    if not states:
-        raise DamagedRun(f"{tune_dir}: Ray's experiment state ({EXPERIMENT_STATE}) is missing, "
-                         f"so a resume would rerun every trial; nothing was changed")
+    name = newest(storage, EXPERIMENT_STATE)
+    if name is None:
+        raise DamagedRun(f"{storage.where(TUNE_DIR)}: Ray's experiment state ({EXPERIMENT_STATE}) "
+                         f"is missing, so a resume would rerun every trial; nothing was changed")
     try:
-        state = json.loads(states[-1].read_bytes().decode("utf-8"))
+        state = json.loads(storage.read_bytes(TUNE_DIR, name).decode("utf-8"))
         statuses = {}
         for trial_state, _ in state["trial_data"]:
             trial = json.loads(trial_state) if isinstance(trial_state, str) else trial_state
             statuses[trial["trial_id"]] = trial["status"]
         state["runner_data"]  # noqa: B018 - Ray's resume reads it first
     except (ValueError, KeyError, TypeError) as error:
-        raise DamagedRun(f"{states[-1]}: Ray's experiment state is damaged "
+        raise DamagedRun(f"{storage.where(TUNE_DIR, name)}: Ray's experiment state is damaged "
                          f"({type(error).__name__}), so a resume would rerun every trial; "
                          f"nothing was changed") from None
     return statuses
 
 
-def check_searcher_state(run_dir: Path) -> None:
-    states = sorted((run_dir / TUNE_DIR).glob(SEARCHER_STATE))
+def check_searcher_state(storage: TrialStorage) -> None:
+    name = newest(storage, SEARCHER_STATE)
     # A pickle ends with its STOP opcode "."; a torn or emptied file does not.
-    if not states or not states[-1].read_bytes().endswith(b"."):
-        what = states[-1] if states else run_dir / TUNE_DIR / SEARCHER_STATE
+    if name is None or not storage.read_bytes(TUNE_DIR, name).endswith(b"."):
+        what = storage.where(TUNE_DIR, name or SEARCHER_STATE)
         raise DamagedRun(f"{what}: the searcher's state is missing or torn, so Ray would start "
                          f"the sweep over; nothing was changed")
 
@@ -131,14 +141,19 @@ def json_line(line: bytes) -> bool:
 
 
 # ---- tune/<trial>/result.json ----------------------------------------------------------------
-def repair_result_files(run_dir: Path) -> list[str]:
+def repair_result_files(storage: TrialStorage) -> list[str]:
     notes = []
-    for path in sorted((run_dir / TUNE_DIR).glob(f"*/{RESULT_FILE}")):
-        lines = path.read_bytes().splitlines()
+    for trial_id in storage.listdir(TUNE_DIR):
+        if not storage.exists(TUNE_DIR, trial_id, RESULT_FILE) or storage.is_dir(
+                TUNE_DIR, trial_id, RESULT_FILE):
+            continue
+        path = storage.where(TUNE_DIR, trial_id, RESULT_FILE)
+        lines = storage.read_bytes(TUNE_DIR, trial_id, RESULT_FILE).splitlines()
         kept = [line for line in lines if json_line(line)]
         if len(kept) == len([line for line in lines if line.strip()]):
             continue
-        write_text(path, "".join(line.decode("utf-8") + "\n" for line in kept))
+        storage.write_bytes("".join(line.decode("utf-8") + "\n" for line in kept).encode(),
+                            TUNE_DIR, trial_id, RESULT_FILE)
         epochs = [json.loads(line).get("epoch") for line in kept]
         notes.append(f"{path}: dropped {len(lines) - len(kept)} damaged line(s) (torn or not "
                      f"UTF-8); kept epochs {epochs}")
@@ -147,8 +162,10 @@ def repair_result_files(run_dir: Path) -> list[str]:
 
 # ---- trial_status.json -----------------------------------------------------------------------
 def rebuild_statuses(run_dir: Path, ray_status: dict[str, str], max_epochs: int,
-                     told: dict[str, tuple[str, str]] | None = None) -> list[str]:
+                     told: dict[str, tuple[str, str]] | None = None,
+                     storage: TrialStorage | None = None) -> list[str]:
     """Every trial folder gets a status: the recorded one, else one rebuilt from its rows."""
+    storage = storage or TrialStorage(run_dir)
     path = run_dir / STATUS_FILE
     try:
         statuses = json.loads(path.read_bytes().decode("utf-8")) if path.exists() else {}
@@ -158,11 +175,11 @@ def rebuild_statuses(run_dir: Path, ray_status: dict[str, str], max_epochs: int,
     except ValueError:
         statuses, problem = {}, "unreadable"
     rebuilt = {}
-    for record in read_trials(run_dir / TUNE_DIR):
+    for record in read_trials(storage):
         entry = statuses.get(record.trial_id)
         if isinstance(entry, dict) and entry.get("status") in (*ENDED, RUNNING):
             continue
-        rebuilt[record.trial_id] = status_from_rows(run_dir, record, ray_status, max_epochs,
+        rebuilt[record.trial_id] = status_from_rows(storage, record, ray_status, max_epochs,
                                                     (told or {}).get(record.trial_id))
     if not rebuilt:
         return []
@@ -172,22 +189,22 @@ def rebuild_statuses(run_dir: Path, ray_status: dict[str, str], max_epochs: int,
                       for s in sorted({e["status"] for e in rebuilt.values()}))
     why = f"was {problem}" if problem else f"lacked {len(rebuilt)} trial(s)"
     return [f"{path} {why}: rebuilt {len(rebuilt)} trial(s) from Ray's results in "
-            f"{run_dir / TUNE_DIR} ({kinds})"]
+            f"{storage.where(TUNE_DIR)} ({kinds})"]
 
 
-def status_from_rows(run_dir: Path, record, ray_status: dict[str, str], max_epochs: int,
+def status_from_rows(storage: TrialStorage, record, ray_status: dict[str, str], max_epochs: int,
                      told: tuple[str, str] | None = None) -> dict:
     rows = record.rows
     last = rows[-1] if rows else None
     ray = ray_status.get(record.trial_id, "")
-    infeasible = infeasible_reason(run_dir, record.trial_id)
+    infeasible = infeasible_reason(storage, record.trial_id)
     if told:
         status, reason = told
     elif ray in RAY_UNFINISHED and not infeasible:
         status, reason = RUNNING, "interrupted: `resume` continues it"
-    elif ray == "ERROR" or (not ray and (record.path / "error.txt").exists()):
+    elif ray == "ERROR" or (not ray and record.has("error.txt")):
         status, reason = verdict(last, errored=True, max_epochs=max_epochs, infeasible=infeasible,
-                                 error_text=error_text(record.path))
+                                 error_text=error_text(record))
     elif ray == "TERMINATED" or infeasible:
         status, reason = verdict(last, errored=False, max_epochs=max_epochs,
                                  infeasible=infeasible)
@@ -201,9 +218,9 @@ def status_from_rows(run_dir: Path, record, ray_status: dict[str, str], max_epoc
     return entry
 
 
-def error_text(trial_dir: Path) -> str:
+def error_text(record) -> str:
     try:
-        lines = (trial_dir / "error.txt").read_text(errors="replace").strip().splitlines()
+        lines = record.read_text("error.txt").strip().splitlines()
     except OSError:
         return ""
     return lines[-1][:300] if lines else ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ __all__ = ["atomic_write", "write_json", "write_text"]  # the one "write aside, 
 METRIC, MODE = "val_dice", "max"
 
 # ---- names, relative to the run directory --------------------------------------------------------
+# The driver's files always live in runs/<name>/; Ray's trial folders (tune/, confirm/) and the
+# trials' infeasible/ records live in the experiment's `storage` (the run directory by default):
+# see TrialStorage below.
 EXPERIMENT_FILE = "experiment.yaml"  # the resolved experiment (after --key=value overrides)
 TUNE_DIR = "tune"  # Ray Tune's experiment: tune/<trial_id>/{params.json,result.json,checkpoint_*}
 STUDY_FILE = "study.journal"  # Optuna's journal storage
@@ -129,17 +133,145 @@ def best_so_far(statuses: dict) -> tuple[float, str]:
 
 
 # ---- infeasible/<trial_id>.json: how a trial tells the driver it ran out of memory ---------------
-def record_infeasible(run_dir: str | Path, trial_id: str, reason: str) -> None:
-    write_json(Path(run_dir) / INFEASIBLE_DIR / f"{trial_id}.json", {"reason": reason})
+# In the trial storage, beside tune/: a trial on another node can write there, and the driver
+# (and a resumed driver) reads it back from there.
+def record_infeasible(storage: TrialStorage, trial_id: str, reason: str) -> None:
+    storage.write_bytes(json.dumps({"reason": reason}).encode(), INFEASIBLE_DIR,
+                        f"{trial_id}.json")
 
 
-def infeasible_reason(run_dir: str | Path, trial_id: str) -> str | None:
+def infeasible_reason(storage: TrialStorage, trial_id: str) -> str | None:
     """Why the trial was infeasible, or None if it was not."""
-    path = Path(run_dir) / INFEASIBLE_DIR / f"{trial_id}.json"
     try:
-        return json.loads(path.read_text())["reason"]
+        return json.loads(storage.read_bytes(INFEASIBLE_DIR, f"{trial_id}.json"))["reason"]
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
         return None
+
+
+# ---- the trial storage: where Ray writes trial folders ------------------------------------------
+class TrialStorage:
+    """Where Ray keeps a sweep's trial folders (``tune/``, ``confirm/``) and ``infeasible/``:
+    the run directory itself (the experiment's ``storage`` left empty), ``<storage>/<name>/`` on
+    a local or shared filesystem (NFS), or ``<uri>/<name>/`` for a URI pyarrow opens
+    (``s3://bucket/prefix``, ``gs://bucket/prefix``). A URI's credentials (and an endpoint, e.g.
+    ``AWS_ENDPOINT_URL``) come from the environment of each process, never from a file: the
+    filesystem is built from the URI alone, so nothing secret is pickled into Ray's state.
+
+    Every reader of trial results (resume, confirm, report, best.pth) goes through this."""
+
+    def __init__(self, run_dir: str | Path, storage: str = "", name: str | None = None):
+        import pyarrow.fs
+
+        self.run_dir, self.uri = Path(run_dir).resolve(), storage
+        name = name or self.run_dir.name
+        if not storage:
+            self.fs, self.root = pyarrow.fs.LocalFileSystem(), str(self.run_dir)
+        elif is_uri(storage):
+            self.fs, base = pyarrow.fs.FileSystem.from_uri(storage)
+            self.root = posixpath.join(base.rstrip("/"), name)
+        else:
+            self.fs = pyarrow.fs.LocalFileSystem()
+            self.root = str(Path(storage).expanduser().resolve() / name)
+
+    @property
+    def is_local(self) -> bool:
+        return not is_uri(self.uri)
+
+    def path(self, *parts: str) -> str:
+        """A path inside ``self.fs`` (no scheme): what Ray's storage_filesystem expects."""
+        return posixpath.join(self.root, *parts)
+
+    def where(self, *parts: str) -> str:
+        """The same place as a user reads it: a local path or the URI."""
+        if self.is_local:
+            return self.path(*parts)
+        scheme = self.uri.split("://", 1)[0]
+        return f"{scheme}://" + self.path(*parts)
+
+    def ray_storage(self) -> dict:
+        """RunConfig's storage_path and storage_filesystem (None: Ray's own local handling)."""
+        if self.is_local:
+            return {"storage_path": self.root, "storage_filesystem": None}
+        return {"storage_path": self.root, "storage_filesystem": self.fs}
+
+    def exists(self, *parts: str) -> bool:
+        import pyarrow.fs
+
+        return self.fs.get_file_info(self.path(*parts)).type != pyarrow.fs.FileType.NotFound
+
+    def is_dir(self, *parts: str) -> bool:
+        import pyarrow.fs
+
+        return self.fs.get_file_info(self.path(*parts)).type == pyarrow.fs.FileType.Directory
+
+    def listdir(self, *parts: str) -> list[str]:
+        """Names directly under a folder, sorted; [] when it does not exist."""
+        import pyarrow.fs
+
+        selector = pyarrow.fs.FileSelector(self.path(*parts), allow_not_found=True)
+        return sorted(posixpath.basename(info.path) for info in self.fs.get_file_info(selector))
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open_input_stream(self.path(*parts)) as stream:
+            return stream.read()
+
+    def read_text(self, *parts: str) -> str:
+        return self.read_bytes(*parts).decode(errors="replace")
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        if self.is_local:  # readers never see half a file
+            write_json_bytes(Path(self.path(*parts)), data)
+            return
+        # Object stores have no folders to make (pyarrow would add empty "dir/" markers).
+        with self.fs.open_output_stream(self.path(*parts)) as stream:  # one atomic PUT
+            stream.write(data)
+
+    def download(self, source_parts: tuple[str, ...], target: Path) -> None:
+        """Copy one file out of the storage (e.g. the best checkpoint into best.pth)."""
+        import pyarrow.fs
+
+        def copy(temporary: Path) -> None:
+            pyarrow.fs.copy_files(self.path(*source_parts), str(temporary),
+                                  source_filesystem=self.fs,
+                                  destination_filesystem=pyarrow.fs.LocalFileSystem())
+
+        atomic_write(target, copy)
+
+    def upload(self, source: Path, *parts: str) -> None:
+        """Copy a local file into the storage (a no-op where the storage is local)."""
+        if not self.is_local:
+            self.write_bytes(Path(source).read_bytes(), *parts)
+
+    def delete(self, *parts: str) -> None:
+        if self.is_dir(*parts):
+            self.fs.delete_dir(self.path(*parts))
+
+    def __reduce__(self):  # rebuilt from the URI alone in each process (env credentials)
+        return (TrialStorage, (str(self.run_dir), self.uri, posixpath.basename(self.root)))
+
+    def __repr__(self) -> str:
+        return f"TrialStorage({self.where()!r})"
+
+
+def is_uri(storage: str) -> bool:
+    return "://" in storage and not storage.startswith("file://")
+
+
+def write_json_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda temporary: Path(temporary).write_bytes(data))
+
+
+def storage_of(run_dir: str | Path) -> TrialStorage:
+    """The trial storage a run directory's experiment.yaml names (the run dir itself if none)."""
+    import yaml
+
+    try:
+        values = yaml.safe_load((Path(run_dir) / EXPERIMENT_FILE).read_text()) or {}
+    except (FileNotFoundError, yaml.YAMLError):
+        values = {}
+    values = values if isinstance(values, dict) else {}
+    return TrialStorage(run_dir, str(values.get("storage") or ""),
+                        str(values.get("name") or Path(run_dir).resolve().name))
 
 
 # ---- tune/<trial_id>/: Ray's per-trial results, the ground truth of what trained --------------
@@ -147,39 +279,108 @@ def infeasible_reason(run_dir: str | Path, trial_id: str) -> str | None:
 class TrialRecord:
     """One trial folder under tune/ (or confirm/): its params and its result rows."""
     trial_id: str
-    path: Path
+    storage: TrialStorage
+    folder: str  # TUNE_DIR or CONFIRM_DIR
     params: dict
     rows: list[dict]
+    checkpoints: frozenset[str] = frozenset()  # checkpoint_NNNNNN folders holding our file
 
     def best_row(self) -> dict | None:
         """The best epoch whose checkpoint Ray kept (it keeps the best and the latest)."""
-        kept = [r for r in self.rows if METRIC in r and r.get("checkpoint_dir_name")
-                and (self.path / r["checkpoint_dir_name"] / CHECKPOINT_FILE).exists()]
+        kept = [r for r in self.rows if METRIC in r
+                and r.get("checkpoint_dir_name") in self.checkpoints]
         return max(kept, key=lambda r: r[METRIC], default=None)
 
     def best_value(self) -> float | None:
         values = [r[METRIC] for r in self.rows if METRIC in r]
         return max(values) if values else None
 
+    def read_text(self, name: str) -> str:
+        """A file of the trial's folder, e.g. Ray's error.txt."""
+        return self.storage.read_text(self.folder, self.trial_id, name)
 
-def read_trials(tune_dir: str | Path) -> list[TrialRecord]:
+    def has(self, name: str) -> bool:
+        return self.storage.exists(self.folder, self.trial_id, name)
+
+    @property
+    def path(self) -> Path:
+        """The trial's folder on this machine (a local or shared-filesystem storage only)."""
+        if not self.storage.is_local:
+            raise ValueError(f"{self.storage.where(self.folder, self.trial_id)} is not a local "
+                             f"folder: read it through the storage")
+        return Path(self.storage.path(self.folder, self.trial_id))
+
+    def checkpoint_parts(self, row: dict) -> tuple[str, ...]:
+        return (self.folder, self.trial_id, row["checkpoint_dir_name"], CHECKPOINT_FILE)
+
+    def nodes(self) -> list[str]:
+        """The Ray nodes the trial ran on, in order (a node lost mid-trial: two of them)."""
+        return list(dict.fromkeys(r[NODE_KEY] for r in self.rows if r.get(NODE_KEY)))
+
+
+NODE_KEY = "node_id"  # the trainable adds the Ray node id of each epoch to its result row
+
+
+def read_trials(storage: TrialStorage, folder: str = TUNE_DIR) -> list[TrialRecord]:
     """Every trial folder with a params.json; result lines a killed driver tore are skipped."""
-    records = []
-    for folder in sorted(p for p in Path(tune_dir).iterdir() if (p / PARAMS_FILE).exists()):
-        params = json.loads((folder / PARAMS_FILE).read_text())
-        records.append(TrialRecord(folder.name, folder, params, read_result_rows(folder)))
-    return records
+    records = [read_trial(storage, trial_id, folder) for trial_id in storage.listdir(folder)]
+    return [record for record in records if record]
 
 
-def read_result_rows(trial_dir: Path) -> list[dict]:
+def read_trial(storage: TrialStorage, trial_id: str, folder: str = TUNE_DIR) -> TrialRecord | None:
+    """One trial folder, or None without a params.json."""
+    if not storage.exists(folder, trial_id, PARAMS_FILE):
+        return None
+    params = json.loads(storage.read_text(folder, trial_id, PARAMS_FILE))
+    kept = frozenset(name for name in storage.listdir(folder, trial_id)
+                     if name.startswith("checkpoint_")
+                     and storage.exists(folder, trial_id, name, CHECKPOINT_FILE))
+    return TrialRecord(trial_id, storage, folder, params,
+                       read_result_rows(storage, folder, trial_id), kept)
+
+
+def prune_checkpoints(storage: TrialStorage, trial_id: str, folder: str = TUNE_DIR) -> None:
+    """Keep an ended trial's best checkpoint and its latest; delete the others (a URI storage
+    keeps every checkpoint while the trial runs: sweep/search.py checkpoint_config)."""
+    record = read_trial(storage, trial_id, folder)
+    if record is None or len(record.checkpoints) <= 2:
+        return
+    best = record.best_row()
+    keep = {max(record.checkpoints), best["checkpoint_dir_name"] if best else ""}
+    for name in record.checkpoints - keep:
+        storage.delete(folder, trial_id, name)
+
+
+def read_result_rows(storage: TrialStorage, *trial_parts: str) -> list[dict]:
+    """A trial folder's result.json rows, from the trial storage (``trial_parts``: e.g.
+    TUNE_DIR, trial_id)."""
+    if not storage.exists(*trial_parts, RESULT_FILE):
+        return []
+    return parse_result_rows(storage.read_text(*trial_parts, RESULT_FILE))
+
+
+def read_result_rows_at(trial_path: str | Path, filesystem=None) -> list[dict]:
+    """The same, from a trial folder Ray names: ``trial.path`` in ``trial.storage``'s
+    ``storage_filesystem`` (None: a local path, e.g. a run directory's tune/<trial_id>)."""
+    import pyarrow.fs
+
+    filesystem = filesystem or pyarrow.fs.LocalFileSystem()
+    path = posixpath.join(str(trial_path), RESULT_FILE)
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            text = stream.read().decode(errors="replace")
+    except (FileNotFoundError, OSError):
+        return []
+    return parse_result_rows(text)
+
+
+def parse_result_rows(text: str) -> list[dict]:
     rows = []
-    path = Path(trial_dir) / RESULT_FILE
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a killed driver
-            if isinstance(row, dict):
-                rows.append(row)
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a killed driver
+        if isinstance(row, dict):
+            rows.append(row)
     return rows

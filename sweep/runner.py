@@ -20,12 +20,14 @@ from sweep.recover import check_before_resume
 from sweep.rundir import (
     BEST_CHECKPOINT,
     BEST_CONFIG,
-    CHECKPOINT_FILE,
+    CONFIRM_DIR,
     EXPERIMENT_FILE,
     FAILED,
     FINISHED,
+    INFEASIBLE_DIR,
     LOCK_FILE,
     METRIC,
+    RESULT_FILE,
     RETRAIN_DIR,
     RUNNING,
     SCORED,
@@ -33,7 +35,7 @@ from sweep.rundir import (
     STATUS_FILE,
     STUDY_FILE,
     TUNE_DIR,
-    atomic_write,
+    TrialStorage,
     read_statuses,
     read_trials,
     tally,
@@ -70,10 +72,12 @@ class RunSummary:
         return sum(self.counts.values())
 
 
-def sweep_callbacks(experiment: Experiment, run_dir: Path, data=None) -> list:
+def sweep_callbacks(experiment: Experiment, run_dir: Path, storage: TrialStorage | None = None,
+                    data=None) -> list:
     """Every Tune callback of a sweep, built in one place (the W&B mirror joins here)."""
     search = experiment.search
-    status_log = TrialStatusLog(run_dir, experiment.scheduler.max_epochs, search.trials,
+    storage = storage or TrialStorage(run_dir, experiment.storage, experiment.name)
+    status_log = TrialStatusLog(run_dir, storage, experiment.scheduler.max_epochs, search.trials,
                                 budget=search.time_budget_s > 0)
     mirror = mirror_callback(experiment, run_dir, data, status_log)  # None: W&B turned off
     return [status_log, StopWhenDiskFull(run_dir)] + ([mirror] if mirror else [])
@@ -90,22 +94,16 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
                    fresh: bool = False) -> RunSummary:
     run_dir = Path(runs_dir) / experiment.name
     with runlock.hold(run_dir):  # one line naming the live sweep, if there is one
-        if (run_dir / TUNE_DIR).exists():
+        storage = open_storage(run_dir, experiment)
+        if storage.exists(TUNE_DIR):
             if not fresh:
                 raise ConfigError(f"{run_dir} already holds a sweep: `python -m sweep resume "
                                   f"{run_dir}` continues it, --fresh starts over (deletes it)")
-            clear_run_dir(run_dir)
-        return run_locked(experiment, run_dir)
+            clear_run(run_dir, storage)
+        return run_locked(experiment, run_dir, storage)
 
 
-def clear_run_dir(run_dir: Path) -> None:
-    """--fresh: everything but the lock we hold (a new file would be a second, free lock)."""
-    for path in run_dir.iterdir():
-        if path.name != LOCK_FILE:
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-
-
-def run_locked(experiment: Experiment, run_dir: Path) -> RunSummary:
+def run_locked(experiment: Experiment, run_dir: Path, storage: TrialStorage) -> RunSummary:
     start = time.perf_counter()
     connection = start_ray(experiment)  # first: a missing GPU fails before anything is written
     try:
@@ -114,55 +112,50 @@ def run_locked(experiment: Experiment, run_dir: Path) -> RunSummary:
                                                              sort_keys=False))
         data = load_data_for(experiment)
         experiment = fix_speed_knobs_once(experiment, run_dir, data)
-        tuner = build_tuner(experiment, run_dir, data,
-                            sweep_callbacks(experiment, run_dir, data))
-        known = fit(tuner, run_dir)
+        tuner = build_tuner(experiment, run_dir, storage, data,
+                            sweep_callbacks(experiment, run_dir, storage, data))
+        known = fit(tuner, run_dir, storage)
     finally:
         stop_ray(connection)
-    return finish(experiment, run_dir, known, time.perf_counter() - start,
+    return finish(experiment, run_dir, storage, known, time.perf_counter() - start,
                   connection.dashboard_url)
 
 
 def resume_experiment(run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
-    if not (run_dir / TUNE_DIR).is_dir():
-        raise ConfigError(f"{run_dir}: no sweep to resume here (no {TUNE_DIR}/ folder)")
+    if not (run_dir / EXPERIMENT_FILE).exists():
+        raise ConfigError(f"{run_dir}: no sweep to resume here (no {EXPERIMENT_FILE})")
     with runlock.hold(run_dir):
         return resume_locked(run_dir)
 
 
 def resume_locked(run_dir: Path) -> RunSummary:
     experiment = load_saved_experiment(run_dir / EXPERIMENT_FILE)
+    storage = open_storage(run_dir, experiment)
+    if not storage.is_dir(TUNE_DIR):
+        raise ConfigError(f"{run_dir}: no sweep to resume here (no {TUNE_DIR}/ folder at "
+                          f"{storage.where(TUNE_DIR)})")
     # Damage a resume would hide (rerun or dropped trials): repaired from Ray's results and
     # said, or refused in one line before Ray starts.
     recovered = check_before_resume(run_dir, experiment.scheduler.max_epochs,
-                                    experiment.name)
+                                    experiment.name, storage)
     for note in recovered:
         log.warning("recovered: %s", note)
     finished = frozenset(trial_id for trial_id, entry in read_statuses(run_dir).items()
                          if entry["status"] in FINISHED)
     start = time.perf_counter()
+    kept = results_of(storage, finished)
     connection = start_ray(experiment)
     try:
         data = load_data_for(experiment)
-        known = fit(restore_tuner(experiment, run_dir, data, finished), run_dir)
+        known = fit(restore_tuner(experiment, storage, data, finished), run_dir, storage)
     finally:
         stop_ray(connection)
-    summary = finish(experiment, run_dir, known, time.perf_counter() - start,
+        put_back(storage, kept)
+    summary = finish(experiment, run_dir, storage, known, time.perf_counter() - start,
                      connection.dashboard_url)
     summary.recovered = recovered
     return summary
-
-
-def fit(tuner, run_dir: Path) -> set[str]:
-    """Run the Tuner; a full disk ends it in one line (the sweep stays resumable)."""
-    quiet_disk_full_tracebacks()  # here too: a restored Tuner unpickles its callbacks
-    try:
-        return trial_ids(tuner.fit())
-    except Exception as error:
-        if (full := sweep_disk_full(run_dir, error)) is not None:
-            raise full from None
-        raise
 
 
 def fix_speed_knobs_once(experiment: Experiment, run_dir: Path, data) -> Experiment:
@@ -174,6 +167,70 @@ def fix_speed_knobs_once(experiment: Experiment, run_dir: Path, data) -> Experim
     write_json(run_dir / SPEED_PROBE_FILE, record)
     write_text(run_dir / EXPERIMENT_FILE, yaml.safe_dump(experiment.to_dict(), sort_keys=False))
     return experiment
+
+
+def results_of(storage: TrialStorage, trial_ids: frozenset) -> dict[str, bytes]:
+    """The result.json of finished trials, read before a resume (URI storage only)."""
+    if storage.is_local:
+        return {}
+    return {t: storage.read_bytes(TUNE_DIR, t, RESULT_FILE) for t in trial_ids
+            if storage.exists(TUNE_DIR, t, RESULT_FILE)}
+
+
+def put_back(storage: TrialStorage, results: dict[str, bytes]) -> None:
+    """A resumed Ray starts a finished trial's result.json afresh in its local staging folder
+    and uploads that (empty) file over the stored one; a finished trial never adds a row, so
+    what it held before the resume is put back."""
+    for trial_id, data in results.items():
+        if len(storage.read_bytes(TUNE_DIR, trial_id, RESULT_FILE)) < len(data):
+            storage.write_bytes(data, TUNE_DIR, trial_id, RESULT_FILE)
+
+
+def open_storage(run_dir: Path, experiment: Experiment) -> TrialStorage:
+    """The experiment's trial storage; a URI pyarrow cannot open is the user's to fix."""
+    try:
+        return TrialStorage(run_dir, experiment.storage, experiment.name)
+    except (OSError, ValueError) as error:  # pyarrow: unknown scheme, no such bucket, ...
+        raise ConfigError(f"storage = {experiment.storage!r}: cannot open it "
+                          f"({' '.join(str(error).split())[:200]})") from None
+
+
+def clear_run(run_dir: Path, storage: TrialStorage) -> None:
+    """--fresh: the trial folders in the storage, then the driver's files: everything in the
+    run directory but the lock we hold (a new file would be a second, free lock)."""
+    for folder in (TUNE_DIR, CONFIRM_DIR, INFEASIBLE_DIR):
+        storage.delete(folder)
+    if not run_dir.is_dir():
+        return
+    for path in run_dir.iterdir():
+        if path.name != LOCK_FILE:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def fit(tuner, run_dir: Path, storage: TrialStorage | None = None) -> set[str]:
+    """Run the Tuner; a full disk ends it in one line (the sweep stays resumable), and so does
+    a trial storage that cannot be reached (Ray has retried its own uploads by then)."""
+    quiet_disk_full_tracebacks()  # here too: a restored Tuner unpickles its callbacks
+    try:
+        return trial_ids(tuner.fit())
+    except Exception as error:
+        if (full := sweep_disk_full(run_dir, error)) is not None:
+            raise full from None
+        if storage is None or storage.is_local or not is_storage_error(error):
+            raise
+        raise StorageUnreachable(
+            f"trial storage {storage.where()} unreachable ({type(error).__name__}); when it is "
+            f"back: python -m sweep resume {run_dir}") from error
+
+
+class StorageUnreachable(ConfigError):
+    """The sweep stopped because its trial storage could not be reached (one line, exit 2)."""
+
+
+def is_storage_error(error: BaseException) -> bool:
+    text = f"{type(error).__name__}: {error}".lower()
+    return any(word in text for word in ("aws error", "s3", "curl", "connection", "network",
+                                         "unreachable", "timed out"))
 
 
 def trial_ids(results) -> set[str]:
@@ -224,12 +281,12 @@ def min_num_workers(experiment: Experiment) -> int:
 
 # ---- the end of a sweep ---------------------------------------------------------------------
 
-def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float,
-           dashboard_url: str | None) -> RunSummary:
+def finish(experiment: Experiment, run_dir: Path, storage: TrialStorage, known: set[str],
+           wall_s: float, dashboard_url: str | None) -> RunSummary:
     statuses = forget_lost_trials(run_dir, known)
     if not tally(statuses)[RUNNING]:
         fail_orphaned_study_trials(experiment, run_dir)
-    records = [r for r in read_trials(run_dir / TUNE_DIR)
+    records = [r for r in read_trials(storage)
                if statuses.get(r.trial_id, {}).get("status") in SCORED]
     summary = RunSummary(experiment.name, run_dir, wall_s, tally(statuses),
                          dashboard_url=dashboard_url, seeds=experiment.seeds())
@@ -241,8 +298,7 @@ def finish(experiment: Experiment, run_dir: Path, known: set[str], wall_s: float
                default=None)
     if best:
         record, row = best
-        source = record.path / row["checkpoint_dir_name"] / CHECKPOINT_FILE
-        atomic_write(run_dir / BEST_CHECKPOINT, lambda target: shutil.copyfile(source, target))
+        storage.download(record.checkpoint_parts(row), run_dir / BEST_CHECKPOINT)
         config = experiment.trial_config(record.params, out_dir=str(run_dir / RETRAIN_DIR))
         best_config = {k: v for k, v in config.to_dict().items() if k != "load"}
         write_text(run_dir / BEST_CONFIG, seeds_header(experiment, row)

@@ -34,6 +34,7 @@ from sweep.rundir import (
     PRUNED,
     STUDY_FILE,
     TUNE_DIR,
+    TrialStorage,
     infeasible_reason,
     verdict,
 )
@@ -54,9 +55,10 @@ class SweepSearch(OptunaSearch):
     ``lag`` > 0 (reproducible mode): trial n is asked once trials 0..n-lag are told, and tells
     wait (buffered) until every trial before them is told and no earlier ask is pending."""
 
-    def __init__(self, *, max_epochs: int, run_dir: str, budget: bool, lag: int = 0,
-                 total: int = 0, **kwargs):
-        self._max_epochs, self._run_dir, self._budget = max_epochs, run_dir, budget
+    def __init__(self, *, max_epochs: int, trial_storage: TrialStorage, budget: bool,
+                 lag: int = 0, total: int = 0, **kwargs):
+        # the trial storage (infeasible/ records): OptunaSearch's _storage is the study's
+        self._max_epochs, self._trial_storage, self._budget = max_epochs, trial_storage, budget
         self._lag, self._total = lag, total
         self._order: dict[str, int] = {}  # Ray trial id -> trial number (order of asks)
         self._ended: dict[int, tuple] = {}  # finished, not told yet: number -> outcome
@@ -106,7 +108,7 @@ class SweepSearch(OptunaSearch):
 
     def _tell_outcome(self, trial_id: str, result: dict | None, error: bool) -> None:
         status, reason = verdict(result, errored=error, max_epochs=self._max_epochs,
-                                 infeasible=infeasible_reason(self._run_dir, trial_id),
+                                 infeasible=infeasible_reason(self._trial_storage, trial_id),
                                  budget=self._budget)
         trial = self._ot_trials[trial_id]
         try:
@@ -158,16 +160,19 @@ def make_sampler(search: SearchSettings):
                                       constant_liar=search.constant_liar)
 
 
-def make_searcher(experiment: Experiment, run_dir: Path, storage=None):
-    """SweepSearch behind a ConcurrencyLimiter. ``storage``: the study's Optuna storage, by
-    default a journal file under the run directory (bench/lc_replay.py passes an in-memory one
-    to replay thousands of searches)."""
+def make_searcher(experiment: Experiment, run_dir: Path, storage: TrialStorage | None = None, *,
+                  study_storage=None):
+    """SweepSearch behind a ConcurrencyLimiter. ``storage``: the trial storage, where trials
+    record infeasibility (default: the run directory); ``study_storage``: the study's Optuna
+    storage, by default a journal file under the run directory (bench/lc_replay.py passes an
+    in-memory one to replay thousands of searches)."""
     search = experiment.search
     searcher = SweepSearch(
         space=experiment.distributions(), metric=METRIC, mode=MODE,
         sampler=make_sampler(search), study_name=experiment.name,
-        storage=storage if storage is not None else journal_storage(run_dir),
-        max_epochs=experiment.scheduler.max_epochs, run_dir=str(Path(run_dir).resolve()),
+        storage=study_storage if study_storage is not None else journal_storage(run_dir),
+        max_epochs=experiment.scheduler.max_epochs,
+        trial_storage=storage if storage is not None else TrialStorage(run_dir),
         budget=search.time_budget_s > 0, total=search.trials,
         lag=search.concurrency if reproducible(experiment) else 0)
     return ConcurrencyLimiter(searcher, max_concurrent=search.concurrency)
@@ -208,13 +213,13 @@ def trial_resources(experiment: Experiment, candidates: list[dict] | None = None
     return resources
 
 
-def make_trainable(experiment: Experiment, run_dir: Path, data: SegmentationData,
+def make_trainable(experiment: Experiment, storage: TrialStorage, data: SegmentationData,
                    candidates: list[dict] | None = None, finished: frozenset = frozenset()):
     # with_parameters puts the data in the object store once: a cache-backed data set pickles
     # as its path and fingerprint, and every trial maps the same cache files read-only.
     # The tests' fault injection is read here, on the driver: see sweep/faults.py.
     trainable = tune.with_parameters(train_trial, data=data, experiment=experiment,
-                                     run_dir=str(Path(run_dir).resolve()),
+                                     storage=storage,
                                      candidates=candidates, finished=finished,
                                      faults=faults_from_env(),
                                      epoch_delays=injected_epoch_delays())
@@ -235,44 +240,64 @@ def quiet_tune() -> None:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 
 
-def run_config(experiment: Experiment, run_dir: Path, name: str, callbacks: list,
+# How often the driver uploads Ray's experiment state (what `resume` restores) to a URI storage.
+STATE_UPLOAD_PERIOD_S = 5
+
+
+def run_config(storage: TrialStorage, name: str, callbacks: list,
                max_failures: int) -> tune.RunConfig:
     return tune.RunConfig(
-        name=name, storage_path=str(Path(run_dir).resolve()), callbacks=callbacks,
+        name=name, **storage.ray_storage(), callbacks=callbacks,
         verbose=0,  # progress comes from TrialStatusLog, one line per trial event
         failure_config=tune.FailureConfig(max_failures=max_failures),
-        # Ray keeps the best epoch (for best.pth) and always the latest (to resume from).
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
-                                                checkpoint_score_order=MODE))
+        checkpoint_config=checkpoint_config(storage),
+        sync_config=tune.SyncConfig(sync_period=STATE_UPLOAD_PERIOD_S))
 
 
-def tune_config(experiment: Experiment, run_dir: Path, storage=None) -> tune.TuneConfig:
+def checkpoint_config(storage: TrialStorage) -> tune.CheckpointConfig:
+    """Ray keeps the best epoch (for best.pth) and always the latest (to resume from).
+
+    On a local or shared filesystem Ray writes its experiment state (what a resume restores)
+    at once, at every checkpoint, so it may delete the older checkpoints as it goes. To a URI
+    it uploads that state in the background: a driver killed meanwhile leaves a state in the
+    bucket that names a checkpoint Ray has already deleted, and the trial could not resume.
+    There a running trial keeps every checkpoint; TrialStatusLog prunes them to the best and
+    the latest when the trial ends (rundir.prune_checkpoints)."""
+    return tune.CheckpointConfig(num_to_keep=1 if storage.is_local else None,
+                                 checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE)
+
+
+def tune_config(experiment: Experiment, run_dir: Path, storage: TrialStorage | None = None, *,
+                study_storage=None) -> tune.TuneConfig:
     """Searcher, scheduler and trial count of a sweep (bench/lc_replay.py builds its replayed
-    sweeps with this too, around a trainable that reads a learning-curve table)."""
+    sweeps with this too, around a trainable that reads a learning-curve table).
+    ``storage``: the trial storage (default: the run directory); ``study_storage``: Optuna's."""
     search = experiment.search
     return tune.TuneConfig(
-        search_alg=make_searcher(experiment, run_dir, storage),
+        search_alg=make_searcher(experiment, run_dir, storage, study_storage=study_storage),
         scheduler=make_scheduler(experiment),
         num_samples=search.trials,  # concurrency: the searcher's ConcurrencyLimiter
         time_budget_s=search.time_budget_s or None, reuse_actors=True,
         trial_dirname_creator=trial_dirname, trial_name_creator=trial_name)
 
 
-def build_tuner(experiment: Experiment, run_dir: Path, data: SegmentationData,
-                callbacks: list) -> tune.Tuner:
+def build_tuner(experiment: Experiment, run_dir: Path, storage: TrialStorage,
+                data: SegmentationData, callbacks: list) -> tune.Tuner:
     quiet_tune()
-    return tune.Tuner(make_trainable(experiment, run_dir, data),
-                      tune_config=tune_config(experiment, run_dir),
-                      run_config=run_config(experiment, run_dir, TUNE_DIR, callbacks,
+    return tune.Tuner(make_trainable(experiment, storage, data),
+                      tune_config=tune_config(experiment, run_dir, storage),
+                      run_config=run_config(storage, TUNE_DIR, callbacks,
                                             experiment.search.max_failures))
 
 
-def restore_tuner(experiment: Experiment, run_dir: Path, data: SegmentationData,
+def restore_tuner(experiment: Experiment, storage: TrialStorage, data: SegmentationData,
                   finished: frozenset) -> tune.Tuner:
-    """The interrupted sweep with its searcher state. Errored trials stay failed (Optuna was
-    told so); trials recorded as finished return at once if Ray's snapshot predates them."""
+    """The interrupted sweep with its searcher state, read back from the trial storage. Errored
+    trials stay failed (Optuna was told so); trials recorded as finished return at once if
+    Ray's snapshot predates them."""
     quiet_tune()
-    return tune.Tuner.restore(str(Path(run_dir).resolve() / TUNE_DIR),
-                              trainable=make_trainable(experiment, run_dir, data,
+    return tune.Tuner.restore(storage.path(TUNE_DIR),
+                              storage_filesystem=storage.ray_storage()["storage_filesystem"],
+                              trainable=make_trainable(experiment, storage, data,
                                                        finished=finished),
                               resume_unfinished=True, resume_errored=False)

@@ -14,11 +14,16 @@ from sweep.rundir import (
     FINISHED,
     FIRST_STEP_KEY,
     METRIC,
+    PARAMS_FILE,
+    RESULT_FILE,
     RUNNING,
     STATUSES,
+    TUNE_DIR,
+    TrialStorage,
     best_so_far,
     error_line,
     infeasible_reason,
+    prune_checkpoints,
     read_statuses,
     tally,
     verdict,
@@ -28,10 +33,13 @@ from sweep.trainable import trial_number
 
 log = logging.getLogger(__name__)
 
+
 class TrialStatusLog(tune.Callback):
-    def __init__(self, run_dir: Path, max_epochs: int, total: int, budget: bool = False):
+    def __init__(self, run_dir: Path, storage: TrialStorage, max_epochs: int, total: int,
+                 budget: bool = False):
         self.run_dir, self.max_epochs, self.total, self.budget = (
             Path(run_dir).resolve(), max_epochs, total, budget)
+        self.storage = storage  # where trials record that they ran out of memory
         self.statuses: dict = {}
         self.settled: set[str] = set()
         self.best: tuple[float, str] = (-math.inf, "")
@@ -62,16 +70,19 @@ class TrialStatusLog(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.clock(trial, ended_at=time.time())
         status, reason = verdict(trial.last_result, errored=False, max_epochs=self.max_epochs,
-                                 infeasible=infeasible_reason(self.run_dir, trial.trial_id),
+                                 infeasible=infeasible_reason(self.storage, trial.trial_id),
                                  budget=self.budget)
+        self.save_results_now(trial)  # first: a trial recorded as ended has its rows stored
         self.update(trial, status, reason, trial.last_result)
+        prune_checkpoints(self.storage, trial.trial_id)
         self.progress()
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.clock(trial, ended_at=time.time())
         status, reason = verdict(trial.last_result, errored=True, max_epochs=self.max_epochs,
-                                 infeasible=infeasible_reason(self.run_dir, trial.trial_id),
+                                 infeasible=infeasible_reason(self.storage, trial.trial_id),
                                  error_text=error_line(trial))
+        self.save_results_now(trial)
         self.update(trial, status, reason, trial.last_result)
         self.progress()
 
@@ -90,6 +101,20 @@ class TrialStatusLog(tune.Callback):
             entry[FIRST_STEP_KEY] = float(result[FIRST_STEP_KEY])
             entry["startup_s"] = max(0.0, entry[FIRST_STEP_KEY] - entry["placed_at"])
         entry["compute_s"] = entry.get("compute_s", 0.0) + float(result.get("epoch_seconds", 0))
+
+    def save_results_now(self, trial) -> None:
+        """To a URI storage Ray uploads its driver-side files (result.json, params.json) in the
+        background: a driver killed just after a trial ended would lose that trial's last rows,
+        and a resume never reruns it. So they are uploaded as the trial ends."""
+        if self.storage.is_local or not trial.local_path:
+            return
+        for name in (PARAMS_FILE, RESULT_FILE):
+            local = Path(trial.local_path) / name
+            try:
+                if local.exists():
+                    self.storage.upload(local, TUNE_DIR, trial.trial_id, name)
+            except OSError as error:  # storage unreachable: Ray's own upload retries later
+                log.warning("trial %s: %s not uploaded yet (%s)", trial.trial_id, name, error)
 
     def update(self, trial, status: str, reason: str, result: dict | None = None) -> None:
         if trial.trial_id in self.settled:

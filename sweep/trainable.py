@@ -3,9 +3,9 @@
 Each epoch becomes ``tune.report(metrics, checkpoint=...)``; a restarted trial resumes from
 ``tune.get_checkpoint()``. The data set arrives once per sweep through the object store
 (``tune.with_parameters``) as a reference to its decoded disk cache, which the trial maps. A
-trial that runs out of memory is recorded as infeasible (a small file under the run directory
-that the driver reads) instead of being retried: the same config would only run out of memory
-again.
+trial that runs out of memory is recorded as infeasible (a small file in the trial storage,
+infeasible/, that the driver reads) instead of being retried: the same config would only run
+out of memory again.
 """
 from __future__ import annotations
 
@@ -27,11 +27,16 @@ from sweep.faults import Faults, fault_injector
 from sweep.rundir import (
     CHECKPOINT_FILE,
     FIRST_STEP_KEY,
+    METRIC,
+    NODE_KEY,
     SEED_CHECKPOINT,
+    TrialStorage,
     is_out_of_memory,
+    read_result_rows,
     record_infeasible,
 )
 from sweep.wandb_mirror.val_images import val_panel_reporter
+from training.checkpoints import CheckpointError, load_checkpoint
 from training.loop import EpochState
 from training.replicates import train_replicates
 
@@ -66,7 +71,8 @@ def number_from_name(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment, run_dir: str,
+def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment,
+                storage: TrialStorage,
                 candidates: list[dict] | None = None, finished: frozenset = frozenset(),
                 faults: Faults | None = None, epoch_delays: tuple[float, ...] = ()) -> None:
     """One trial. ``config`` holds the searched settings, or (confirm runs) a candidate index
@@ -81,7 +87,7 @@ def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment,
     number = number_from_name(context.get_trial_name())
     delay = epoch_delays[number] if number is not None and number < len(epoch_delays) else 0.0
     try:
-        run_epochs(params, data, experiment, faults, delay)
+        run_epochs(params, data, experiment, faults, delay, storage)
     except Exception as error:  # noqa: BLE001 - anything but out-of-memory is raised again
         if not out_of_memory(error):
             raise
@@ -90,7 +96,7 @@ def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment,
         return
     # Outside the except block, so the traceback (and the model it pins) is gone first.
     free_memory()
-    record_infeasible(Path(run_dir), trial_id, reason)
+    record_infeasible(storage, trial_id, reason)
 
 
 def trial_params(config: dict, candidates: list[dict] | None) -> dict:
@@ -100,13 +106,19 @@ def trial_params(config: dict, candidates: list[dict] | None) -> dict:
 
 
 def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
-               faults: Faults | None = None, delay: float = 0.0) -> None:
+               faults: Faults | None = None, delay: float = 0.0,
+               storage: TrialStorage | None = None) -> None:
     checkpoint = tune.get_checkpoint()
     # Confirm runs pin one seed in params; sweep trials train every seed of the experiment.
     seeds = [params["seed"]] if "seed" in params else experiment.seeds()
     with contextlib.ExitStack() as stack:
         work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-")))
         folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
+        if (folder is not None and storage is not None
+                and trained_epochs(resume_file(folder, seeds[0] if len(seeds) > 1 else None))
+                >= experiment.scheduler.max_epochs):
+            report_last_result(storage)
+            return
         # Locally only the newest epoch is kept; Ray stores the reported ones.
         configs = [experiment.trial_config(
             {**params, "seed": seed}, out_dir=str(work_dir / f"seed{seed}"),
@@ -129,10 +141,38 @@ def resume_file(folder: Path, seed: int | None = None) -> Path:
     return newer[-1] if newer else folder / name  # none: the load error names it
 
 
+def trained_epochs(checkpoint_file: Path) -> int:
+    try:
+        return int(load_checkpoint(str(checkpoint_file)).get("epoch", 0))
+    except CheckpointError:
+        return 0  # the loop's own load names the problem
+
+
+def report_last_result(storage: TrialStorage) -> None:
+    """A trial that trained its last epoch after Ray's last snapshot of a killed driver: Ray
+    resumes it from that epoch's checkpoint, with nothing left to train. Its last result is said
+    again (no checkpoint), so Tune, ASHA, Optuna and trial_status.json see how it ended."""
+    context = tune.get_context()
+    rows = read_result_rows(storage, context.get_experiment_name(), context.get_trial_id())
+    last = next((row for row in reversed(rows) if METRIC in row), {})
+    tune.report({key: value for key, value in last.items() if is_loop_key(key)})
+
+
+# What the training loop reports each epoch (training.loop.train; with several seeds also
+# training/replicates.py's std and per-seed values), the node it ran on and the trial's GPUs.
+LOOP_KEYS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "epoch_seconds",
+             "samples_per_s", "gpu_peak_mem_mb", "train_samples", "gpu_ids", NODE_KEY)
+
+
+def is_loop_key(key: str) -> bool:
+    return key in LOOP_KEYS or key.startswith(("val_dice_", "val_iou_"))
+
+
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
                   resumed: bool = False, faults: Faults | None = None, delay: float = 0.0):
     inject_faults = fault_injector(faults, params, resumed)
     first_epoch = None
+    node_id = this_node()
     # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
     add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
                  if data is not None else None)
@@ -148,6 +188,7 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
             # starts just before it): the driver measures start-up from placement to here.
             metrics[FIRST_STEP_KEY] = time.time() - metrics["epoch_seconds"]
         metrics["gpu_ids"] = gpu_ids  # the report's throughput per GPU
+        metrics[NODE_KEY] = node_id  # which node trained this epoch
         if add_panel:
             add_panel(metrics, states[0])  # the first seed's model
         with tempfile.TemporaryDirectory(prefix="report-") as folder:
@@ -172,6 +213,12 @@ def trial_gpu_ids() -> str:
     if not ray.is_initialized():  # outside a Ray worker: get_gpu_ids() would start a Ray
         return ""
     return ",".join(str(i) for i in ray.get_gpu_ids())
+
+
+def this_node() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def link_or_copy(source: Path, target: Path) -> None:

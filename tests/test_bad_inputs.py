@@ -503,8 +503,10 @@ OOM_TRIAL = textwrap.dedent("""
     from pathlib import Path
     from sweep import trainable
     from sweep.experiment import load_experiment
+    from sweep.rundir import TrialStorage
 
     run_dir = Path(sys.argv[1])
+    storage = TrialStorage(run_dir)  # the default trial storage: the run directory
     experiment = load_experiment("experiments/smoke.yaml", ["--train.width=64",
                                  "--train.synthetic_size=128", "--train.synthetic_images=8"])
     data = experiment.train.load_data()
@@ -517,7 +519,7 @@ OOM_TRIAL = textwrap.dedent("""
     size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
     resource.setrlimit(resource.RLIMIT_AS, (size + 400 * 2**20, resource.RLIM_INFINITY))
     trainable.train_trial({"lr": 1e-3, "batch_size": 8, "seed": 0}, data=data,
-                          experiment=experiment, run_dir=str(run_dir))
+                          experiment=experiment, storage=storage)
     print(json.dumps(json.loads((run_dir / "infeasible" / "t_oom.json").read_text())))
 """)
 

@@ -96,9 +96,9 @@ def test_real_cuda_oom_is_infeasible_and_the_others_go_on(gpu, ray_session, tmp_
     study = optuna.load_study(study_name=experiment.name,
                               storage=journal_storage(summary.run_dir))
     assert sorted(t.state.name for t in study.get_trials()) == ["COMPLETE", "COMPLETE", "FAIL"]
-    from sweep.rundir import TUNE_DIR, read_trials
+    from sweep.rundir import read_trials, storage_of
 
-    ids = {r.get("gpu_ids") for rec in read_trials(summary.run_dir / TUNE_DIR) for r in rec.rows
+    ids = {r.get("gpu_ids") for rec in read_trials(storage_of(summary.run_dir)) for r in rec.rows
            if "samples_per_s" in r}
     assert ids == {"0"}
     assert "Throughput per GPU" in (summary.run_dir / "report.md").read_text()

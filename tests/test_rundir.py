@@ -24,11 +24,12 @@ def test_verdict_names_every_way_a_trial_ends():
 
 
 def test_infeasible_record_round_trips_and_garbage_reads_as_none(tmp_path):
-    rundir.record_infeasible(tmp_path, "t1", "out of memory: 3 GiB")
-    assert rundir.infeasible_reason(tmp_path, "t1") == "out of memory: 3 GiB"
-    assert rundir.infeasible_reason(tmp_path, "t2") is None
+    storage = rundir.TrialStorage(tmp_path)
+    rundir.record_infeasible(storage, "t1", "out of memory: 3 GiB")
+    assert rundir.infeasible_reason(storage, "t1") == "out of memory: 3 GiB"
+    assert rundir.infeasible_reason(storage, "t2") is None
     (tmp_path / rundir.INFEASIBLE_DIR / "t3.json").write_bytes(b"\xff\xfe not json")
-    assert rundir.infeasible_reason(tmp_path, "t3") is None
+    assert rundir.infeasible_reason(storage, "t3") is None
 
 
 def test_atomic_write_leaves_the_old_file_and_no_temporary_on_failure(tmp_path):

@@ -15,7 +15,7 @@ from PIL import Image
 from sweep.confirm import confirm_run
 from sweep.experiment import load_experiment
 from sweep.faults import ENV_VAR as FAULTS_ENV
-from sweep.rundir import read_trials
+from sweep.rundir import read_trials, storage_of
 from sweep.runner import run_experiment
 from sweep.search import journal_storage
 from training.config import TrainConfig
@@ -32,7 +32,7 @@ def test_smoke_sweep_writes_the_run_layout(smoke_run):
     experiment = yaml.safe_load((smoke_run / "experiment.yaml").read_text())
     assert experiment["name"] == "smoke" and experiment["search"]["trials"] == 6
     status = statuses(smoke_run)
-    records = {r.trial_id: r for r in read_trials(smoke_run / "tune")}
+    records = {r.trial_id: r for r in read_trials(storage_of(smoke_run))}
     assert set(status) == set(records) and len(records) == 6
     for trial_id, entry in status.items():
         assert entry["status"] in ("complete", "pruned"), entry
@@ -110,7 +110,7 @@ def test_confirm_reruns_the_top_configs_with_new_seeds(smoke_run, tmp_path):
     assert entry["mean"] == pytest.approx(np.mean(entry["val_dice"]))
     assert entry["std"] == pytest.approx(np.std(entry["val_dice"], ddof=1))
     assert result["epochs"] == 3  # all epochs: no early stopping in confirm runs
-    for record in read_trials(run_dir / "confirm"):
+    for record in read_trials(storage_of(run_dir), "confirm"):
         assert [row["epoch"] for row in record.rows] == [1, 2, 3]
 
 
@@ -125,9 +125,9 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(ray_session, tmp_pa
     crashed = [t for t, e in status.items() if e["config"]["batch_size"] == 2]
     assert crashed and summary.counts["complete"] == 2
     for trial_id in crashed:
-        (record,) = [r for r in read_trials(summary.run_dir / "tune") if r.trial_id == trial_id]
+        (record,) = [r for r in read_trials(storage_of(summary.run_dir)) if r.trial_id == trial_id]
         assert [row["epoch"] for row in record.rows] == [1, 2, 3]  # epoch 1 not run again
-        assert f"injected by {FAULTS_ENV} error_when" in (record.path / "error.txt").read_text()
+        assert f"injected by {FAULTS_ENV} error_when" in record.read_text("error.txt")
 
 
 def test_the_speed_probe_fixes_num_workers_for_every_trial(ray_session, tmp_path):
@@ -145,7 +145,7 @@ def test_the_speed_probe_fixes_num_workers_for_every_trial(ray_session, tmp_path
     study = optuna.load_study(study_name="smoke", storage=journal_storage(run_dir))
     assert all("num_workers" not in t.distributions for t in study.trials)
     assert "num_workers" not in yaml.safe_load((run_dir / "experiment.yaml").read_text())["space"]
-    records = read_trials(run_dir / "tune")
+    records = read_trials(storage_of(run_dir))
     assert len(records) == 2
     for record in records:
         assert "num_workers" not in record.params

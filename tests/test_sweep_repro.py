@@ -12,7 +12,7 @@ import pytest
 
 from sweep.experiment import load_experiment
 from sweep.ordered_asha import rung_levels
-from sweep.rundir import read_trials
+from sweep.rundir import read_trials, storage_of
 from sweep.runner import run_experiment
 from sweep.search import EPOCH_DELAYS_ENV, journal_storage
 
@@ -41,7 +41,7 @@ def outcome(summary) -> dict:
     """Everything that must not depend on timing, keyed by trial number (ids are random)."""
     run_dir = summary.run_dir
     status = json.loads((run_dir / "trial_status.json").read_text())
-    records = {r.trial_id: r for r in read_trials(run_dir / "tune")}
+    records = {r.trial_id: r for r in read_trials(storage_of(run_dir))}
     trials = {}
     for trial_id, entry in status.items():
         rows = [{k: v for k, v in row.items() if k in METRICS or k.startswith("val_dice_")}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 
-from sweep.rundir import read_trials
+from sweep.rundir import read_trials, storage_of
 from sweep.runner import resume_experiment
 from sweep.search import journal_storage
 
@@ -63,7 +63,7 @@ def test_resume_after_sigkill_reruns_nothing_finished(ray_session, tmp_path):
         before = wait_for_mid_sweep(run_dir, process)
     finally:
         kill_driver(process)
-    rows_before = {r.trial_id: r.rows for r in read_trials(run_dir / "tune")}
+    rows_before = {r.trial_id: r.rows for r in read_trials(storage_of(run_dir))}
     finished = {t for t, e in before.items() if e["status"] != "running"}
     midway = {t for t, e in before.items() if e["status"] == "running" and e["epochs"] >= 2}
 
@@ -73,7 +73,7 @@ def test_resume_after_sigkill_reruns_nothing_finished(ray_session, tmp_path):
     assert summary.counts["running"] == 0 and summary.best_val_dice > 0
     assert {e["status"] for e in after.values()} <= {"complete", "pruned", "failed"}
     assert sum(e["status"] in ("complete", "pruned") for e in after.values()) >= 6
-    records = {r.trial_id: r for r in read_trials(run_dir / "tune")}
+    records = {r.trial_id: r for r in read_trials(storage_of(run_dir))}
     for trial_id in finished:  # not one more epoch for a finished trial
         assert records[trial_id].rows == rows_before[trial_id]
         assert after[trial_id]["status"] == before[trial_id]["status"]

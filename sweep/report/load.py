@@ -53,7 +53,7 @@ def load_run(path: Path) -> RunData:
     missing: list[str] = []
     experiment = read_yaml(path / rundir.EXPERIMENT_FILE, missing)
     name = str(experiment.get("name") or path.name)
-    history, configs, trial_dirs = read_tune_dir(path / rundir.TUNE_DIR, missing)
+    history, configs, trial_dirs = read_tune_dir(rundir.storage_of(path), missing)
     status = read_json(path / rundir.STATUS_FILE, [], "trial statuses")  # noted when inferred
     max_epochs = (experiment.get("scheduler") or {}).get("max_epochs")
     trials = summarise_trials(history, configs, trial_dirs, status or {}, missing, max_epochs)
@@ -91,30 +91,52 @@ def read_json(file: Path, missing: list[str], what: str):
 SEED_PREFIX = "val_dice_seed"  # val_dice_seed<S>: one seed's val_dice in a several-seed trial
 
 
-def read_tune_dir(tune: Path, missing: list[str]):
+def read_tune_dir(storage: rundir.TrialStorage, missing: list[str]):
     """Every trial folder's result.json rows and params.json config, keyed by trial id (the
-    sweep names each trial's folder by its id: tune/<trial_id>/, docs/RUN_LAYOUT.md)."""
+    sweep names each trial's folder by its id: tune/<trial_id>/, docs/RUN_LAYOUT.md), read
+    from the run's trial storage (the run directory, a shared path or a URI)."""
     rows, configs, dirs = [], {}, {}
-    if not tune.is_dir():
-        missing.append("tune/ is missing: no trial results")
-    for trial_dir in sorted(p for p in tune.glob("*") if (p / rundir.PARAMS_FILE).exists()
-                            or (p / rundir.RESULT_FILE).exists()):
-        results = read_result_lines(trial_dir / rundir.RESULT_FILE, missing)
-        trial_id = trial_dir.name
-        config = read_json(trial_dir / rundir.PARAMS_FILE, [], "config")
+    tune = rundir.TUNE_DIR
+    try:
+        names = storage.listdir(tune) if storage.is_dir(tune) else None
+    except OSError as error:  # cloud storage unreachable: the report says so
+        missing.append(f"{storage.where(tune)} could not be read ({type(error).__name__})")
+        names = []
+    if names is None:
+        missing.append(f"{tune}/ is missing: no trial results")
+        names = []
+    for trial_id in names:
+        has = {f: storage.exists(tune, trial_id, f) for f in (rundir.PARAMS_FILE,
+                                                                rundir.RESULT_FILE)}
+        if not any(has.values()):
+            continue
+        results = read_result_lines(storage, trial_id, missing) if has[rundir.RESULT_FILE] \
+            else []
+        config = read_storage_json(storage, tune, trial_id, rundir.PARAMS_FILE) \
+            if has[rundir.PARAMS_FILE] else None
         if config is None and results:
             config = results[-1].get("config")
         configs[trial_id] = config if isinstance(config, dict) else {}
-        dirs[trial_id] = trial_dir.name
+        dirs[trial_id] = trial_id
         for row in results:
             seeds = {k: row[k] for k in row if k.startswith(SEED_PREFIX)}  # search.seeds > 1
-            rows.append({"trial_id": trial_id,
+            rows.append({"trial_id": trial_id, NODE_COLUMN: row.get(rundir.NODE_KEY),
                          **{k: row.get(k) for k in (*HISTORY_KEYS, *TEXT_KEYS)}, **seeds})
     history = pd.DataFrame(rows)
-    history = history.reindex(columns=list(dict.fromkeys(["trial_id", *HISTORY_KEYS, *TEXT_KEYS,
-                                                          *history.columns])))
+    history = history.reindex(columns=list(dict.fromkeys(
+        ["trial_id", NODE_COLUMN, *HISTORY_KEYS, *TEXT_KEYS, *history.columns])))
     history["gpu_ids"] = history["gpu_ids"].fillna("").astype(str)
     return _numeric(history), configs, dirs
+
+
+NODE_COLUMN = "node"  # the Ray node (id) that ran an epoch
+
+
+def read_storage_json(storage: rundir.TrialStorage, *parts: str):
+    try:
+        return json.loads(storage.read_text(*parts))
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _numeric(history: pd.DataFrame) -> pd.DataFrame:
@@ -125,12 +147,11 @@ def _numeric(history: pd.DataFrame) -> pd.DataFrame:
     return history
 
 
-def read_result_lines(file: Path, missing: list[str]) -> list[dict]:
+def read_result_lines(storage: rundir.TrialStorage, trial_id: str,
+                      missing: list[str]) -> list[dict]:
     """Ray appends one JSON object per report; a killed trial can leave a torn last line."""
-    if not file.exists():
-        return []
     rows, torn = [], 0
-    for line in file.read_text(errors="replace").splitlines():
+    for line in storage.read_text(rundir.TUNE_DIR, trial_id, rundir.RESULT_FILE).splitlines():
         if not line.strip():
             continue
         try:
@@ -141,7 +162,7 @@ def read_result_lines(file: Path, missing: list[str]) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     if torn:
-        missing.append(f"{file.parent.name}/result.json: {torn} unreadable line(s) skipped")
+        missing.append(f"{trial_id}/result.json: {torn} unreadable line(s) skipped")
     return rows
 
 
@@ -181,6 +202,8 @@ def summarise_trial(trial_id, rows: pd.DataFrame, config, trial_dir, status) -> 
     row["samples_per_s"] = rows["samples_per_s"].mean()
     row["gpu_peak_mem_mb"] = rows["gpu_peak_mem_mb"].max()  # CUDA only; NaN on CPU
     row["wall_s"] = rows["time_total_s"].max()
+    # The Ray nodes it ran on, in order, short ids: "3f2a9c1e > 77b0d4aa" after a node loss.
+    row["nodes"] = " > ".join(n[:8] for n in dict.fromkeys(rows[NODE_COLUMN].dropna()) if n)
     row.update({f"config/{k}": v for k, v in config.items() if is_scalar(v)})
     return row
 

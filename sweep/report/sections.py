@@ -45,6 +45,8 @@ def leaderboard(run: RunData, suffix: str) -> Section:
     if trials.gpu_peak_mem_mb.notna().any():  # trials ran on CUDA
         table["GPU peak MB"] = trials.gpu_peak_mem_mb.map(lambda v: number(v, 0))
     table["wall s"] = trials.wall_s.map(lambda v: number(v, 1))
+    if "nodes" in trials and trials.nodes.astype(str).str.len().gt(0).any():
+        table["nodes"] = trials.nodes.astype(str)  # the Ray nodes it ran on, in order
     section.add(Text("Sorted by best val_dice over the epochs each trial ran. Pruned trials ran "
                      "fewer epochs, so their numbers are not comparable with complete ones."),
                 Table(table.astype(str), f"{len(trials)} trials of {run.name}"))

@@ -133,9 +133,12 @@ class WandbMirrorCallback(Callback):
         if entry.get("status") in rundir.ENDED:
             return entry["status"], entry.get("reason", "")
         max_epochs = trial.config.get("epochs", self.plan["max_epochs"]) or 0
+        # The trial storage (where trials record running out of memory): the status log's, else
+        # the one the run directory's experiment.yaml names.
+        storage = (getattr(self.status_log, "storage", None)
+                   or rundir.storage_of(self.plan["run_dir"]))
         return rundir.verdict(trial.last_result, errored=errored, max_epochs=max_epochs,
-                              infeasible=rundir.infeasible_reason(self.plan["run_dir"],
-                                                                  trial.trial_id),
+                              infeasible=rundir.infeasible_reason(storage, trial.trial_id),
                               error_text=rundir.error_line(trial) if errored else "")
 
     # ---- after the sweep -------------------------------------------------------------------

