@@ -148,16 +148,21 @@ BAD_FILES = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_FILES), ids=list(BAD_FILES))
-def test_bad_experiment_file(case, tmp_path, capsys):
-    content, words = BAD_FILES[case]
-    path = tmp_path / "exp.yaml"
+def write_case(path: Path, content) -> Path:
+    """A case's settings file: text, raw bytes, or (None) a folder where the file should be."""
     if content is None:
         path.mkdir()
     elif isinstance(content, bytes):
         path.write_bytes(content)
     else:
         path.write_text(content)
+    return path
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES), ids=list(BAD_FILES))
+def test_bad_experiment_file(case, tmp_path, capsys):
+    content, words = BAD_FILES[case]
+    path = write_case(tmp_path / "exp.yaml", content)
     runs = tmp_path / "runs"
     assert main(["run", str(path), "--runs-dir", str(runs)]) == 2
     err = one_error_line(capsys)
@@ -226,14 +231,7 @@ def test_bad_train_settings(case, tmp_path, capsys):
     if kind == "flags":
         argv += content
     else:
-        path = tmp_path / "c.yaml"
-        if content is None:
-            path.mkdir()
-        elif isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-        argv += ["--config", str(path)]
+        argv += ["--config", str(write_case(tmp_path / "c.yaml", content))]
     assert main(argv) == 2
     err = one_error_line(capsys)
     for word in words:
