@@ -45,6 +45,9 @@ PARAMS_FILE, RESULT_FILE = "params.json", "result.json"  # Ray's
 
 # In the first result row of each run of a trial: the wall clock of its first training step.
 FIRST_STEP_KEY = "first_step_at"
+# In every result row: the wall clock when the trial reported the epoch, as a float (Ray's own
+# `timestamp` is whole seconds, too coarse to tell which epochs of trials sharing a GPU overlap).
+REPORTED_AT_KEY = "reported_at"
 
 # ---- how a trial ended: one vocabulary everywhere (status file, Optuna, W&B, report) -------------
 COMPLETE = "complete"  # trained every epoch

@@ -29,6 +29,7 @@ from sweep.rundir import (
     FIRST_STEP_KEY,
     METRIC,
     NODE_KEY,
+    REPORTED_AT_KEY,
     SEED_CHECKPOINT,
     TrialStorage,
     is_out_of_memory,
@@ -188,6 +189,7 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
             # starts just before it): the driver measures start-up from placement to here.
             metrics[FIRST_STEP_KEY] = time.time() - metrics["epoch_seconds"]
         metrics["gpu_ids"] = gpu_ids  # the report's throughput per GPU
+        metrics[REPORTED_AT_KEY] = time.time()  # when the epoch ended, finer than Ray's stamp
         metrics[NODE_KEY] = node_id  # which node trained this epoch
         if add_panel:
             add_panel(metrics, states[0])  # the first seed's model

@@ -385,6 +385,36 @@ def test_throughput_per_gpu_only_for_gpu_trials(tmp_path):
     assert "| 0 | 2 | 2 | 4 | 400 | 21.0 | 19.0 |" in section
 
 
+def test_one_trial_never_overlaps_itself_on_a_gpu(tmp_path):
+    """Seen on an H200: Ray's whole-second timestamps made one trial's consecutive epochs
+    overlap, so a GPU running one trial at a time showed "most at once" 2. A trial's epochs run
+    one after the other; the float reported_at, where present, gives the exact ends."""
+    run = write_run(tmp_path, [{"id": f"t{i}", "status": "complete", "epochs": 3,
+                                "config": config(3e-3)} for i in range(2)])
+    ends = {"t0": (100.05, 101.95, 103.85), "t1": (105.8, 107.7, 109.6)}  # t1 after t0
+
+    def write_rows(with_floats: bool) -> None:
+        for trial_id, floats in ends.items():
+            result = run / "tune" / trial_id / "result.json"
+            rows = [json.loads(line) for line in result.read_text().splitlines()]
+            for row, end in zip(rows, floats):  # epochs of 1.9 s; Ray truncates its stamp
+                row.update(gpu_ids="0", train_samples=100, time_this_iter_s=1.9,
+                           timestamp=int(end))
+                if with_floats:
+                    row["reported_at"] = end
+            result.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    from sweep.report.stats import gpu_throughput
+
+    write_rows(with_floats=False)  # a run written before reported_at existed
+    by_gpu = gpu_throughput(load_run(run))[1].set_index("gpu")
+    assert by_gpu.loc["0", "most at once"] == 1  # t0's [99.1, 101] overlapped its [98.15, 100]
+    write_rows(with_floats=True)
+    by_gpu = gpu_throughput(load_run(run))[1].set_index("gpu")
+    assert by_gpu.loc["0", "most at once"] == 1
+    assert by_gpu.loc["0", "busy_s"] == pytest.approx(3 * 1.9 + 3 * 1.9)
+
+
 def test_missing_metrics_and_torn_result_line(tmp_path):
     trials = [{"id": "m0", "status": "complete", "epochs": MAX_EPOCHS, "config": config(3e-3),
                "drop": ("val_iou", "samples_per_s")},

@@ -160,5 +160,10 @@ def test_trials_record_start_up_and_the_report_shows_the_timeline(smoke_run):
         assert entry["placed_at"] <= entry["first_step_at"] < entry["ended_at"]
         assert entry["startup_s"] == pytest.approx(entry["first_step_at"] - entry["placed_at"])
         assert entry["compute_s"] > 0
+    for record in read_trials(storage_of(smoke_run)):  # each epoch's end, finer than Ray's
+        ends = [row["reported_at"] for row in record.rows]
+        assert ends and ends == sorted(ends) and all(isinstance(end, float) for end in ends)
+        # Ray stamps the row a moment later, in whole seconds
+        assert all(abs(end - row["timestamp"]) < 2 for end, row in zip(ends, record.rows))
     report = (smoke_run / "report.md").read_text()
     assert "effective concurrency" in report and "median start-up" in report

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 METRICS = ("val_dice", "val_iou", "val_loss")
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "epoch_seconds",
                 "samples_per_s", "gpu_peak_mem_mb", "time_total_s", "training_iteration",
-                "train_samples", "timestamp", "time_this_iter_s")
+                "train_samples", "timestamp", "time_this_iter_s", rundir.REPORTED_AT_KEY)
 TEXT_KEYS = ("gpu_ids",)  # the GPUs Ray gave the trial, "0" or "0,1" ("" on CPU)
 UNKNOWN = "unknown"  # the report's word for a trial whose status file entry is missing
 STATUSES = (*rundir.STATUSES, UNKNOWN)

@@ -212,7 +212,7 @@ def gpu_throughput(run: RunData) -> tuple[pd.DataFrame, pd.DataFrame]:
                                              epochs=("epoch", "count")).reset_index()
     per_gpu = []
     for gpu, epochs in rows.groupby("gpu_ids"):
-        spans = list(zip(epochs.timestamp - epochs.time_this_iter_s, epochs.timestamp))
+        spans = epoch_spans(epochs)
         busy, peak = busy_seconds(spans), most_at_once(spans)
         samples = epochs.train_samples.sum(min_count=1)
         per_gpu.append({"gpu": gpu, "trials": epochs.trial_id.nunique(),
@@ -220,6 +220,27 @@ def gpu_throughput(run: RunData) -> tuple[pd.DataFrame, pd.DataFrame]:
                         "samples": samples, "busy_s": busy,
                         "aggregate_samples_per_s": samples / busy if busy > 0 else math.nan})
     return per_trial, pd.DataFrame(per_gpu)
+
+
+def epoch_spans(epochs: pd.DataFrame) -> list[tuple[float, float]]:
+    """[start, end] of each epoch: it ends when the trial reported it (``reported_at``, a float;
+    older runs have only Ray's ``timestamp``, truncated to whole seconds) and started
+    ``time_this_iter_s`` before. A trial's epochs run one after the other, so each starts no
+    earlier than the trial's previous one ended: without that, truncated ends made one trial
+    overlap itself and count as two at once."""
+    end = (epochs["reported_at"].fillna(epochs.timestamp) if "reported_at" in epochs
+           else epochs.timestamp)
+    frame = pd.DataFrame({"trial": epochs.trial_id, "epoch": epochs.epoch,
+                          "start": end - epochs.time_this_iter_s, "end": end})
+    spans = []
+    for _, trial in frame.sort_values(["trial", "epoch"]).groupby("trial"):
+        previous_end = -math.inf
+        for start, stop in zip(trial.start, trial.end):
+            start = max(start, previous_end) if not math.isnan(start) else start
+            spans.append((start, stop))
+            if not math.isnan(stop):
+                previous_end = max(previous_end, stop)
+    return spans
 
 
 def busy_seconds(spans: list[tuple[float, float]]) -> float:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import re
 
+from sweep.rundir import FIRST_STEP_KEY, REPORTED_AT_KEY
+
 # Result keys that are Ray's bookkeeping rather than numbers worth a chart.
 NOT_LOGGED = {"config", "done", "trial_id", "date", "hostname", "node_ip", "experiment_tag",
               "checkpoint_dir_name", "should_checkpoint"}
 # Ray's own numbers: logged (the history mirrors Ray's rows) but left out of the best/ summary.
 RAY_KEYS = {"timestamp", "time_this_iter_s", "time_total_s", "time_since_restore", "pid",
-            "iterations_since_restore", "training_iteration"}
+            "iterations_since_restore", "training_iteration",
+            FIRST_STEP_KEY, REPORTED_AT_KEY}  # and the trainable's wall clocks
 IMAGE_KEY = "val_images"  # the trainable reports a rendered panel's path under this key
 
 
