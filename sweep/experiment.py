@@ -46,7 +46,7 @@ SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Upper bounds (README "Bad input"): far above real sweeps, low enough that a typo fails here.
 SEARCH_BOUNDS = {"trials": 100_000, "concurrency": 1024, "startup_trials": 100_000,
-                 "max_failures": 100, "seed": 2**32 - 1, "seeds": 100}
+                 "max_failures": 100, "seed": 2**32 - 1, "seeds": 100, "lag": 100_000}
 MAX_RUNGS = 100  # ASHA keeps one list per rung: reduction_factor 1.000000001 would make ~1e9
 MAX_CHOICES = 1000
 
@@ -76,6 +76,16 @@ class SearchSettings:
                                         "trials are told and compared as they finish")
     seeds: int = setting(1, "Seeds per configuration, trained side by side in each trial "
                             "(train.seed, train.seed+1, ...); ASHA and TPE see their mean")
+    lag: int = setting(0, "Reproducible mode: trial n is suggested once trials 0..n-lag have "
+                          "ended (and only those are told), so TPE sees the same trials "
+                          "whatever the timing; 0 = twice the concurrency. Larger: a slot "
+                          "seldom waits for one long trial, TPE learns a little later")
+
+    def effective_lag(self) -> int:
+        """How many trials back a reproducible ask waits for (0 in async mode)."""
+        if self.mode != "reproducible":
+            return 0
+        return self.lag or 2 * self.concurrency
 
 
 @dataclass
@@ -169,6 +179,10 @@ class Experiment:
         for key, high in SEARCH_BOUNDS.items():
             require(getattr(search, key) <= high, source, f"search.{key}", getattr(search, key),
                     f"at most {high}")
+        # A lag below the concurrency would leave slots empty by construction.
+        require(search.lag == 0 or search.lag >= search.concurrency, source, "search.lag",
+                search.lag, f"0 (twice the concurrency) or at least search.concurrency "
+                f"({search.concurrency})")
         require(0 <= search.time_budget_s <= 1e9, source, "search.time_budget_s",
                 search.time_budget_s, "0 (no limit) or more, up to 1e9")
         self.validate_scheduler(source)
@@ -264,6 +278,11 @@ def load_saved_experiment(path: str | Path) -> Experiment:
         values.pop(key, None)
     if not values:
         raise ConfigError(f"{path}: empty experiment file")
+    search = values.get("search")
+    if isinstance(search, dict) and "lag" not in search:
+        # Written before search.lag existed: those runs waited for trial n-concurrency. A
+        # resume must ask the same way, or its trials would differ from an unbroken run's.
+        search["lag"] = search.get("concurrency", SearchSettings.concurrency)
     return Experiment.from_dict(values, str(path))
 
 

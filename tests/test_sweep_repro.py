@@ -20,7 +20,10 @@ SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 TINY = ["--train.width=4", "--train.synthetic_images=40", "--train.synthetic_size=32",
         "--train.val_percent=20", "--search.trials=5", "--search.concurrency=3",
         "--search.startup_trials=1", "--scheduler.max_epochs=2", "--scheduler.grace_period=1",
-        "--scheduler.reduction_factor=2", "--resources.cpus=0.5", "--wandb.enabled=false"]
+        "--scheduler.reduction_factor=2", "--resources.cpus=0.5", "--wandb.enabled=false",
+        # lag 3 (the default would be 6, more than the 5 trials): trials 3 and 4 are asked
+        # after trials 0 and 1 are told, so TPE models from results and order could matter
+        "--search.lag=3"]
 METRICS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr")  # no timing keys
 CLOCK_KEYS = ("placed_at", "first_step_at", "startup_s", "compute_s", "ended_at")
 # Seconds of sleep per epoch for trials 0, 1, 2 (later trials: none). In the first run trial 0
