@@ -11,7 +11,8 @@ suggested only once trials 0..n-lag are told, and nothing later is: TPE sees the
 trials (and the same running ones, which its constant liar counts) whatever order they finished
 in. ``search.lag`` defaults to twice the concurrency: with lag = concurrency a slot freed by a
 short trial stayed empty until the longest running trial ended (measured: 1.34x the async
-sweep's wall time on the quickstart). OrderedASHA (sweep/ordered_asha.py) does the same for the pruning decisions.
+sweep's wall time on the quickstart). OrderedASHA (sweep/ordered_asha.py) does the same for
+the pruning decisions.
 """
 from __future__ import annotations
 
