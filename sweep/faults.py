@@ -72,3 +72,13 @@ def fault_injector(faults: Faults | None, params: dict, resumed: bool):
                                f"{epoch}")
 
     return inject
+
+
+# The other test hook: per-epoch sleeps by trial number (JSON list of seconds), read on the
+# driver like the faults and handed to every trial, to slow trials unevenly and swap the order
+# they report in (tests/test_sweep_repro.py).
+EPOCH_DELAYS_ENV = "CRACK_SWEEP_TEST_EPOCH_DELAYS"
+
+
+def injected_epoch_delays(environ=os.environ) -> tuple[float, ...]:
+    return tuple(float(d) for d in json.loads(environ.get(EPOCH_DELAYS_ENV) or "[]"))

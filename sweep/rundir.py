@@ -378,12 +378,21 @@ def read_result_rows_at(trial_path: str | Path, filesystem=None) -> list[dict]:
 
 
 def parse_result_rows(text: str) -> list[dict]:
-    rows = []
+    return parse_result_rows_counted(text)[0]
+
+
+def parse_result_rows_counted(text: str) -> tuple[list[dict], int]:
+    """Ray's result.json rows, and how many lines could not be read (a line torn by a killed
+    trial or driver); blank lines are neither."""
+    rows, torn = [], 0
     for line in text.splitlines():
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line torn by a killed driver
+            torn += 1
+            continue
         if isinstance(row, dict):
             rows.append(row)
-    return rows
+    return rows, torn

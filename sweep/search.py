@@ -16,7 +16,6 @@ the pruning decisions.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -28,7 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment, SearchSettings
-from sweep.faults import faults_from_env
+from sweep.faults import faults_from_env, injected_epoch_delays
 from sweep.ordered_asha import OrderedASHA
 from sweep.rundir import (
     COMPLETE,
@@ -187,15 +186,6 @@ def make_scheduler(experiment: Experiment):
     kind = OrderedASHA if reproducible(experiment) else ASHAScheduler
     return kind(time_attr="epoch", metric=METRIC, mode=MODE, max_t=settings.max_epochs,
                 grace_period=settings.grace_period, reduction_factor=settings.reduction_factor)
-
-
-# A test hook: per-epoch sleeps by trial number (JSON list of seconds), read on the driver
-# and handed to every trial, to slow trials unevenly and swap the order they report in.
-EPOCH_DELAYS_ENV = "CRACK_SWEEP_TEST_EPOCH_DELAYS"
-
-
-def injected_epoch_delays() -> tuple[float, ...]:
-    return tuple(float(d) for d in json.loads(os.environ.get(EPOCH_DELAYS_ENV) or "[]"))
 
 
 def trial_resources(experiment: Experiment, candidates: list[dict] | None = None):

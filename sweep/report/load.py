@@ -150,17 +150,8 @@ def _numeric(history: pd.DataFrame) -> pd.DataFrame:
 def read_result_lines(storage: rundir.TrialStorage, trial_id: str,
                       missing: list[str]) -> list[dict]:
     """Ray appends one JSON object per report; a killed trial can leave a torn last line."""
-    rows, torn = [], 0
-    for line in storage.read_text(rundir.TUNE_DIR, trial_id, rundir.RESULT_FILE).splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            torn += 1
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
+    text = storage.read_text(rundir.TUNE_DIR, trial_id, rundir.RESULT_FILE)
+    rows, torn = rundir.parse_result_rows_counted(text)
     if torn:
         missing.append(f"{trial_id}/result.json: {torn} unreadable line(s) skipped")
     return rows
