@@ -47,6 +47,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Upper bounds (README "Bad input"): far above real sweeps, low enough that a typo fails here.
 SEARCH_BOUNDS = {"trials": 100_000, "concurrency": 1024, "startup_trials": 100_000,
                  "max_failures": 100, "seed": 2**32 - 1, "seeds": 100, "lag": 100_000}
+# What ASHA may compare at a rung, and which way is better (the loop reports all three).
+RUNG_METRICS = {"val_dice": "max", "val_iou": "max", "val_loss": "min"}
 MAX_RUNGS = 100  # ASHA keeps one list per rung: reduction_factor 1.000000001 would make ~1e9
 MAX_CHOICES = 1000
 
@@ -94,6 +96,9 @@ class SchedulerSettings:  # ASHA
                                  "budget)")
     grace_period: int = setting(1, "Epochs every trial gets before ASHA may stop it")
     reduction_factor: float = setting(2.0, "ASHA keeps 1 in this many trials at each rung")
+    metric: str = setting("val_dice", "What ASHA compares at its rungs: val_dice, val_iou "
+                                      "(higher is better) or val_loss (lower); TPE, the "
+                                      "winner and the report always use val_dice")
 
 
 @dataclass
@@ -226,6 +231,8 @@ class Experiment:
         require(1 <= scheduler.grace_period <= scheduler.max_epochs, source,
                 "scheduler.grace_period", scheduler.grace_period,
                 f"between 1 and scheduler.max_epochs ({scheduler.max_epochs})")
+        require(scheduler.metric in RUNG_METRICS, source, "scheduler.metric", scheduler.metric,
+                " or ".join(RUNG_METRICS))
         factor = scheduler.reduction_factor
         require(factor > 1, source, "scheduler.reduction_factor", factor, "more than 1")
         # ASHA's own count (ray.tune.schedulers.async_hyperband._Bracket).

@@ -26,7 +26,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from data_pipeline import SegmentationData
-from sweep.experiment import Experiment, SearchSettings
+from sweep.experiment import RUNG_METRICS, Experiment, SearchSettings
 from sweep.faults import faults_from_env, injected_epoch_delays
 from sweep.ordered_asha import OrderedASHA
 from sweep.rundir import (
@@ -184,7 +184,10 @@ def make_scheduler(experiment: Experiment):
     settings = experiment.scheduler
     # time_attr="epoch": the loop's own count, which survives a resume unchanged.
     kind = OrderedASHA if reproducible(experiment) else ASHAScheduler
-    return kind(time_attr="epoch", metric=METRIC, mode=MODE, max_t=settings.max_epochs,
+    # The rung metric may differ from the objective: early val_dice is mostly 0 (the thin
+    # cracks are not found yet) and ranks the eventual best trials low; val_loss does not.
+    return kind(time_attr="epoch", metric=settings.metric,
+                mode=RUNG_METRICS[settings.metric], max_t=settings.max_epochs,
                 grace_period=settings.grace_period, reduction_factor=settings.reduction_factor)
 
 

@@ -119,7 +119,8 @@ class FakeController:
         trial.status = "TERMINATED"
 
 
-def simulate(curves: list[list[float]], seed: int) -> list[tuple[str, int]]:
+def simulate(curves: list[list[float]], seed: int, metric: str = "val_dice",
+             mode: str = "max") -> list[tuple[str, int]]:
     """Trials report their epochs in a random interleaving (new trials start as others end,
     3 at a time); returns each trial's (status, epochs trained)."""
     import random
@@ -129,7 +130,7 @@ def simulate(curves: list[list[float]], seed: int) -> list[tuple[str, int]]:
     from sweep.ordered_asha import OrderedASHA
 
     rng = random.Random(seed)
-    scheduler = OrderedASHA(metric="val_dice", mode="max", max_t=len(curves[0]), grace_period=1,
+    scheduler = OrderedASHA(metric=metric, mode=mode, max_t=len(curves[0]), grace_period=1,
                             reduction_factor=2)
     controller = FakeController(scheduler)
     trials, epochs = [], [0] * len(curves)
@@ -148,7 +149,7 @@ def simulate(curves: list[list[float]], seed: int) -> list[tuple[str, int]]:
         trial = rng.choice(running)
         number = int(trial.trial_id[1:])
         epochs[number] += 1
-        result = {"epoch": epochs[number], "val_dice": curves[number][epochs[number] - 1]}
+        result = {"epoch": epochs[number], metric: curves[number][epochs[number] - 1]}
         decision = scheduler.on_trial_result(controller, trial, result)
         if decision == TrialScheduler.PAUSE:
             trial.status = "PAUSED"
@@ -167,3 +168,33 @@ def test_ordered_asha_decides_the_same_whatever_the_arrival_order():
     assert len(outcomes) == 1
     (outcome,) = outcomes
     assert {epochs for _, epochs in outcome} > {8} and all(s == "TERMINATED" for s, _ in outcome)
+
+
+def test_ordered_asha_on_val_loss_keeps_the_lowest_losses():
+    """scheduler.metric = val_loss: the same decisions as val_dice on the mirrored curves, so
+    "lower is better" is honoured at every rung, and still whatever the arrival order."""
+    import random
+
+    rng = random.Random(1)
+    losses = [sorted((rng.random() for _ in range(8)), reverse=True) for _ in range(12)]
+    on_loss = {tuple(simulate(losses, seed, "val_loss", "min")) for seed in range(20)}
+    assert len(on_loss) == 1
+    mirrored = simulate([[-v for v in curve] for curve in losses], 0)
+    assert list(next(iter(on_loss))) == mirrored
+    kept = [number for number, (_, epochs) in enumerate(mirrored) if epochs == 8]
+    assert 0 < len(kept) < 12
+
+
+def test_the_rung_metric_reaches_ashas_both_kinds(tmp_path):
+    from ray.tune.schedulers import ASHAScheduler
+
+    from sweep.ordered_asha import OrderedASHA
+    from sweep.search import make_scheduler
+
+    for mode, kind in (("reproducible", OrderedASHA), ("async", ASHAScheduler)):
+        experiment = load_experiment(SMOKE, [f"--search.mode={mode}",
+                                             "--scheduler.metric=val_loss"])
+        scheduler = make_scheduler(experiment)
+        assert isinstance(scheduler, kind)
+        assert (scheduler._metric, scheduler._mode if kind is ASHAScheduler
+                else scheduler._sign) == ("val_loss", "min" if kind is ASHAScheduler else -1.0)

@@ -1,5 +1,6 @@
-"""Reproducible mode's ask rule, on the searcher alone (no Ray run): trial n is suggested once
-trials 0..n-lag have ended, and then exactly those are told, whatever order trials ended in."""
+"""Search settings on the searcher and scheduler alone (no Ray run). Reproducible mode's ask
+rule: trial n is suggested once trials 0..n-lag have ended, and then exactly those are told,
+whatever order trials ended in. The rung metric's bad values."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -83,3 +84,11 @@ def test_a_lag_below_the_concurrency_or_absurd_is_refused(lag):
 
     with pytest.raises(ConfigError, match="search.lag"):
         load_experiment(QUICKSTART, [f"--search.lag={lag}"])
+
+
+def test_an_unknown_rung_metric_is_refused_naming_the_choices():
+    from training.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="scheduler.metric = 'accuracy'.*val_dice or val_iou "
+                                          "or val_loss"):
+        load_experiment(QUICKSTART, ["--scheduler.metric=accuracy"])
