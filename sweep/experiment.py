@@ -81,12 +81,13 @@ class SearchSettings:
     lag: int = setting(0, "Reproducible mode: trial n is suggested once trials 0..n-lag have "
                           "ended (and only those are told), so TPE sees the same trials "
                           "whatever the timing; 0 = twice the concurrency. Larger: a slot "
-                          "seldom waits for one long trial, TPE learns a little later")
+                          "seldom waits for one long trial, TPE learns a little later. "
+                          "Unused with sampler random (nothing to wait for)")
 
     def effective_lag(self) -> int:
         """How many trials back a reproducible ask waits for (0 in async mode)."""
-        if self.mode != "reproducible":
-            return 0
+        if self.mode != "reproducible" or self.sampler == "random":
+            return 0  # random suggestions never depend on results: nothing to wait for
         return self.lag or 2 * self.concurrency
 
 

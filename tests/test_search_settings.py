@@ -16,7 +16,7 @@ QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.y
 
 def limiter(tmp_path, *overrides: str):
     experiment = load_experiment(QUICKSTART, ["--search.trials=8", "--search.startup_trials=2",
-                                              *overrides])
+                                              "--search.sampler=tpe", *overrides])
     searcher = make_searcher(experiment, tmp_path, study_storage=optuna.storages.InMemoryStorage())
     searcher.set_search_properties("val_dice", "max", {})
     return searcher
@@ -71,11 +71,22 @@ def test_async_mode_has_no_lag(tmp_path):
 
 def test_a_run_saved_before_search_lag_existed_resumes_with_the_lag_it_ran_with(tmp_path):
     saved = tmp_path / "experiment.yaml"
-    text = QUICKSTART.read_text()
+    text = "\n".join(line for line in QUICKSTART.read_text().splitlines()
+                     if "sampler:" not in line)  # as then: TPE by default
     assert "lag" not in text
     saved.write_text(text)
     assert load_saved_experiment(saved).search.effective_lag() == 2  # its concurrency then
-    assert load_experiment(QUICKSTART, []).search.effective_lag() == 4  # a new run: twice it
+    assert load_experiment(saved, []).search.effective_lag() == 4  # a new run: twice it
+
+
+def test_random_search_never_waits(tmp_path):
+    """Random suggestions do not depend on results, so reproducible mode need not hold any
+    ask back: a slot is refilled as soon as it frees."""
+    searcher = limiter(tmp_path, "--search.sampler=random")
+    assert searcher.searcher._lag == 0
+    assert searcher.suggest("t0") and searcher.suggest("t1")
+    finish(searcher, 1)
+    assert searcher.suggest("t2") is not None  # with TPE and lag 2 this waited for trial 0
 
 
 @pytest.mark.parametrize("lag", ["1", "-1", "100001"])

@@ -86,6 +86,18 @@ def test_reproducible_sweep_ignores_the_order_trials_finish_in(runs, monkeypatch
                                                      + row["val_dice_seed1"]) / 2)
 
 
+def test_reproducible_random_search_tells_as_trials_end_and_still_agrees(runs, monkeypatch):
+    """The shipped sampler (random) asks without waiting (its draws never depend on results)
+    and Optuna is told as trials end; OrderedASHA still orders the pruning decisions."""
+    shipped = ("--search.sampler=random", "--scheduler.metric=val_loss")
+    first = sweep("reproducible", "forward", runs / "random", monkeypatch, *shipped)
+    second = sweep("reproducible", "backward", runs / "random", monkeypatch, *shipped)
+    for number in range(5):
+        assert first["trials"][number] == second["trials"][number], f"trial {number}"
+    assert first["study"] == second["study"] and first["best"] == second["best"]
+    assert {t["status"] for t in first["trials"].values()} == {"complete", "pruned"}
+
+
 def test_async_sweep_depends_on_the_order_trials_finish_in(runs, monkeypatch):
     """Built to differ: with one start-up trial, TPE's first modelled suggestion (trial 3)
     comes from the first trial told, which is trial 0 in one run and trial 2 in the other."""
