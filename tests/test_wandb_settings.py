@@ -67,7 +67,10 @@ def test_search_space_metric_and_asha_translate_to_a_wandb_sweep(tmp_path):
     config = build_sweep_config("quickstart", space, "val_dice", "max",
                                 scheduler={"max_t": 8, "grace_period": 2, "reduction_factor": 3},
                                 trials=12, constants={"model": "unet"})
-    assert config["method"] == "bayes" and config["run_cap"] == 12
+    assert config["method"] == "bayes" and config["run_cap"] == 12  # TPE: W&B's closest
+    assert "Optuna (TPE)" in config["description"]
+    shipped = build_sweep_config("quickstart", space, "val_dice", "max", sampler="random")
+    assert shipped["method"] == "random" and "RandomSampler" in shipped["description"]
     assert config["metric"] == {"name": "val_dice", "goal": "maximize"}
     assert config["early_terminate"] == {"type": "hyperband", "min_iter": 2, "eta": 3}
     assert config["parameters"] == {

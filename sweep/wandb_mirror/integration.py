@@ -23,7 +23,7 @@ def mirror_callback(experiment, run_dir: str | Path, data=None, status_log=None,
         experiment.name, experiment.space, metric, mode,
         scheduler={"max_t": scheduler.max_epochs, "grace_period": scheduler.grace_period,
                    "reduction_factor": scheduler.reduction_factor},
-        trials=experiment.search.trials)
+        trials=experiment.search.trials, sampler=experiment.search.sampler)
     fixed = {k: v for k, v in experiment.train.to_dict().items() if k not in RUNTIME_KEYS}
     fixed["epochs"] = scheduler.max_epochs
     probe = Path(run_dir) / SPEED_PROBE_FILE  # which num_workers every trial got, and why

@@ -18,18 +18,23 @@ INTEGER = {"randint": "int_uniform", "int": "int_uniform", "lograndint": "q_log_
 CATEGORICAL = ("choice", "categorical", "values")
 
 
+# Optuna's sampler -> W&B's method: W&B has no TPE or GP of its own; `bayes` is the closest.
+WANDB_METHOD = {"random": "random", "tpe": "bayes", "gp": "bayes"}
+SAMPLER_NAME = {"random": "RandomSampler", "tpe": "TPE", "gp": "GPSampler"}
+
+
 def build_sweep_config(name: str, search_space: dict, metric: str, mode: str,
                        scheduler: dict | None = None, trials: int | None = None,
-                       constants: dict | None = None) -> dict:
-    """A W&B sweep config (``method: bayes`` stands for Optuna's TPE, the closest W&B has)."""
+                       constants: dict | None = None, sampler: str = "tpe") -> dict:
+    """A W&B sweep config for a sweep whose trials Optuna's ``sampler`` chose."""
     parameters = {key: wandb_parameter(key, spec) for key, spec in search_space.items()}
     for key, value in (constants or {}).items():
         parameters.setdefault(key, {"value": value})
     config = {
         "name": name,
-        "description": "Mirrored from Ray Tune: Optuna (TPE) chose the trials, ASHA stopped "
-                       "the weak ones; each run is one trial.",
-        "method": "bayes",
+        "description": f"Mirrored from Ray Tune: Optuna ({SAMPLER_NAME[sampler]}) chose the "
+                       "trials, ASHA stopped the weak ones; each run is one trial.",
+        "method": WANDB_METHOD[sampler],
         "metric": {"name": metric, "goal": "maximize" if mode == "max" else "minimize"},
         "parameters": parameters,
     }
