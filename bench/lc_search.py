@@ -262,7 +262,9 @@ def draw_curves(traces: dict, table: Table, budget: int, path: Path) -> None:
                  title=f"concurrency {concurrency}", ylim=(0.1, 100))
         axis.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("gap to best config mean, % (median, quartiles)")
-    axes[0][-1].legend(fontsize=7)
+    # The panel with the most methods (GP runs at concurrency 1 only) carries the legend.
+    richest = max(axes[0], key=lambda axis: len(axis.get_legend_handles_labels()[1]))
+    richest.legend(fontsize=7, loc="lower left")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

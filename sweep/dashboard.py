@@ -227,13 +227,16 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
     with log_file.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
-    identity = process_identity(process.pid)  # Popen returns once the child has exec'd
     url = f"http://127.0.0.1:{dashboard_port}"
     state = {"pid": process.pid, "address": f"127.0.0.1:{port}", "dashboard_url": url,
              "log": str(log_file)}
+    wait_until_ready(process, url, log_file, timeout_s)
+    # Read once the head answers, not when Popen returns: Popen returns when exec closes its
+    # pipe, which may be before the kernel has set the new command line. The likely cause of
+    # one `make test` failure beside a benchmark: the head never matched its own state.
+    identity = process_identity(process.pid)
     if identity:
         state.update(create_time=identity["create_time"], cmdline=identity["cmdline"])
-    wait_until_ready(process, url, log_file, timeout_s)
     head_state_path().write_text(json.dumps(state, indent=1))
     return state
 
