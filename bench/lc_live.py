@@ -69,14 +69,18 @@ def run(ctx: Context) -> Outcome:
     return summarise_live(reached, first, second, target, best, s)
 
 
-def spent(reached: list[dict]) -> list[int]:
-    """Trial-epochs to the target per seed; a miss counts as all it spent + 1."""
-    return [r["trial_epochs"] or r["total"] + 1 for r in reached]
+def spent(reached: list[dict], miss: int) -> list[int]:
+    """Trial-epochs to the target per seed; a miss counts as ``miss``."""
+    return [r["trial_epochs"] or miss for r in reached]
 
 
 def summarise_live(reached: dict, first: str, second: str, target: float, best: float,
                    s: dict) -> Outcome:
-    a, b = median(spent(reached[first])), median(spent(reached[second]))
+    # A miss counts as more than any sweep of either method spent: a method that stopped early
+    # and never got there must not rank above one that spent more and did (ASHA's sweeps spend
+    # far fewer trial-epochs for the same number of trials).
+    miss = max(r["total"] for runs in reached.values() for r in runs) + 1
+    a, b = median(spent(reached[first], miss)), median(spent(reached[second], miss))
     value = ratio(b, a)
     misses = {m: sum(r["trial_epochs"] is None for r in runs) for m, runs in reached.items()}
     return Outcome(
@@ -85,9 +89,11 @@ def summarise_live(reached: dict, first: str, second: str, target: float, best: 
                  f"{target:.3f} (median {a:g} vs {b:g}): the replay's ranking "
                  + ("holds" if a <= b else "does not hold"),
         figures={"first": first, "second": second, "target": target, "best": best,
-                 "reached": reached, "trial_epochs": {m: spent(r) for m, r in reached.items()},
+                 "reached": reached,
+                 "trial_epochs": {m: spent(r, miss) for m, r in reached.items()},
                  "setup": s},
         notes=[f"{len(s['seeds'])} seeds; {s['trials']} trials each, {s['concurrency']} at a "
                f"time, on the learning-curve table's data set, settings and space; target = "
                f"{TARGET_FRACTION} x the best val_dice any of these sweeps reached ({best:.3f})",
-               f"seeds that never reached the target (counted as all they spent + 1): {misses}"])
+               f"seeds that never reached the target (each counted as {miss} trial-epochs, "
+               f"one more than any sweep of either method spent): {misses}"])

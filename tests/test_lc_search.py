@@ -196,9 +196,19 @@ def test_live_check_takes_the_replays_top_two_and_judges_the_ranking(tmp_path):
     outcome = summarise_live(reached, "tpe_asha", "gp", 0.5, 0.55, {"seeds": (0, 1),
                                                                     "trials": 4,
                                                                     "concurrency": 1})
-    # medians: tpe_asha (10, 41) -> 25.5; gp (20, 30) -> 25: the ranking does not hold
-    assert outcome.figures["trial_epochs"]["tpe_asha"] == [10, 41] and outcome.met is False
+    # a miss counts as 51 (one more than the most any sweep spent): medians tpe_asha (10, 51)
+    # -> 30.5; gp (20, 30) -> 25: the ranking does not hold
+    assert outcome.figures["trial_epochs"]["tpe_asha"] == [10, 51] and outcome.met is False
     assert "does not hold" in outcome.headline
+    # Seen live: the ASHA method stopped early (few trial-epochs) and never got there; the
+    # other spent more and did. The misses must not make the first look cheaper.
+    reached = {"gp": [{"trial_epochs": 134, "total": 292}, {"trial_epochs": 192, "total": 290},
+                      {"trial_epochs": None, "total": 290}],
+               "random_asha_loss": [{"trial_epochs": None, "total": t} for t in (68, 48, 92)]}
+    outcome = summarise_live(reached, "gp", "random_asha_loss", 0.7, 0.75,
+                             {"seeds": (0, 1, 2), "trials": 24, "concurrency": 1})
+    assert outcome.figures["trial_epochs"]["random_asha_loss"] == [293, 293, 293]
+    assert outcome.met is True and "holds" in outcome.headline
 
 
 @pytest.mark.slow  # two real sweeps: ~70 s on the loaded 2-core machine (make test-all)
