@@ -126,12 +126,16 @@ def to_target(rows: list[dict], target: float) -> dict:
 # decoded once into the disk cache (timed: the cache's build rate and size) and swept with 1, 2
 # and 4 concurrent trials while Ray's object store is capped below the big set's size. Trials
 # map the cache's files: if they share its pages, what a trial adds does not grow with the set.
+# eval_batch 4: the small set holds only 4 validation images, so a larger validation batch
+# would make the big set's whole-image forward passes bigger than the small set's, and their
+# activations would look like memory growing with the data set (seen: 1157 MB per trial at the
+# default of 8, 2026-11-26).
 MEMORY = {"full": dict(width=959, height=640, big_images=1750, small_images=219, distinct=64,
-                       net_width=8, batch=4, epochs=1, crop=128, val_percent=2,
+                       net_width=8, batch=4, eval_batch=4, epochs=1, crop=128, val_percent=2,
                        counts=(1, 2, 4), small_counts=(1, 2, 4), cpus=0.5,
                        object_store_mb=1024),
           "tiny": dict(width=48, height=40, big_images=16, small_images=8, distinct=4,
-                       net_width=4, batch=4, epochs=1, crop=32, val_percent=2,
+                       net_width=4, batch=4, eval_batch=4, epochs=1, crop=32, val_percent=2,
                        counts=(1, 2), small_counts=(), cpus=0.5, object_store_mb=None)}
 
 
@@ -202,7 +206,8 @@ def cached_folder(ctx: Context, s: dict, images: int, tag: str) -> dict:
 def memory_values(name: str, s: dict, data: dict, count: int) -> dict:
     train = {"model": "unet", "width": s["net_width"], "data_dir": str(data["folder"]),
              "cache_dir": str(data["cache_dir"]), "crop": s["crop"],
-             "val_percent": s["val_percent"], "device": "cpu", "batch_size": s["batch"]}
+             "val_percent": s["val_percent"], "device": "cpu", "batch_size": s["batch"],
+             "eval_batch_size": s["eval_batch"]}
     return experiment_values(name, train, FIXED_SPACE, trials=count, concurrency=count,
                              max_epochs=s["epochs"], grace_period=s["epochs"], cpus=s["cpus"])
 

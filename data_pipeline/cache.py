@@ -78,7 +78,10 @@ class CacheRef:
 def cache_root(setting: str = "") -> Path:
     """The setting, else $CRACK_SWEEP_CACHE, else $XDG_CACHE_HOME (~/.cache)/crack-sweep/data."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(setting or os.environ.get(ENV_VAR) or base / "crack-sweep" / "data").expanduser()
+    # Absolute here, on the driver: a trial runs in its own working directory (Ray Tune's), where
+    # a relative path names another folder, and each trial would decode the data set again.
+    return Path(setting or os.environ.get(ENV_VAR)
+                or base / "crack-sweep" / "data").expanduser().absolute()
 
 
 def data_spec(data_dir: str = "", scale: float = 1.0, mask_suffix: str = "auto",
@@ -96,6 +99,8 @@ def load_cached(spec: dict, cache_dir: str = "", n_classes: int = 2, crop: int |
                 expect: str | None = None) -> SegmentationData:
     """The data set ``spec`` names, from its cache (built first if missing or invalid). Faults
     of the folder, and of classes and crop against it, are raised all at once."""
+    if cache_dir:  # what travels to trials (CacheRef.cache_dir) must not depend on their cwd
+        cache_dir = str(Path(cache_dir).expanduser().absolute())
     root = cache_root(cache_dir)
     plan = folder_plan(spec) if spec["kind"] == "folder" else synthetic_plan(spec)
     if plan.key is None:  # the folder's files do not pair up: report every fault

@@ -132,6 +132,22 @@ def test_object_store_carries_a_reference_and_another_node_rebuilds(tmp_path, ca
         wrong.open()
 
 
+def test_a_relative_cache_dir_means_the_drivers_folder_in_every_trial(tmp_path, monkeypatch):
+    """Seen in the memory benchmark: with a relative cache_dir every trial, running in Ray
+    Tune's own working directory, found no cache there and decoded a 4 GB copy of its own."""
+    driver, trial = tmp_path / "driver", tmp_path / "trial"
+    driver.mkdir(), trial.mkdir()
+    monkeypatch.chdir(driver)
+    data = load_data(synthetic_images=4, synthetic_size=32, cache_dir="relative_cache")
+    assert data.source["cache"].startswith(str(driver / "relative_cache"))
+    payload = pickle.dumps(data)
+    monkeypatch.chdir(trial)  # as a trial: another working directory
+    arrived = pickle.loads(payload)
+    assert arrived.source["cache"] == data.source["cache"]
+    assert list(trial.iterdir()) == []  # nothing decoded here
+    assert np.array_equal(arrived.images, data.images)
+
+
 def test_cache_location_setting_and_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CRACK_SWEEP_CACHE", str(tmp_path / "from_env"))
     assert cache_root("") == tmp_path / "from_env"
