@@ -228,8 +228,7 @@ def epoch_spans(epochs: pd.DataFrame) -> list[tuple[float, float]]:
     ``time_this_iter_s`` before. A trial's epochs run one after the other, so each starts no
     earlier than the trial's previous one ended: without that, truncated ends made one trial
     overlap itself and count as two at once."""
-    end = (epochs["reported_at"].fillna(epochs.timestamp) if "reported_at" in epochs
-           else epochs.timestamp)
+    end = epochs.reported_at.fillna(epochs.timestamp)  # load.py gives every history column
     frame = pd.DataFrame({"trial": epochs.trial_id, "epoch": epochs.epoch,
                           "start": end - epochs.time_this_iter_s, "end": end})
     spans = []
