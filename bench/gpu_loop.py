@@ -2,10 +2,11 @@
 batch 64, bf16 autocast, channels_last, compiled, deterministic).
 
 bench/gpu_h200.md: the step alone reached 37 % MFU, training.loop.train on 800 images (epoch 2
-of 2, 4 workers) 22.8 %. Note what the loop's `samples_per_s` times: train_one_epoch only, from
-before `iter(loader)` (the persistent workers restart the epoch there) to a final synchronize;
-validation and the checkpoint fall outside it (they count in `epoch_seconds` alone). Three kinds
-of variant, each in this one process, on one synthetic set decoded once:
+of 2, 4 workers) 22.8 %. Note what the loop's `samples_per_s` times: train_one_epoch only, to a
+final synchronize; since bench/gpu_h200_loop_before_prefetch.md the loop starts each later
+epoch's iterator before validating the one before, so its first batches are built outside the
+window. Validation and the checkpoint fall outside it too (they count in `epoch_seconds`).
+Three kinds of variant, each in this one process, on one synthetic set decoded once:
 - `loop`: training.loop.train itself, 3200 images, 3 epochs; epochs 2 and 3 are steady (the
   first pays the compile and the workers' start);
 - `instrumented`: the same train() with its epoch swapped for a copy that synchronizes around
@@ -98,7 +99,7 @@ def timed_train_one_epoch(records: list[dict]):
     from training.loop import to_device, train_step
 
     def train_one_epoch(model, loader, optimizer, scaler, config, device, amp_dtype,
-                        memory_format, desc: str) -> tuple[float, float]:
+                        memory_format, desc: str, batches=None) -> tuple[float, float]:
         model.train()
         sync(device)
         parts = {"iter_s": 0.0, "first_batch_s": 0.0, "wait_s": 0.0, "copy_s": 0.0,
@@ -114,7 +115,9 @@ def timed_train_one_epoch(records: list[dict]):
             parts[key] += spent
             return spent
 
-        batches = iter(loader)  # persistent workers: the epoch's prefetch starts here
+        # The loop starts the next epoch's iterator before validating (so its first batches
+        # are built meanwhile); the first epoch's starts here.
+        batches = iter(loader) if batches is None else batches
         lap("iter_s")
         for index, (images, masks) in enumerate(batches):
             waits.append(lap("first_batch_s" if index == 0 else "wait_s"))
