@@ -63,9 +63,13 @@ def tree_pss_mb(root: int, field: str = "Pss") -> float:
 class PeakSampler:
     """Samples a process tree's PSS in a thread until stopped; keeps the peak."""
 
-    def __init__(self, root: int, interval_s: float = 0.25):
+    def __init__(self, root: int, interval_s: float = 0.1):
         self.root, self.interval_s = root, interval_s
         self.peak_mb, self.peak_anon_mb, self.samples = 0.0, 0.0, 0
+        # Anonymous MB per process kind (Ray's process titles, e.g. "ray::_Inner.train") at the
+        # anonymous peak: says which processes a peak is made of.
+        self.peak_anon_by_kind: dict[str, float] = {}
+        self.elapsed_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -79,21 +83,56 @@ class PeakSampler:
         self._thread.join()
 
     def _run(self) -> None:
+        began = time.perf_counter()
         while not self._stop.is_set():
-            fields = [pss_fields(pid) for pid in descendants(self.root)]
+            tree = descendants(self.root)
+            fields = [pss_fields(pid) for pid in tree]
             self.peak_mb = max(self.peak_mb, sum(f.get("Pss", 0.0) for f in fields))
-            self.peak_anon_mb = max(self.peak_anon_mb,
-                                    sum(f.get("Pss_Anon", 0.0) for f in fields))
+            anon = sum(f.get("Pss_Anon", 0.0) for f in fields)
+            if anon > self.peak_anon_mb:
+                self.peak_anon_mb = anon
+                self.peak_anon_by_kind = by_kind(tree, [f.get("Pss_Anon", 0.0) for f in fields])
             self.samples += 1
+            self.elapsed_s = time.perf_counter() - began
             self._stop.wait(self.interval_s)
 
+    def mean_period_s(self) -> float:
+        """Seconds between samples as measured (a sample of a big tree is not free): a peak
+        shorter than this can be missed."""
+        return self.elapsed_s / max(self.samples - 1, 1)
 
-def wait_and_sample(process, interval_s: float = 0.25, timeout: float = 3600) -> float:
+
+def process_kind(pid: int) -> str:
+    """A process's title, shortened to its kind: Ray renames its workers ("ray::_Inner.train",
+    "ray::IDLE"); others keep their program's name."""
+    try:
+        argv = (PROC / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    if argv[0].startswith("ray::"):
+        return argv[0].split()[0]
+    words = [Path(word).name for word in " ".join(argv).split()]
+    if words and words[0].startswith("python") and "-c" not in words:
+        # the script or module (-m) says more than "python"
+        words = [w for w in words[1:] if not w.startswith("-")][:1] or words[:1]
+    return words[0] if words else "?"
+
+
+def by_kind(pids: list[int], values: list[float]) -> dict[str, float]:
+    kinds: dict[str, float] = {}
+    for pid, value in zip(pids, values):
+        if value:
+            kind = process_kind(pid)
+            kinds[kind] = kinds.get(kind, 0.0) + value
+    return dict(sorted(kinds.items(), key=lambda item: -item[1]))
+
+
+def wait_and_sample(process, interval_s: float = 0.1, timeout: float = 3600) -> float:
     """Peak PSS of a running subprocess.Popen's tree until it exits."""
     return sample_until_exit(process, interval_s, timeout).peak_mb
 
 
-def sample_until_exit(process, interval_s: float = 0.25, timeout: float = 3600) -> PeakSampler:
+def sample_until_exit(process, interval_s: float = 0.1, timeout: float = 3600) -> PeakSampler:
     """The sampler (peak PSS, peak anonymous PSS) of a subprocess.Popen's tree until it exits."""
     deadline = time.time() + timeout
     with PeakSampler(process.pid, interval_s) as sampler:

@@ -61,6 +61,9 @@ def test_pss_counts_memory_shared_by_forked_processes_once():
             time.sleep(0.5)
         grown = sampler.peak_mb - before
         assert 60 < grown < 64 * 2 + 40  # counted once (plus interpreters), not three times
+        # The anonymous peak is attributed to process kinds, and the parts add up to it.
+        assert sum(sampler.peak_anon_by_kind.values()) == pytest.approx(sampler.peak_anon_mb)
+        assert sampler.samples >= 2 and 0.09 < sampler.mean_period_s() < 0.5
     finally:
         for child in children:
             child.join()
@@ -93,6 +96,22 @@ def test_memory_tiny_samples_peaks(tiny):
     peaks = outcome.figures["peak_pss_mb"]
     assert set(peaks) == {1, 2} and all(p > 100 for p in peaks.values())
     assert outcome.figures["plain_process_mb"] > 50
+    # Two trials at once: the peak's composition names Ray's trial workers.
+    kinds = outcome.figures["big_data_peaks"][2]["anon_by_process_kind"]
+    assert any(kind.startswith("ray::") for kind in kinds), kinds
+
+
+def test_memory_sets_score_the_same_number_of_validation_images():
+    """The small and big folders validate on equally many images: a trial's memory peaks while
+    it scores whole images, so unequal validation sets would pass off as data-set growth."""
+    from bench.sweeps import MEMORY, memory_values
+    from data_pipeline.data import split_indices
+
+    s = MEMORY["full"]
+    for images in (s["small_images"], s["big_images"]):
+        data = {"folder": "f", "cache_dir": "c", "build": {"images": images}}
+        percent = memory_values("m", s, data, 1)["train"]["val_percent"]
+        assert len(split_indices(images, percent, 0)[1]) == s["val_images"]
 
 
 def test_wandb_tiny_mirrors_the_sweep(tiny):
