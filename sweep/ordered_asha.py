@@ -58,6 +58,12 @@ class OrderedASHA(FIFOScheduler):
 
     # ---- Tune's events ---------------------------------------------------------------------
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
+        if trial.trial_id in self._number:
+            # Tune re-adds a trial it retries after an error (TuneController._requeue_trial):
+            # the same trial, PENDING, to restart from its last checkpoint. Its rung values
+            # stand; adding it again would list it twice, forget them and (_replay) mark a
+            # PENDING trial PAUSED behind Tune's back, which Tune asserts on.
+            return
         # By number, not by arrival: a resumed sweep re-adds its trials in another order.
         self._number[trial.trial_id] = trial_number(trial)
         self._trials.append(trial)

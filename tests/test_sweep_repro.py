@@ -182,6 +182,30 @@ def test_ordered_asha_decides_the_same_whatever_the_arrival_order():
     assert {epochs for _, epochs in outcome} > {8} and all(s == "TERMINATED" for s, _ in outcome)
 
 
+def test_ordered_asha_keeps_a_trial_tune_retries_after_an_error():
+    """Tune re-adds a trial it retries from its last checkpoint (PENDING, having reported):
+    the scheduler keeps it once, with its rung values, and leaves it PENDING for Tune. It
+    listed it twice and marked it PAUSED behind Tune's back, which Tune asserts on: a sweep
+    with a crash and pruning on stopped with AssertionError (trial, 'PAUSED')."""
+    from sweep.ordered_asha import OrderedASHA
+
+    scheduler = OrderedASHA(metric="val_dice", mode="max", max_t=4, grace_period=1,
+                            reduction_factor=2)
+    controller = FakeController(scheduler)
+    first, second = FakeTrial(0), FakeTrial(1)
+    for trial in (first, second):
+        scheduler.on_trial_add(controller, trial)
+    scheduler.on_trial_result(controller, first, {"epoch": 1, "val_dice": 0.6})
+    first.has_reported_at_least_once = True
+    scheduler.on_trial_error(controller, first)
+    first.status = "PENDING"  # Tune requeues it
+    scheduler.on_trial_add(controller, first)
+    assert first.status == "PENDING"
+    assert [t.trial_id for t in scheduler._trials] == ["t0", "t1"]
+    assert scheduler._values["t0"] == {1: 0.6}  # the rung value it reported stands
+    assert scheduler.choose_trial_to_run(controller) is first
+
+
 def test_ordered_asha_on_val_loss_keeps_the_lowest_losses():
     """scheduler.metric = val_loss: the same decisions as val_dice on the mirrored curves, so
     "lower is better" is honoured at every rung, and still whatever the arrival order."""
