@@ -94,7 +94,8 @@ def confirm_locked(run_dir: Path, top_k: int | None, seeds: int | None) -> dict:
                          "seed": tune.grid_search(seed_list)},
             tune_config=tune.TuneConfig(max_concurrent_trials=experiment.search.concurrency,
                                         reuse_actors=True),
-            run_config=run_config(storage, CONFIRM_DIR, [StopWhenDiskFull(run_dir)],
+            run_config=run_config(storage, CONFIRM_DIR,
+                                  [StopWhenDiskFull(run_dir, storage, CONFIRM_DIR)],
                                   experiment.search.max_failures))
         fit(tuner, run_dir, storage)
     finally:

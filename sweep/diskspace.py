@@ -9,6 +9,7 @@ own (statuses, Ray's results) stops it the same way.
 from __future__ import annotations
 
 import logging
+import re
 import zipfile
 from pathlib import Path
 
@@ -23,10 +24,14 @@ NEARLY_FULL_BYTES = 4 << 20
 
 
 class StopWhenDiskFull(tune.Callback):
-    """Raise DiskFullError out of ``Tuner.fit`` at a trial's first out-of-space error."""
+    """Raise DiskFullError out of ``Tuner.fit`` at a trial's first out-of-space error.
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
+    ``storage``: the trial storage (sweep.rundir.TrialStorage; None: the run directory). A
+    local or shared one holds the trial folders the error names; with a bucket the disk that
+    filled is the trial's node's own (its working folder), which the error's path names."""
+
+    def __init__(self, run_dir: Path, storage=None, folder: str = TUNE_DIR):
+        self.run_dir, self.storage, self.folder = Path(run_dir), storage, folder
         quiet_disk_full_tracebacks()
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
@@ -36,8 +41,21 @@ class StopWhenDiskFull(tune.Callback):
         self.check(trial)
 
     def check(self, trial) -> None:
-        if is_disk_full_text(trial_error_text(trial)):
-            raise disk_full(self.run_dir / TUNE_DIR / trial.trial_id)
+        text = trial_error_text(trial)
+        if is_disk_full_text(text):
+            raise disk_full(self.trial_folder(trial.trial_id, text))
+
+    def trial_folder(self, trial_id: str, error_text: str) -> Path:
+        if self.storage is None:
+            return self.run_dir / self.folder / trial_id
+        if self.storage.is_local:
+            return Path(self.storage.path(self.folder, trial_id))
+        named = NAMED_PATH.search(error_text)  # "...No space left on device: '/tmp/ray/...'"
+        return Path(named.group(1)) if named else self.run_dir
+
+
+# The path an OSError names after its message.
+NAMED_PATH = re.compile(r"No space left on device: '([^']+)'")
 
 
 def trial_error_text(trial) -> str:
@@ -65,13 +83,18 @@ def quiet_disk_full_tracebacks() -> None:
         logger.addFilter(DropDiskFullTracebacks())
 
 
-def sweep_disk_full(run_dir: Path, error: BaseException) -> DiskFullError | None:
+def sweep_disk_full(run_dir: Path, error: BaseException, storage=None) -> DiskFullError | None:
     """The one-line error for a sweep that stopped for want of space (None: another cause),
-    after removing what the failed writes left half-done."""
+    after removing what the failed writes left half-done in the run directory and, when it
+    is a local or shared folder elsewhere, in the trial storage."""
+    folders = [Path(run_dir)]
+    if storage is not None and storage.is_local and Path(storage.root) != Path(run_dir):
+        folders.append(Path(storage.root))
     if not (isinstance(error, DiskFullError) or is_disk_full(error)
-            or is_disk_full_text(str(error)) or free_bytes(run_dir) < NEARLY_FULL_BYTES):
+            or is_disk_full_text(str(error))
+            or min(free_bytes(folder) for folder in folders) < NEARLY_FULL_BYTES):
         return None
-    removed = remove_partial_writes(run_dir)
+    removed = sum(remove_partial_writes(folder) for folder in folders)
     base = str(error) if isinstance(error, DiskFullError) else str(disk_full(run_dir))
     base = base.split("; free some space")[0]
     extra = f"; removed {removed} partial file(s)" if removed else ""
@@ -79,15 +102,16 @@ def sweep_disk_full(run_dir: Path, error: BaseException) -> DiskFullError | None
                          f"sweep resume {run_dir}` continues it")
 
 
-def remove_partial_writes(run_dir: Path) -> int:
+def remove_partial_writes(root: Path) -> int:
     """Temporary files of interrupted writes, and checkpoint folders whose file was torn (a
-    torch checkpoint is a zip file: a torn one has no central directory)."""
+    torch checkpoint is a zip file: a torn one has no central directory). ``root``: a run
+    directory or a local trial storage (its tune/ and confirm/ trial folders)."""
     removed = 0
-    for path in list(run_dir.rglob("*.tmp")) + list(run_dir.rglob(".*.tmp*")):
+    for path in list(root.rglob("*.tmp")) + list(root.rglob(".*.tmp*")):
         if path.is_file():
             path.unlink(missing_ok=True)
             removed += 1
-    for checkpoint in (run_dir / TUNE_DIR).glob(f"*/checkpoint_*/{CHECKPOINT_FILE}"):
+    for checkpoint in root.glob(f"*/*/checkpoint_*/{CHECKPOINT_FILE}"):
         if not zipfile.is_zipfile(checkpoint):
             checkpoint.unlink(missing_ok=True)
             removed += 1

@@ -6,14 +6,19 @@ Every other module takes its file names from here, so the layout is changed in o
 from __future__ import annotations
 
 import json
+import logging
 import math
 import posixpath
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from training.atomic import atomic_write, write_json, write_text
 
 __all__ = ["atomic_write", "write_json", "write_text"]  # the one "write aside, then rename"
+
+log = logging.getLogger(__name__)
 
 # ---- what a sweep optimises ---------------------------------------------------------------------
 METRIC, MODE = "val_dice", "max"
@@ -139,16 +144,81 @@ def best_so_far(statuses: dict) -> tuple[float, str]:
 # In the trial storage, beside tune/: a trial on another node can write there, and the driver
 # (and a resumed driver) reads it back from there.
 def record_infeasible(storage: TrialStorage, trial_id: str, reason: str) -> None:
-    storage.write_bytes(json.dumps({"reason": reason}).encode(), INFEASIBLE_DIR,
-                        f"{trial_id}.json")
+    ride_out(lambda: storage.write_bytes(json.dumps({"reason": reason}).encode(),
+                                         INFEASIBLE_DIR, f"{trial_id}.json"),
+             f"trial {trial_id}: recording it infeasible")
 
 
 def infeasible_reason(storage: TrialStorage, trial_id: str) -> str | None:
-    """Why the trial was infeasible, or None if it was not."""
+    """Why the trial was infeasible, or None if it was not. Never raises for a storage that
+    stays unreachable: the driver's Tune callbacks and searcher ask this as a trial ends, and an
+    exception there makes Tune retry the finished trial (see ride_out)."""
     try:
-        return json.loads(storage.read_bytes(INFEASIBLE_DIR, f"{trial_id}.json"))["reason"]
+        data = ride_out(lambda: storage.read_bytes(INFEASIBLE_DIR, f"{trial_id}.json"),
+                        f"trial {trial_id}: reading its infeasible/ record")
+        return json.loads(data)["reason"]
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
         return None
+    except OSError as error:
+        if not is_transient_storage_error(error):
+            raise
+        log.warning("trial %s: infeasible/ record unreadable, storage still unreachable (%s)",
+                    trial_id, one_line(error))
+        return None
+
+
+# ---- riding out a storage outage ---------------------------------------------------------------
+# A URI storage (S3, GCS) can be unreachable for a while. pyarrow's own retries (the AWS SDK's
+# standard strategy: 3 tries) give up after ~6 s, so the storage calls of the driver's callbacks
+# and of a trial's per-epoch checkpoint upload retry for up to this long. It matters most in the
+# driver's Tune callbacks: an exception raised there when a trial ends
+# (TrialStatusLog.on_trial_complete) reaches Tune's stop_trial, which files it as a trial
+# failure and, with max_failures, restarts the finished trial from its last checkpoint: a trial
+# pruned after 2 epochs trained epochs 3-4 (issue 12).
+STORAGE_RIDE_OUT_S = 60.0
+# How pyarrow (AWS SDK / curl) and Python say "could not reach it", as opposed to "no such key",
+# "access denied" or "no such bucket", which waiting does not fix.
+TRANSIENT_STORAGE_TEXT = ("network_connection", "curlcode", "could not connect",
+                          "couldn't connect", "failed to connect", "connection refused",
+                          "connection reset", "connection aborted", "timed out", "timeout",
+                          "service unavailable", "slow down", "slowdown", "throttl",
+                          "internal_failure", "broken pipe")
+
+
+def is_transient_storage_error(error: BaseException) -> bool:
+    if isinstance(error, FileNotFoundError):
+        return False
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    text = f"{type(error).__name__}: {error}".lower()
+    return isinstance(error, OSError) and any(word in text for word in TRANSIENT_STORAGE_TEXT)
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+
+
+def ride_out(call, what: str, seconds: float | None = None):
+    """``call()``, retried while the storage is unreachable, for up to ``seconds``
+    (STORAGE_RIDE_OUT_S); any other error, or the last one, is raised."""
+    deadline = time.monotonic() + (STORAGE_RIDE_OUT_S if seconds is None else seconds)
+    delay, warned = 0.25, False
+    while True:
+        try:
+            result = call()
+        except Exception as error:  # noqa: BLE001 - only a transient storage error is retried
+            if not is_transient_storage_error(error) or time.monotonic() + delay > deadline:
+                raise
+            if not warned:
+                log.warning("%s: trial storage unreachable, retrying for up to %.0f s (%s)",
+                            what, deadline - time.monotonic(), one_line(error))
+                warned = True
+            time.sleep(delay)
+            delay = min(2 * delay, 4.0)
+        else:
+            if warned:
+                log.warning("%s: trial storage reachable again", what)
+            return result
 
 
 # ---- the trial storage: where Ray writes trial folders ------------------------------------------
@@ -239,6 +309,15 @@ class TrialStorage:
                                   destination_filesystem=pyarrow.fs.LocalFileSystem())
 
         atomic_write(target, copy)
+
+    def put_file(self, source: Path, *parts: str) -> None:
+        """Copy a local file into the storage, wherever it is (a run directory, a shared path,
+        a bucket): what a trial on any node writes for the driver to read."""
+        if self.is_local:
+            atomic_write(Path(self.path(*parts)),
+                         lambda temporary: shutil.copyfile(source, temporary))
+        else:
+            self.write_bytes(Path(source).read_bytes(), *parts)
 
     def upload(self, source: Path, *parts: str) -> None:
         """Copy a local file into the storage (a no-op where the storage is local)."""
@@ -344,14 +423,19 @@ def read_trial(storage: TrialStorage, trial_id: str, folder: str = TUNE_DIR) -> 
 
 def prune_checkpoints(storage: TrialStorage, trial_id: str, folder: str = TUNE_DIR) -> None:
     """Keep an ended trial's best checkpoint and its latest; delete the others (a URI storage
-    keeps every checkpoint while the trial runs: sweep/search.py checkpoint_config)."""
-    record = read_trial(storage, trial_id, folder)
-    if record is None or len(record.checkpoints) <= 2:
-        return
-    best = record.best_row()
-    keep = {max(record.checkpoints), best["checkpoint_dir_name"] if best else ""}
-    for name in record.checkpoints - keep:
-        storage.delete(folder, trial_id, name)
+    keeps every checkpoint while the trial runs: sweep/search.py checkpoint_config). Rides out
+    a short outage of the storage; raises if it stays unreachable (nothing is lost then: the
+    extra checkpoints stay until a later call)."""
+    def prune() -> None:
+        record = read_trial(storage, trial_id, folder)
+        if record is None or len(record.checkpoints) <= 2:
+            return
+        best = record.best_row()
+        keep = {max(record.checkpoints), best["checkpoint_dir_name"] if best else ""}
+        for name in record.checkpoints - keep:
+            storage.delete(folder, trial_id, name)
+
+    ride_out(prune, f"trial {trial_id}: pruning its checkpoints")
 
 
 def read_result_rows(storage: TrialStorage, *trial_parts: str) -> list[dict]:

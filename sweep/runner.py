@@ -80,7 +80,7 @@ def sweep_callbacks(experiment: Experiment, run_dir: Path, storage: TrialStorage
     status_log = TrialStatusLog(run_dir, storage, experiment.scheduler.max_epochs, search.trials,
                                 budget=search.time_budget_s > 0)
     mirror = mirror_callback(experiment, run_dir, data, status_log)  # None: W&B turned off
-    return [status_log, StopWhenDiskFull(run_dir)] + ([mirror] if mirror else [])
+    return [status_log, StopWhenDiskFull(run_dir, storage)] + ([mirror] if mirror else [])
 
 
 def load_data_for(experiment: Experiment):
@@ -214,7 +214,7 @@ def fit(tuner, run_dir: Path, storage: TrialStorage | None = None) -> set[str]:
     try:
         return trial_ids(tuner.fit())
     except Exception as error:
-        if (full := sweep_disk_full(run_dir, error)) is not None:
+        if (full := sweep_disk_full(run_dir, error, storage)) is not None:
             raise full from None
         if storage is None or storage.is_local or not is_storage_error(error):
             raise

@@ -23,8 +23,10 @@ from sweep.rundir import (
     best_so_far,
     error_line,
     infeasible_reason,
+    one_line,
     prune_checkpoints,
     read_statuses,
+    ride_out,
     tally,
     verdict,
     write_statuses,
@@ -43,6 +45,7 @@ class TrialStatusLog(tune.Callback):
         self.statuses: dict = {}
         self.settled: set[str] = set()
         self.best: tuple[float, str] = (-math.inf, "")
+        self.unpruned: set[str] = set()  # ended trials whose checkpoints are not pruned yet
 
     def setup(self, **info) -> None:
         # A resumed driver starts from what the interrupted one recorded. Trials that had
@@ -74,8 +77,25 @@ class TrialStatusLog(tune.Callback):
                                  budget=self.budget)
         self.save_results_now(trial)  # first: a trial recorded as ended has its rows stored
         self.update(trial, status, reason, trial.last_result)
-        prune_checkpoints(self.storage, trial.trial_id)
+        self.prune(trial.trial_id)
         self.progress()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.prune()  # what an outage left unpruned
+
+    def prune(self, trial_id: str | None = None) -> None:
+        """Prune the checkpoints of an ended trial (and of any an outage left unpruned).
+        Nothing may raise out of a Tune callback as a trial ends: Tune's stop_trial would file
+        the finished trial as failed and, with max_failures, train it again (issue 12)."""
+        pending = getattr(self, "unpruned", set())  # a callback pickled before it existed
+        self.unpruned = pending | ({trial_id} if trial_id else set())
+        for pruned in sorted(self.unpruned):
+            try:
+                prune_checkpoints(self.storage, pruned)
+            except Exception as error:  # noqa: BLE001 - see the docstring; a later call retries
+                log.warning("trial %s: checkpoints not pruned yet (%s)", pruned, one_line(error))
+                return
+            self.unpruned.discard(pruned)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.clock(trial, ended_at=time.time())
@@ -112,9 +132,12 @@ class TrialStatusLog(tune.Callback):
             local = Path(trial.local_path) / name
             try:
                 if local.exists():
-                    self.storage.upload(local, TUNE_DIR, trial.trial_id, name)
-            except OSError as error:  # storage unreachable: Ray's own upload retries later
-                log.warning("trial %s: %s not uploaded yet (%s)", trial.trial_id, name, error)
+                    ride_out(lambda local=local, name=name: self.storage.upload(
+                        local, TUNE_DIR, trial.trial_id, name),
+                        f"trial {trial.trial_id}: uploading its {name}")
+            except Exception as error:  # noqa: BLE001 - Ray's own upload retries later
+                log.warning("trial %s: %s not uploaded yet (%s)", trial.trial_id, name,
+                            one_line(error))
 
     def update(self, trial, status: str, reason: str, result: dict | None = None) -> None:
         if trial.trial_id in self.settled:

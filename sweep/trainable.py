@@ -35,6 +35,7 @@ from sweep.rundir import (
     is_out_of_memory,
     read_result_rows,
     record_infeasible,
+    ride_out,
 )
 from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.checkpoints import CheckpointError, load_checkpoint
@@ -126,7 +127,7 @@ def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
             load=str(resume_file(folder, seed if len(seeds) > 1 else None)) if folder else "",
             keep_checkpoints=1) for seed in seeds]
         report = make_reporter(experiment, params, data, resumed=checkpoint is not None,
-                               faults=faults, delay=delay)
+                               faults=faults, delay=delay, storage=storage)
         train_replicates(configs, data, report=report)
 
 
@@ -170,13 +171,18 @@ def is_loop_key(key: str) -> bool:
 
 
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
-                  resumed: bool = False, faults: Faults | None = None, delay: float = 0.0):
+                  resumed: bool = False, faults: Faults | None = None, delay: float = 0.0,
+                  storage: TrialStorage | None = None):
+    """``report(metrics, states)`` for training.loop.train. ``storage``: the trial storage; a
+    URI one is waited for while it is unreachable (rundir.ride_out) before and while Ray
+    uploads the epoch's checkpoint, so a short outage does not fail the trial (which Tune
+    would then retry from its last checkpoint, downloading it from that same storage)."""
     inject_faults = fault_injector(faults, params, resumed)
     first_epoch = None
     node_id = this_node()
     # W&B validation panels (image | true | predicted) at the chosen epochs; None when off.
-    add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs)
-                 if data is not None else None)
+    add_panel = (val_panel_reporter(experiment.wandb, data, experiment.scheduler.max_epochs,
+                                    storage) if data is not None else None)
     gpu_ids = trial_gpu_ids()
 
     def report(metrics: dict, states: list[EpochState]) -> None:
@@ -202,7 +208,16 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
                     link_or_copy(state.checkpoint_path,
                                  Path(folder) / SEED_CHECKPOINT.format(seed=state.config.seed))
             # Ray copies the folder into the trial's storage before report returns.
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            publish = lambda: tune.report(  # noqa: E731
+                metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            if storage is None or storage.is_local:
+                publish()
+                return
+            # First wait for the storage (a failed upload costs Ray a checkpoint index and an
+            # iteration count), then retry the upload itself if the outage begins mid-way.
+            what = f"trial {tune.get_context().get_trial_id()}, epoch {states[0].epoch}"
+            ride_out(storage.exists, f"{what}: checking the trial storage")
+            ride_out(publish, f"{what}: uploading its checkpoint")
 
     return report
 

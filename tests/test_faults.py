@@ -205,6 +205,34 @@ def test_the_first_out_of_space_trial_error_stops_the_sweep(tmp_path):
     StopWhenDiskFull(tmp_path).on_trial_error(0, [], trial)  # not ours: Ray retries as before
 
 
+def test_a_full_disk_names_the_trial_folder_in_the_storage_it_filled(tmp_path):
+    """A local (shared) storage outside the run directory holds the trial folders: the line
+    names the trial's folder there, and the cleanup reaches it. With a bucket the disk that
+    filled is the trial node's own, which the error's path names."""
+    from sweep.diskspace import StopWhenDiskFull, sweep_disk_full
+    from sweep.rundir import TrialStorage
+
+    run_dir, shared = tmp_path / "runs" / "crack", tmp_path / "shared"
+    run_dir.mkdir(parents=True)
+    storage = TrialStorage(run_dir, str(shared), "crack")
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("OSError: [Errno 28] No space left on device: '/tmp/ray/w/abc/x.pth'\n")
+    trial = type("Trial", (), {"trial_id": "abc", "error_file": str(error_file)})()
+    with pytest.raises(DiskFullError, match=str(shared / "crack" / TUNE_DIR / "abc")):
+        StopWhenDiskFull(run_dir, storage).on_trial_error(0, [], trial)
+    bucket = type("Bucket", (), {"is_local": False})()  # only what the callback asks of one
+    with pytest.raises(DiskFullError, match="/tmp/ray/w/abc"):
+        StopWhenDiskFull(run_dir, bucket).on_trial_error(0, [], trial)
+
+    torn = shared / "crack" / TUNE_DIR / "abc" / "checkpoint_000002"
+    torn.mkdir(parents=True)
+    (torn / "checkpoint.pth").write_bytes(b"PK\x03\x04torn")
+    (run_dir / ".trial_status.json.9.tmp").write_bytes(b"")
+    error = sweep_disk_full(run_dir, OSError(28, "No space left on device"), storage)
+    assert "removed 2 partial file(s)" in str(error)
+    assert not (torn / "checkpoint.pth").exists()
+
+
 # ---- 10. exposure -----------------------------------------------------------------------------
 def test_the_token_file_is_created_private_and_a_public_one_narrowed(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import posixpath
 import secrets
 import string
 from pathlib import Path
@@ -109,11 +110,18 @@ class WandbMirrorCallback(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         image = result.get(records.IMAGE_KEY)
-        if isinstance(image, str) and trial.path and not Path(image).is_absolute():
-            image = str(Path(trial.path) / image)
+        image = image if isinstance(image, str) else None
+        panel_parts = None
+        if image and trial.path and not Path(image).is_absolute():
+            # In the trial's folder of the trial storage (the trial may have run on another
+            # node): the writer reads it from there, as (experiment folder, trial folder, ...).
+            folder = str(trial.path).rstrip("/")
+            panel_parts = [posixpath.basename(posixpath.dirname(folder)),
+                           posixpath.basename(folder), *image.split("/")]
+            image = None
         self.send({"kind": "result", "trial_id": trial.trial_id, "step": records.step_of(result),
-                   "row": records.metric_row(result),
-                   "image": image if isinstance(image, str) else None})
+                   "row": records.metric_row(result), "image": image,
+                   "panel_parts": panel_parts})
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.end_trial(trial, errored=False)

@@ -7,6 +7,7 @@ driver code (no callback, channel, writer, integration or sync): only settings a
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,19 @@ from sweep.wandb_mirror.settings import WandbSettings, resolve_mode
 from training.losses import predict_classes
 
 GAP = 2  # white pixels between tiles
+PANEL_FOLDER = "val_images"  # inside the trial's folder in the trial storage
 log = logging.getLogger(__name__)
 
 
-def val_panel_reporter(wandb_section: dict, data, max_epochs: int):
+def val_panel_reporter(wandb_section: dict, data, max_epochs: int, storage=None):
     """Inside a trial: a function ``(metrics, state)`` that renders a validation panel at the
-    chosen epochs into the trial's folder and puts its path in ``metrics`` (the mirror logs
-    it as an image); None when W&B or images are off."""
+    chosen epochs and puts where it is in ``metrics`` (the mirror logs it as an image); None
+    when W&B or images are off.
+
+    ``storage``: the sweep's trial storage (sweep.rundir.TrialStorage). The panel goes into the
+    trial's folder there and ``metrics`` holds its path relative to that folder: the driver may
+    run on another node, and the storage is the one place every node reaches. Without one (a
+    trial outside a sweep) the panel stays in the trial's local folder, its path absolute."""
     settings = WandbSettings.from_dict(wandb_section, "wandb")
     # The callback's own resolution: WANDB_MODE=disabled in a trial's environment turns it off.
     if resolve_mode(settings) == "disabled" or not settings.image_count:
@@ -37,15 +44,25 @@ def val_panel_reporter(wandb_section: dict, data, max_epochs: int):
             return
         from ray import tune
 
+        context = tune.get_context()
         _, val = split_indices(len(data), state.config.val_percent, state.config.split_seed)
-        folder = Path(tune.get_context().get_trial_dir()) / "val_images"
-        try:
-            path = render_val_panel(state.model, data, val, settings.image_count,
-                                    folder / f"epoch_{state.epoch:03d}.png")
-        except Exception as error:  # a picture is never worth a trial
+        name = f"epoch_{state.epoch:03d}.png"
+        try:  # a picture is never worth a trial: an error (a storage outage too) costs it alone
+            if storage is None:
+                folder = Path(context.get_trial_dir()) / PANEL_FOLDER
+                path = render_val_panel(state.model, data, val, settings.image_count,
+                                        folder / name)
+                metrics[IMAGE_KEY] = str(path)
+                return
+            with tempfile.TemporaryDirectory(prefix="panel-") as folder:
+                path = render_val_panel(state.model, data, val, settings.image_count,
+                                        Path(folder) / name)
+                storage.put_file(path, context.get_experiment_name(), context.get_trial_id(),
+                                 PANEL_FOLDER, name)
+        except Exception as error:  # noqa: BLE001
             log.warning("validation panel not rendered at epoch %d: %s", state.epoch, error)
             return
-        metrics[IMAGE_KEY] = str(path)
+        metrics[IMAGE_KEY] = f"{PANEL_FOLDER}/{name}"
 
     return add_panel
 

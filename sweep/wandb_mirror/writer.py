@@ -11,6 +11,7 @@ import os
 import resource
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class MirrorWriter:
         self.model: dict | None = None
         self.wandb = None
         self.closed = False
+        self._storage: rundir.TrialStorage | None = None  # read once, when a panel needs it
 
     # ---- dispatch ------------------------------------------------------------------------
     def handle(self, record: dict) -> None:
@@ -133,13 +135,42 @@ class MirrorWriter:
         if open_run is None or record["step"] <= open_run.last_step:
             return  # a step W&B already has (a trial restored from an earlier checkpoint)
         row = dict(record["row"])
-        image = record.get("image")
-        if image and Path(image).is_file():
-            row["val_images"] = self.wandb.Image(
-                image, caption=f"epoch {record['step']}: image | true mask | predicted mask")
-        open_run.run.log(row, step=record["step"])
+        with tempfile.TemporaryDirectory(prefix="panel-") as scratch:
+            image = self.panel_file(record, Path(scratch))
+            if image:
+                row["val_images"] = self.wandb.Image(
+                    str(image),
+                    caption=f"epoch {record['step']}: image | true mask | predicted mask")
+            open_run.run.log(row, step=record["step"])  # copies the image into the run
         open_run.rows.append(record["row"])
         open_run.last_step = record["step"]
+
+    def panel_file(self, record: dict, scratch: Path) -> Path | None:
+        """A result's validation panel as a local file: from the trial storage (where trials on
+        any node put it; a bucket's copy is fetched into ``scratch``), or the absolute path of
+        runs from before panels went there. None when there is none or it cannot be read."""
+        parts = record.get("panel_parts")
+        if not parts:
+            image = record.get("image")
+            return Path(image) if image and Path(image).is_file() else None
+        storage = self.trial_storage()
+        if storage.is_local:
+            path = Path(storage.path(*parts))
+            return path if path.is_file() else None
+        target = scratch / parts[-1]
+        try:
+            storage.download(tuple(parts), target)
+        except OSError as error:  # the storage unreachable: the metrics are logged without it
+            print(f"wandb mirror: validation panel {storage.where(*parts)} not read "
+                  f"({first_line(error)}); its epoch is logged without it",
+                  file=sys.stderr, flush=True)
+            return None
+        return target
+
+    def trial_storage(self) -> rundir.TrialStorage:
+        if self._storage is None:
+            self._storage = rundir.storage_of(self.root)
+        return self._storage
 
     def on_trial_end(self, record: dict) -> None:
         open_run = self.runs.pop(record["trial_id"], None)
