@@ -28,7 +28,7 @@ from sweep.rundir import (
     write_json,
 )
 from sweep.runner import fit, load_data_for, start_ray, stop_ray
-from sweep.search import make_trainable, quiet_tune, run_config
+from sweep.search import make_trainable, quiet_tune, reuse_actors, run_config
 from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def confirm_locked(run_dir: Path, top_k: int | None, seeds: int | None) -> dict:
             param_space={"candidate": tune.grid_search(list(range(len(candidates)))),
                          "seed": tune.grid_search(seed_list)},
             tune_config=tune.TuneConfig(max_concurrent_trials=experiment.search.concurrency,
-                                        reuse_actors=True),
+                                        reuse_actors=reuse_actors()),
             run_config=run_config(storage, CONFIRM_DIR,
                                   [StopWhenDiskFull(run_dir, storage, CONFIRM_DIR)],
                                   experiment.search.max_failures))

@@ -273,8 +273,23 @@ def tune_config(experiment: Experiment, run_dir: Path, storage: TrialStorage | N
         search_alg=make_searcher(experiment, run_dir, storage, study_storage=study_storage),
         scheduler=make_scheduler(experiment),
         num_samples=search.trials,  # concurrency: the searcher's ConcurrencyLimiter
-        time_budget_s=search.time_budget_s or None, reuse_actors=True,
+        time_budget_s=search.time_budget_s or None, reuse_actors=reuse_actors(),
         trial_dirname_creator=trial_dirname, trial_name_creator=trial_name)
+
+
+def reuse_actors() -> bool:
+    """Whether Tune gives a finished trial's actor to the next trial (no new process: start-up
+    in a fraction of a second): yes on one node, no on a cluster of several. When a node dies
+    while Tune resets an actor cached there for a new trial, Ray Tune 2.60 files that trial as
+    failed without a retry: the reset fails while the trial is still PENDING, which
+    TuneController._process_trial_failure does not recover (seen in tests/test_cluster.py, about
+    1 run in 4). An actor that fails to start is recovered, so fresh actors cost a process start
+    per trial and lose nothing. Decided when the sweep starts (a resume keeps it)."""
+    import ray
+
+    if not ray.is_initialized():
+        return True
+    return sum(1 for node in ray.nodes() if node.get("Alive")) <= 1
 
 
 def build_tuner(experiment: Experiment, run_dir: Path, storage: TrialStorage,

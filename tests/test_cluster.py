@@ -159,3 +159,18 @@ def test_two_nodes_against_one_node_wall_time(tmp_path):
     two = run_on_cluster(tmp_path, nodes=2, cpus=1)
     print(f"smoke sweep wall time: one node x 2 CPUs {one:.0f} s, two nodes x 1 CPU {two:.0f} s")
     assert two < 3 * one  # a second node may cost Ray some overhead, never a different order
+
+
+def test_actors_are_reused_on_one_node_only(ray_session, monkeypatch):
+    """On several nodes a trial whose reused actor dies with its node is failed by Tune 2.60
+    without a retry (see sweep.search.reuse_actors), so a cluster sweep starts fresh actors."""
+    import ray
+
+    from sweep.search import reuse_actors
+
+    assert reuse_actors()  # the suite's one local node
+    alive = [{"NodeID": "a", "Alive": True}, {"NodeID": "b", "Alive": True}]
+    monkeypatch.setattr(ray, "nodes", lambda: alive)
+    assert not reuse_actors()
+    alive[1]["Alive"] = False  # a dead node does not count
+    assert reuse_actors()
