@@ -14,6 +14,7 @@ from ray import tune
 from sweep import runlock
 from sweep.diskspace import StopWhenDiskFull
 from sweep.experiment import load_saved_experiment
+from sweep.outage import StopWhenStorageUnreachable
 from sweep.rundir import (
     COMPLETE,
     CONFIRM_DIR,
@@ -87,6 +88,7 @@ def confirm_locked(run_dir: Path, top_k: int | None, seeds: int | None) -> dict:
     data = load_data_for(experiment)
     connection = start_ray(experiment)
     quiet_tune()
+    again = f"python -m sweep confirm {run_dir}"  # a confirm starts over: nothing to resume
     try:
         tuner = tune.Tuner(
             make_trainable(experiment, storage, data, candidates=[c.params for c in candidates]),
@@ -95,9 +97,10 @@ def confirm_locked(run_dir: Path, top_k: int | None, seeds: int | None) -> dict:
             tune_config=tune.TuneConfig(max_concurrent_trials=experiment.search.concurrency,
                                         reuse_actors=reuse_actors()),
             run_config=run_config(storage, CONFIRM_DIR,
-                                  [StopWhenDiskFull(run_dir, storage, CONFIRM_DIR)],
+                                  [StopWhenDiskFull(run_dir, storage, CONFIRM_DIR),
+                                   StopWhenStorageUnreachable(run_dir, storage, again)],
                                   experiment.search.max_failures))
-        fit(tuner, run_dir, storage)
+        fit(tuner, run_dir, storage, again)
     finally:
         stop_ray(connection)
     result = collect(storage, candidates, seed_list, experiment.scheduler.max_epochs)

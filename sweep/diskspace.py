@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ray import tune
 
-from sweep.rundir import CHECKPOINT_FILE, TUNE_DIR
+from sweep.rundir import CHECKPOINT_FILE, TUNE_DIR, raised_within
 from training.atomic import DiskFullError, disk_full, free_bytes, is_disk_full
 
 # Ray logs every failed trial task with its traceback here, before any callback runs.
@@ -95,7 +95,8 @@ def sweep_disk_full(run_dir: Path, error: BaseException, storage=None) -> DiskFu
             or min(free_bytes(folder) for folder in folders) < NEARLY_FULL_BYTES):
         return None
     removed = sum(remove_partial_writes(folder) for folder in folders)
-    base = str(error) if isinstance(error, DiskFullError) else str(disk_full(run_dir))
+    named = raised_within(error, DiskFullError)  # StopWhenDiskFull's, through Tune's wrapping
+    base = str(named) if named is not None else str(disk_full(run_dir))
     base = base.split("; free some space")[0]
     extra = f"; removed {removed} partial file(s)" if removed else ""
     return DiskFullError(f"{base}{extra}; the sweep stopped: free some space, then `python -m "

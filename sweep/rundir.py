@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import posixpath
 import shutil
 import time
@@ -176,6 +177,9 @@ def infeasible_reason(storage: TrialStorage, trial_id: str) -> str | None:
 # failure and, with max_failures, restarts the finished trial from its last checkpoint: a trial
 # pruned after 2 epochs trained epochs 3-4 (issue 12).
 STORAGE_RIDE_OUT_S = 60.0
+# ... which a user (or a test) changes through the environment of the driver (and so of the
+# trials of a Ray it starts; on a cluster, of every node's `ray start`).
+RIDE_OUT_ENV = "CRACK_SWEEP_STORAGE_RIDE_OUT_S"
 # How pyarrow (AWS SDK / curl) and Python say "could not reach it", as opposed to "no such key",
 # "access denied" or "no such bucket", which waiting does not fix.
 TRANSIENT_STORAGE_TEXT = ("network_connection", "curlcode", "could not connect",
@@ -194,14 +198,42 @@ def is_transient_storage_error(error: BaseException) -> bool:
     return isinstance(error, OSError) and any(word in text for word in TRANSIENT_STORAGE_TEXT)
 
 
+def raised_within(error: BaseException | None, kind: type) -> BaseException | None:
+    """The first ``kind`` in an error's chain: Tune wraps what a callback raises (TuneError),
+    and the callback's own line is the one to show."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def one_line(error: BaseException) -> str:
     return " ".join(f"{type(error).__name__}: {error}".split())[:300]
+
+
+def ride_out_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(RIDE_OUT_ENV) or STORAGE_RIDE_OUT_S))
+    except ValueError:
+        return STORAGE_RIDE_OUT_S
+
+
+def is_storage_outage_text(error_text: str) -> bool:
+    """Whether a trial's error (Ray's error.txt: a traceback, the exception last) is its
+    storage being unreachable. Only the last lines are read: a traceback's source lines may say
+    "timeout" about anything."""
+    tail = " ".join(error_text.strip().splitlines()[-3:]).lower()
+    return ("oserror" in tail or "connectionerror" in tail) and any(
+        word in tail for word in TRANSIENT_STORAGE_TEXT)
 
 
 def ride_out(call, what: str, seconds: float | None = None):
     """``call()``, retried while the storage is unreachable, for up to ``seconds``
     (STORAGE_RIDE_OUT_S); any other error, or the last one, is raised."""
-    deadline = time.monotonic() + (STORAGE_RIDE_OUT_S if seconds is None else seconds)
+    deadline = time.monotonic() + (ride_out_seconds() if seconds is None else seconds)
     delay, warned = 0.25, False
     while True:
         try:

@@ -16,6 +16,11 @@ import yaml
 from sweep import dashboard, exposure, runlock
 from sweep.diskspace import StopWhenDiskFull, quiet_disk_full_tracebacks, sweep_disk_full
 from sweep.experiment import Experiment, load_saved_experiment
+from sweep.outage import (
+    StopWhenStorageUnreachable,
+    StorageUnreachable,
+    unreachable,
+)
 from sweep.recover import check_before_resume
 from sweep.rundir import (
     BEST_CHECKPOINT,
@@ -36,6 +41,7 @@ from sweep.rundir import (
     STUDY_FILE,
     TUNE_DIR,
     TrialStorage,
+    raised_within,
     read_statuses,
     read_trials,
     tally,
@@ -80,7 +86,8 @@ def sweep_callbacks(experiment: Experiment, run_dir: Path, storage: TrialStorage
     status_log = TrialStatusLog(run_dir, storage, experiment.scheduler.max_epochs, search.trials,
                                 budget=search.time_budget_s > 0)
     mirror = mirror_callback(experiment, run_dir, data, status_log)  # None: W&B turned off
-    return [status_log, StopWhenDiskFull(run_dir, storage)] + ([mirror] if mirror else [])
+    stops = [StopWhenDiskFull(run_dir, storage), StopWhenStorageUnreachable(run_dir, storage)]
+    return [status_log, *stops] + ([mirror] if mirror else [])
 
 
 def load_data_for(experiment: Experiment):
@@ -207,24 +214,21 @@ def clear_run(run_dir: Path, storage: TrialStorage) -> None:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
-def fit(tuner, run_dir: Path, storage: TrialStorage | None = None) -> set[str]:
+def fit(tuner, run_dir: Path, storage: TrialStorage | None = None, again: str = "") -> set[str]:
     """Run the Tuner; a full disk ends it in one line (the sweep stays resumable), and so does
-    a trial storage that cannot be reached (Ray has retried its own uploads by then)."""
+    a trial storage that cannot be reached (Ray has retried its own uploads by then).
+    ``again``: the command the storage line gives (default: resume the sweep)."""
     quiet_disk_full_tracebacks()  # here too: a restored Tuner unpickles its callbacks
     try:
         return trial_ids(tuner.fit())
     except Exception as error:
         if (full := sweep_disk_full(run_dir, error, storage)) is not None:
             raise full from None
+        if (stopped := raised_within(error, StorageUnreachable)) is not None:
+            raise stopped from None  # StopWhenStorageUnreachable's own line
         if storage is None or storage.is_local or not is_storage_error(error):
             raise
-        raise StorageUnreachable(
-            f"trial storage {storage.where()} unreachable ({type(error).__name__}); when it is "
-            f"back: python -m sweep resume {run_dir}") from error
-
-
-class StorageUnreachable(ConfigError):
-    """The sweep stopped because its trial storage could not be reached (one line, exit 2)."""
+        raise unreachable(storage, run_dir, type(error).__name__, again) from error
 
 
 def is_storage_error(error: BaseException) -> bool:

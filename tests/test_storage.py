@@ -258,6 +258,84 @@ def test_a_trial_ending_during_an_outage_is_recorded_and_never_handed_back_to_tu
 
 
 
+UPLOAD_FAILED = """Traceback (most recent call last):
+  File "ray/train/_internal/storage.py", line 1, in persist_current_checkpoint
+    _pyarrow_fs_copy_files(source, destination, timeout=timeout)
+OSError: When uploading part for key 'x/tune/abc/checkpoint_000001/checkpoint.pth': AWS Error
+NETWORK_CONNECTION during UploadPart operation: curlCode: 7, Couldn't connect to server
+"""
+
+
+def test_a_trial_that_cannot_reach_the_bucket_stops_the_sweep_in_one_line(tmp_path):
+    """Past the ride-out a trial's upload fails; left to Tune it would be retried, fail its
+    restore from the same bucket and end failed for good. The first such error stops the sweep
+    in one line instead, so `resume` continues the trial once the storage is back."""
+    from types import SimpleNamespace
+
+    from sweep.outage import StopWhenStorageUnreachable, StorageUnreachable
+
+    error_file = tmp_path / "error.txt"
+    trial = SimpleNamespace(trial_id="abc", error_file=str(error_file))
+    bucket = SimpleNamespace(is_local=False, where=lambda *parts: "s3://b/crack")
+    error_file.write_text(UPLOAD_FAILED)
+    with pytest.raises(StorageUnreachable) as stopped:
+        StopWhenStorageUnreachable(tmp_path, bucket).on_trial_recover(0, [], trial)
+    assert str(stopped.value) == (f"trial storage s3://b/crack unreachable (trial abc could not "
+                                  f"upload to it); when it is back: python -m sweep resume "
+                                  f"{tmp_path}")
+    # A local storage, or any other error (even one whose traceback says "timeout"), is Tune's.
+    local = SimpleNamespace(is_local=True)
+    StopWhenStorageUnreachable(tmp_path, local).on_trial_error(0, [], trial)
+    error_file.write_text('  File "x.py", line 3, in f\n    wait(timeout=3)\n'
+                          "RuntimeError: CUDA error: an illegal memory access\n")
+    StopWhenStorageUnreachable(tmp_path, bucket).on_trial_error(0, [], trial)
+
+
+@pytest.mark.slow
+def test_a_long_s3_outage_stops_the_sweep_in_one_line_and_resume_finishes_it(s3, s3_env,
+                                                                              tmp_path):
+    """The storage gone for longer than trials ride out (2 s here, through the environment):
+    exit 2 with one line naming the resume; once S3 is back, `resume` completes the sweep and
+    no trial that had finished trains again."""
+    run_dir, where = tmp_path / "smoke", f"s3://{BUCKET}/long"
+    env = {**s3_env, rundir.RIDE_OUT_ENV: "2"}
+    log = tmp_path / "sweep.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(RUN + ["--runs-dir", str(tmp_path), f"--storage={where}"],
+                                   cwd=REPO, env=env, stdout=out, stderr=out,
+                                   start_new_session=True)
+    try:
+        before = wait_for_mid_sweep(run_dir, process, timeout_s=240)
+        s3.stop()
+        try:
+            process.wait(timeout=300)
+        finally:
+            s3.start()
+    finally:
+        kill_driver(process)
+    lines = log.read_text().strip().splitlines()
+    assert process.returncode == 2, lines[-30:]
+    assert lines[-1].startswith(f"error: trial storage {where}/smoke unreachable (trial "), \
+        lines[-20:]  # the first trial that could not upload stopped it (StopWhenStorageUnreachable)
+    assert lines[-1].endswith(f"could not upload to it); when it is back: python -m sweep "
+                              f"resume {run_dir}")
+    resumed = sweep_command(["resume", str(run_dir)], env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = read_status(run_dir)
+    assert sum(e["status"] in ("complete", "pruned") for e in after.values()) == 6, after
+    # A trial started after Ray's last upload of its state (the bucket was down) is one the
+    # resumed Ray does not know: recorded as lost, and the search fills its place.
+    for entry in after.values():
+        assert entry["status"] in ("complete", "pruned") or "lost" in entry["reason"], entry
+    records = {r.trial_id: r for r in read_trials(storage_of(run_dir))}
+    for trial_id, entry in before.items():
+        if entry["status"] != "running":
+            assert_trained_once(records[trial_id], entry["epochs"])
+    for record in records.values():  # no epoch trained twice, the cut-short ones included
+        epochs = [row["epoch"] for row in record.rows]
+        assert epochs == sorted(set(epochs)), (record.trial_id, epochs)
+
+
 @pytest.mark.slow
 def test_an_s3_outage_mid_sweep_is_ridden_out_or_named_in_one_line(s3, s3_env, tmp_path):
     """The S3 server stops for a few seconds while trials report: the sweep retries and goes
