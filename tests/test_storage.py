@@ -69,6 +69,17 @@ def files_holding(text: str, *folders: Path) -> list[str]:
     return found
 
 
+def start_logged_sweep(tmp_path: Path, where: str, env: dict) -> tuple[subprocess.Popen, Path]:
+    """RUN with its trials in ``where``, in its own session (kill_driver ends it all); its
+    output in tmp_path/sweep.log."""
+    log = tmp_path / "sweep.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(RUN + ["--runs-dir", str(tmp_path), f"--storage={where}"],
+                                   cwd=REPO, env=env, stdout=out, stderr=out,
+                                   start_new_session=True)
+    return process, log
+
+
 def assert_trained_once(record, epochs: int) -> None:
     """Each epoch of a finished trial once, 1..epochs. (Ray uploads result.json in the
     background, so rows read from the bucket mid-sweep may lag: compare with the epochs
@@ -299,11 +310,7 @@ def test_a_long_s3_outage_stops_the_sweep_in_one_line_and_resume_finishes_it(s3,
     no trial that had finished trains again."""
     run_dir, where = tmp_path / "smoke", f"s3://{BUCKET}/long"
     env = {**s3_env, rundir.RIDE_OUT_ENV: "2"}
-    log = tmp_path / "sweep.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(RUN + ["--runs-dir", str(tmp_path), f"--storage={where}"],
-                                   cwd=REPO, env=env, stdout=out, stderr=out,
-                                   start_new_session=True)
+    process, log = start_logged_sweep(tmp_path, where, env)
     try:
         before = wait_for_mid_sweep(run_dir, process, timeout_s=240)
         s3.stop()
@@ -342,11 +349,7 @@ def test_an_s3_outage_mid_sweep_is_ridden_out_or_named_in_one_line(s3, s3_env, t
     on, or stops with one line naming what to resume; either way it ends complete, and no
     trial that finished before the outage runs again."""
     run_dir, where = tmp_path / "smoke", f"s3://{BUCKET}/outage"
-    log = tmp_path / "sweep.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(RUN + ["--runs-dir", str(tmp_path), f"--storage={where}"],
-                                   cwd=REPO, env=s3_env, stdout=out, stderr=out,
-                                   start_new_session=True)
+    process, log = start_logged_sweep(tmp_path, where, s3_env)
     try:
         before = wait_for_mid_sweep(run_dir, process, timeout_s=240)
         s3.outage(OUTAGE_S)

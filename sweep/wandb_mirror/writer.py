@@ -6,12 +6,15 @@ with trials for the driver's time. Tests drive ``MirrorWriter`` in-process.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import resource
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +56,6 @@ class MirrorWriter:
         self.model: dict | None = None
         self.wandb = None
         self.closed = False
-        self._storage: rundir.TrialStorage | None = None  # read once, when a panel needs it
 
     # ---- dispatch ------------------------------------------------------------------------
     def handle(self, record: dict) -> None:
@@ -135,8 +137,7 @@ class MirrorWriter:
         if open_run is None or record["step"] <= open_run.last_step:
             return  # a step W&B already has (a trial restored from an earlier checkpoint)
         row = dict(record["row"])
-        with tempfile.TemporaryDirectory(prefix="panel-") as scratch:
-            image = self.panel_file(record, Path(scratch))
+        with self.panel_file(record) as image:
             if image:
                 row["val_images"] = self.wandb.Image(
                     str(image),
@@ -145,32 +146,38 @@ class MirrorWriter:
         open_run.rows.append(record["row"])
         open_run.last_step = record["step"]
 
-    def panel_file(self, record: dict, scratch: Path) -> Path | None:
-        """A result's validation panel as a local file: from the trial storage (where trials on
-        any node put it; a bucket's copy is fetched into ``scratch``), or the absolute path of
-        runs from before panels went there. None when there is none or it cannot be read."""
+    @contextlib.contextmanager
+    def panel_file(self, record: dict) -> Iterator[Path | None]:
+        """A result's validation panel as a local file while the run logs it: from the trial
+        storage (where trials on any node put it; a bucket's copy is fetched into a temporary
+        folder), or the absolute path of runs from before panels went there. None when there
+        is none or it cannot be read."""
         parts = record.get("panel_parts")
         if not parts:
             image = record.get("image")
-            return Path(image) if image and Path(image).is_file() else None
-        storage = self.trial_storage()
-        if storage.is_local:
-            path = Path(storage.path(*parts))
-            return path if path.is_file() else None
-        target = scratch / parts[-1]
+            yield Path(image) if image and Path(image).is_file() else None
+            return
+        if self.trial_storage.is_local:
+            path = Path(self.trial_storage.path(*parts))
+            yield path if path.is_file() else None
+            return
+        with tempfile.TemporaryDirectory(prefix="panel-") as scratch:
+            yield self.download_panel(parts, Path(scratch) / parts[-1])
+
+    def download_panel(self, parts: list[str], target: Path) -> Path | None:
         try:
-            storage.download(tuple(parts), target)
+            self.trial_storage.download(tuple(parts), target)
         except OSError as error:  # the storage unreachable: the metrics are logged without it
-            print(f"wandb mirror: validation panel {storage.where(*parts)} not read "
+            print(f"wandb mirror: validation panel {self.trial_storage.where(*parts)} not read "
                   f"({first_line(error)}); its epoch is logged without it",
                   file=sys.stderr, flush=True)
             return None
         return target
 
+    @functools.cached_property
     def trial_storage(self) -> rundir.TrialStorage:
-        if self._storage is None:
-            self._storage = rundir.storage_of(self.root)
-        return self._storage
+        """Read once, when a panel needs it."""
+        return rundir.storage_of(self.root)
 
     def on_trial_end(self, record: dict) -> None:
         open_run = self.runs.pop(record["trial_id"], None)
