@@ -268,7 +268,6 @@ def test_a_trial_ending_during_an_outage_is_recorded_and_never_handed_back_to_tu
     assert storage.listdir("tune", "t2") == kept  # ... but once the storage is back
 
 
-
 UPLOAD_FAILED = """Traceback (most recent call last):
   File "ray/train/_internal/storage.py", line 1, in persist_current_checkpoint
     _pyarrow_fs_copy_files(source, destination, timeout=timeout)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import posixpath
 import secrets
 import string
 from pathlib import Path
@@ -112,12 +111,11 @@ class WandbMirrorCallback(Callback):
         image = result.get(records.IMAGE_KEY)
         image = image if isinstance(image, str) else None
         panel_parts = None
-        if image and trial.path and not Path(image).is_absolute():
+        if image and not Path(image).is_absolute():
             # In the trial's folder of the trial storage (the trial may have run on another
             # node): the writer reads it from there, as (experiment folder, trial folder, ...).
-            folder = str(trial.path).rstrip("/")
-            panel_parts = [posixpath.basename(posixpath.dirname(folder)),
-                           posixpath.basename(folder), *image.split("/")]
+            panel_parts = [trial.experiment_dir_name, trial.storage.trial_dir_name,
+                           *image.split("/")]
             image = None
         self.send({"kind": "result", "trial_id": trial.trial_id, "step": records.step_of(result),
                    "row": records.metric_row(result), "image": image,
