@@ -1,4 +1,4 @@
-"""The GPU session's script (bench/gpu_sweep.py and its helpers) on CPU: what can be proven
+"""The GPU session's script (tools/gpu/sweep.py and its helpers) on CPU: what can be proven
 without the card. The figures themselves come from the lent GPU machine (issue 10)."""
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import zipfile
 
 import pytest
 
-from bench import gpu_carry, gpu_env, gpu_sweep
-from bench.gpu_sweep_md import markdown
+from tools.gpu import carry as gpu_carry
+from tools.gpu import env as gpu_env
+from tools.gpu import sweep as gpu_sweep
+from tools.gpu.sweep_md import markdown
 
 
 def test_search_seed_puts_the_oom_batch_in_one_later_trial():

@@ -72,12 +72,11 @@ def test_real_cuda_oom_is_infeasible_and_the_others_go_on(gpu, ray_session, tmp_
     GPU (gpus 0.25) complete, and every trial records GPU 0."""
     import optuna
 
-    from bench.gpu_sweep import OOM_BATCH, choose_search_seed, oom_experiment
-    from sweep.rundir import read_statuses
+    from sweep.rundir import journal_storage, read_statuses
     from sweep.runner import run_experiment
-    from sweep.search import journal_storage
+    from tools.gpu.sweep import OOM_BATCH, choose_search_seed, oom_experiment
 
-    def make(seed):  # the bench's sweep, cut to the test session's 2 CPUs
+    def make(seed):  # tools/gpu/sweep.py's sweep, cut to the test session's 2 CPUs
         experiment, _ = oom_experiment(False, "cuda", seed)
         experiment.train.num_workers = 0
         experiment.search.trials, experiment.search.concurrency = 3, 2

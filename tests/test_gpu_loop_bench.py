@@ -1,4 +1,4 @@
-"""bench/gpu_loop.py (the loop-vs-step diagnosis for the GPU machine): its whole code path on
+"""tools/gpu/loop.py (the loop-vs-step diagnosis for the GPU machine): its whole code path on
 the CPU (tiny), with ray, optuna, wandb and pandas made unimportable, as on that machine."""
 import json
 import math
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpu_loop
+from tools.gpu import loop as gpu_loop
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ("iter_s", "first_batch_s", "wait_s", "copy_s", "step_s")
@@ -44,7 +44,7 @@ def check_instrumented(rows: list[dict], train_samples: int, batch: int) -> None
 def test_gpu_loop_tiny_runs_on_cpu_without_sweep_packages(tmp_path, tiny_env):
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.gpu_loop", "--tiny", "--device", "cpu", "--out", str(out)],
+        [sys.executable, "-m", "tools.gpu.loop", "--tiny", "--device", "cpu", "--out", str(out)],
         env=tiny_env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "gpu_loop.json").read_text())

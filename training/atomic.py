@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from training.errors import is_disk_full_text
 from training.settings import ConfigError
 
 # Below this, a failed write is taken for a full disk even when the error does not say so
@@ -68,7 +69,7 @@ def is_disk_full(error: BaseException | None) -> bool:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        if "No space left on device" in str(error) or "[Errno 28]" in str(error):
+        if is_disk_full_text(str(error)):
             return True
         error = error.__cause__ or error.__context__
     return False

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from training.atomic import atomic_write
+from training.errors import error_line
 
 FORMAT = "crack-sweep/1"
 CHECKPOINT_NAME = re.compile(r"checkpoint_epoch(\d+)\.pth$")
@@ -33,7 +34,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt zip, pickle refused by weights_only, truncated file...
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line(error)})") \
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({error_line(error, 120)})") \
             from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
@@ -47,11 +48,6 @@ def load_checkpoint(path: str | Path) -> dict:
     return payload
 
 
-def first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0][:120] if lines else ''}"
-
-
 def check_archive(path: Path) -> None:
     """torch.save writes a zip archive whose entries each carry a CRC-32, but torch.load never
     checks them: a flipped byte or a NaN written over a tensor loads silently. Check them all
@@ -62,7 +58,7 @@ def check_archive(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-        raise CheckpointError(f"{path}: damaged archive ({first_line(error)})") from None
+        raise CheckpointError(f"{path}: damaged archive ({error_line(error, 120)})") from None
     if damaged is not None:
         raise CheckpointError(f"{path}: damaged: {damaged} no longer matches the checksum it was "
                               "saved with (the file changed on disk); use another checkpoint")

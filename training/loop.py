@@ -2,15 +2,18 @@
 each epoch (the Ray Tune trainable turns it into ``tune.report``)."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from data_pipeline import SegmentationData, split_indices
@@ -27,6 +30,7 @@ from training.determinism import (
     resolve_device,
     seed_everything,
 )
+from training.errors import error_line
 from training.losses import confusion_counts, dice_and_iou, predict_classes, segmentation_loss
 from training.settings import ConfigError, quote
 
@@ -89,17 +93,8 @@ def train_epochs(config: TrainConfig, data: SegmentationData
     (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
 
     # ---- model, optimiser, schedule -----------------------------------------------------
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = create_model(config.model, n_channels=data.channels, n_classes=config.classes,
-                         bilinear=config.bilinear, width=config.width)
-    model = model.to(device=device, memory_format=memory_format)
-    # The compiled module shares the model's parameters; checkpoints keep the plain model's
-    # names (no `_orig_mod.` prefix), so compiled and eager runs load each other's files.
-    net = compile_model(model) if config.compile else model
-    optimizer = make_optimizer(config, model)
-    scheduler = make_scheduler(config, optimizer)
-    amp_dtype = autocast_dtype(config, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    model, net, optimizer, scheduler, scaler, amp_dtype, memory_format = build_training(
+        config, data.channels, device)
     start_epoch = 1
     if config.load:
         start_epoch = load_into(config, model, optimizer, scheduler, scaler)
@@ -127,19 +122,21 @@ def train_epochs(config: TrainConfig, data: SegmentationData
         if epoch < config.epochs and train_loader.num_workers > 0:
             # The workers start on the next epoch's first batches now, while this one
             # validates, saves and reports: a GPU otherwise waited 0.2-0.3 s per epoch for them
-            # (bench/gpu_h200_loop.md). The sampler hands out (epoch, position) keys as the
-            # iterator starts, so the epoch is set first and the batches are the same.
+            # (tools/gpu/results/gpu_h200_loop.md). The sampler hands out (epoch, position) keys
+            # as the iterator starts, so the epoch is set first and the batches are the same.
             train_loader.sampler.set_epoch(epoch + 1)
             next_batches = iter(train_loader)
         val_loss, val_dice, val_iou = evaluate(net, val_loader, config, device, amp_dtype,
                                                memory_format)
         step_scheduler(scheduler, val_dice)
-        last_checkpoint = ckpt.save_checkpoint(
-            out_dir / "checkpoints" / f"checkpoint_epoch{epoch}.pth",
-            model=model.state_dict(), optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict() if scheduler else {}, scaler=scaler.state_dict(),
-            epoch=epoch, config=config.to_dict(), mask_values=data.mask_values)
-        ckpt.prune_checkpoints(out_dir / "checkpoints", config.keep_checkpoints)
+        with record_function("checkpoint"):
+            last_checkpoint = ckpt.save_checkpoint(
+                out_dir / "checkpoints" / f"checkpoint_epoch{epoch}.pth",
+                model=model.state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict() if scheduler else {},
+                scaler=scaler.state_dict(), epoch=epoch, config=config.to_dict(),
+                mask_values=data.mask_values)
+            ckpt.prune_checkpoints(out_dir / "checkpoints", config.keep_checkpoints)
         metrics = {
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
             "val_dice": val_dice, "val_iou": val_iou, "lr": lr,
@@ -156,6 +153,34 @@ def train_epochs(config: TrainConfig, data: SegmentationData
                  metrics["samples_per_s"])
         yield dict(metrics), EpochState(epoch, last_checkpoint, model, config)
     return TrainResult(history, out_dir, last_checkpoint, unstable_ops)
+
+
+class Training(NamedTuple):
+    """What the loop trains with; the speed probe (training/throughput.py) builds the same."""
+    model: nn.Module  # the plain model: checkpoints keep its parameter names
+    net: nn.Module  # what runs the steps: the model, or its compiled form
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+
+
+def build_training(config: TrainConfig, channels: int, device: torch.device) -> Training:
+    """The model on ``device``, its optimizer, schedule, grad scaler and autocast type. Seed
+    first: the model's initial weights are drawn here."""
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = create_model(config.model, n_channels=channels, n_classes=config.classes,
+                         bilinear=config.bilinear, width=config.width)
+    model = model.to(device=device, memory_format=memory_format)
+    # The compiled module shares the model's parameters; checkpoints keep the plain model's
+    # names (no `_orig_mod.` prefix), so compiled and eager runs load each other's files.
+    net = compile_model(model) if config.compile else model
+    optimizer = make_optimizer(config, model)
+    amp_dtype = autocast_dtype(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    return Training(model, net, optimizer, make_scheduler(config, optimizer), scaler, amp_dtype,
+                    memory_format)
 
 
 def check_data(config: TrainConfig, data: SegmentationData) -> None:
@@ -277,7 +302,7 @@ def restore_state(config: TrainConfig, payload: dict, optimizer, scheduler, scal
         except (KeyError, TypeError, IndexError, ValueError, RuntimeError, AttributeError) \
                 as error:
             raise ckpt.CheckpointError(f"{config.load}: its {part} state cannot be restored "
-                                       f"({ckpt.first_line(error)}); start without -f, or use "
+                                       f"({error_line(error, 120)}); start without -f, or use "
                                        "a checkpoint written by `train`") from None
 
 
@@ -315,12 +340,25 @@ def load_optimizer(optimizer, state: dict, kind: str) -> None:
                                  f"parameter {tuple(param.shape)}")
 
 
+def profiled(function: Callable) -> Callable:
+    """``function`` inside a torch.profiler range of its name, so a profile of the loop shows
+    where an epoch's time goes (tools/gpu/loop.py reads them). Without a profiler running, a
+    range costs a few microseconds."""
+    @functools.wraps(function)
+    def in_range(*args, **kwargs):
+        with record_function(function.__name__):
+            return function(*args, **kwargs)
+    return in_range
+
+
+@profiled
 def to_device(images, masks, device, memory_format):
     # uint8 travels to the device; the float conversion happens there (4x less to copy).
     images = images.to(device, non_blocking=True).float().div_(255)
     return images.contiguous(memory_format=memory_format), masks.to(device, non_blocking=True)
 
 
+@profiled
 def train_one_epoch(model, loader, optimizer, scaler, config, device, amp_dtype, memory_format,
                     desc: str, batches=None) -> tuple[float, float]:
     """One epoch over ``loader`` (or ``batches``: an iterator of it started earlier); returns
@@ -329,8 +367,12 @@ def train_one_epoch(model, loader, optimizer, scaler, config, device, amp_dtype,
     start = time.perf_counter()
     loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
     seen = 0
+    if batches is None:
+        with record_function("iter"):  # starts the loader's workers, if it has any
+            batches = iter(loader)
     with tqdm(total=len(loader.dataset), desc=desc, unit="img", disable=None, leave=False) as bar:
-        for images, masks in (loader if batches is None else batches):
+        # Each wait for a batch is a profiler range of the DataLoader's own.
+        for images, masks in batches:
             images, masks = to_device(images, masks, device, memory_format)
             loss = train_step(model, images, masks, optimizer, scaler, config.grad_clip,
                               amp_dtype)
@@ -342,10 +384,12 @@ def train_one_epoch(model, loader, optimizer, scaler, config, device, amp_dtype,
     return float(loss_sum) / max(seen, 1), time.perf_counter() - start
 
 
+@profiled
 def train_step(model, images, masks, optimizer, scaler, grad_clip: float,
                amp_dtype: torch.dtype | None) -> torch.Tensor:
-    """One optimisation step; returns the detached loss (no host sync). bench/gpu_mfu.py times
-    this very function, so its FLOP utilisation is the loop's."""
+    """One optimisation step; returns the detached loss (no host sync). bench/gpu_mfu.py and
+    the speed probe (training/throughput.py) time this very function, so their figures are the
+    loop's."""
     with torch.autocast(images.device.type, dtype=amp_dtype or torch.float32,
                         enabled=amp_dtype is not None):
         loss = segmentation_loss(model(images), masks)
@@ -359,6 +403,7 @@ def train_step(model, images, masks, optimizer, scaler, grad_clip: float,
     return loss.detach()
 
 
+@profiled
 @torch.inference_mode()
 def evaluate(model, loader, config, device, amp_dtype, memory_format) -> tuple[float, float, float]:
     model.eval()

@@ -5,36 +5,38 @@ CPUs at what they were measured to use.
 """
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
+import warnings
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader
 
 from data_pipeline import SegmentationData, split_indices
 from data_pipeline.loader import SegmentationDataset
-from models import create_model
 from training.config import TrainConfig
-from training.determinism import resolve_device, seed_everything
-from training.loop import make_optimizer, to_device
-from training.losses import segmentation_loss
+from training.determinism import (
+    configure_determinism,
+    quiet_determinism_warnings,
+    resolve_device,
+    seed_everything,
+)
+from training.loop import build_training, to_device, train_step
 
 
 def probe_throughput(config: TrainConfig, data: SegmentationData, steps: int,
                      warmup: int = 3) -> dict:
     """Samples/s over ``steps`` training steps after ``warmup`` ones (worker start-up, first
-    allocations), and ``worker_cpu_per_s``: CPU seconds all loader workers used per second."""
+    allocations, a compile), and ``worker_cpu_per_s``: CPU seconds all loader workers used per
+    second. The model, optimizer, scaler and step are the loop's own (autocast, grad scaling
+    and clipping as the trial has them), so the speed is the trial's."""
     device = resolve_device(config.device)
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)  # as the trial will run
-    try:
+    with trial_settings(config, device):
         seed_everything(config.seed)
-        model = create_model(config.model, n_channels=data.channels, n_classes=config.classes,
-                             bilinear=config.bilinear, width=config.width)
-        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        model = model.to(device=device, memory_format=memory_format).train()
-        optimizer = make_optimizer(config, model)
+        training = build_training(config, data.channels, device)
+        training.net.train()
         loader = probe_loader(config, data, (warmup + steps) * config.batch_size,
                               pin=config.pin_memory and device.type == "cuda")
         # Loader workers are child processes: once joined, their CPU time is in RUSAGE_CHILDREN.
@@ -44,20 +46,37 @@ def probe_throughput(config: TrainConfig, data: SegmentationData, steps: int,
         for step, (images, masks) in enumerate(batches):
             if step == warmup:
                 timed_from = time.perf_counter()
-            images, masks = to_device(images, masks, device, memory_format)
-            loss = segmentation_loss(model(images), masks)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            images, masks = to_device(images, masks, device, training.memory_format)
+            train_step(training.net, images, masks, training.optimizer, training.scaler,
+                       config.grad_clip, training.amp_dtype)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         ended = time.perf_counter()
         del batches  # joins the workers (so their CPU time is counted)
         worker_cpu = children_cpu_s() - cpu_before
-    finally:
-        torch.set_num_threads(threads)
     return {"samples_per_s": steps * config.batch_size / (ended - timed_from),
             "worker_cpu_per_s": worker_cpu / (ended - began), "steps": steps}
+
+
+@contextlib.contextmanager
+def trial_settings(config: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Threads and kernels as the trial's loop sets them (both change speed), restored after:
+    the probe runs in the sweep's driver, whose own settings stay as they were."""
+    threads = torch.get_num_threads()
+    deterministic = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    try:
+        with warnings.catch_warnings():
+            configure_determinism(device, config.deterministic)
+            quiet_determinism_warnings()
+            if config.threads:
+                torch.set_num_threads(config.threads)
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
 
 
 def probe_loader(config: TrainConfig, data: SegmentationData, samples: int,

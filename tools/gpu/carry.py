@@ -3,14 +3,14 @@ call's 64 MiB. That machine has torch 2.11 + CUDA 13 for Python 3.12 and no netw
 ray, optuna or wandb (../shared/DESIGN.md, 2026-11-26; /work/.library/device/KINDS.md lists
 everything it has).
 
-    python -m bench.gpu_carry            # downloads (~215 MB, cached in .gpu_carry_build/)
-    # then, on the GPU machine: bash bench/gpu_sweep.sh $OUT   (run with carry [".gpu_carry"])
+    python -m tools.gpu.carry            # downloads (~215 MB, cached in .gpu_carry_build/)
+    # then, on the GPU machine: bash tools/gpu/sweep.sh $OUT   (run with carry [".gpu_carry"])
 
 Steps: `pip download` ray[tune,default], optuna and wandb with every dependency as cp312
 manylinux wheels; drop the packages the machine already has; install the rest into a plain
 folder (`pip install --target`); strip Ray's Java jars and the dashboard's source maps (unused,
 44 MB); pack the folder as `site.tar.xz`. Small wheels of packages the machine has go beside
-it in `fallback/`: bench/gpu_env.py installs one there only if the machine's own version does
+it in `fallback/`: tools/gpu/env.py installs one there only if the machine's own version does
 not satisfy a carried package (protobuf for wandb, say). Nothing here is committed: both
 folders are in .gitignore.
 """
@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CARRY, BUILD = ROOT / ".gpu_carry", ROOT / ".gpu_carry_build"
 LIMIT = 64 * 2**20  # a call carries the working tree and its carried paths up to 64 MiB
 # The versions this project's tests run with here (DESIGN.md); override with --pin.
@@ -139,7 +139,7 @@ def mb(n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu_carry",
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu.carry",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--pin", action="append", help=f"a requirement (default: {PINS})")
     args = parser.parse_args(argv)

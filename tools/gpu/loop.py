@@ -1,28 +1,28 @@
 """Where the training loop loses time against its own step on a GPU (UNet width 64, 256 px,
 batch 64, bf16 autocast, channels_last, compiled, deterministic).
 
-bench/gpu_h200.md: the step alone reached 37 % MFU, training.loop.train on 800 images (epoch 2
-of 2, 4 workers) 22.8 %. Note what the loop's `samples_per_s` times: train_one_epoch only, to a
-final synchronize; since bench/gpu_h200_loop_before_prefetch.md the loop starts each later
+tools/gpu/results/gpu_h200.md: the step alone reached 37 % MFU, training.loop.train on 800
+images (epoch 2 of 2, 4 workers) 22.8 %. Note what the loop's `samples_per_s` times:
+train_one_epoch only, to a final synchronize; since
+tools/gpu/results/gpu_h200_loop_before_prefetch.md the loop starts each later
 epoch's iterator before validating the one before, so its first batches are built outside the
 window. Validation and the checkpoint fall outside it too (they count in `epoch_seconds`).
 Three kinds of variant, each in this one process, on one synthetic set decoded once:
 - `loop`: training.loop.train itself, 3200 images, 3 epochs; epochs 2 and 3 are steady (the
   first pays the compile and the workers' start);
-- `instrumented`: the same train() with its epoch swapped for a copy that synchronizes around
-  each part, so every second of the timed window is attributed: iter(), the first batch, the
-  waits for later batches, the copy to the GPU, the steps. Validation, scheduler, checkpoint
-  save and prune are timed apart;
+- `instrumented`: the same train() under torch.profiler. The loop's own profiler ranges
+  attribute the host's seconds in each epoch's timed window: iter(), the first batch, the waits
+  for later batches, the copy to the GPU, the steps; the device's work gives its busy and idle
+  seconds in the window. Validation and the checkpoint (save and prune) are timed apart;
 - `loader`: the training DataLoader alone (pinned, no GPU work): the pace the workers keep.
 A variant that fails (out of memory, a compile error) is recorded and the next one runs.
 
-    python -m bench.gpu_loop --out DIR [--budget-s 420]
-    python -m bench.gpu_loop --tiny --device cpu --out DIR   # the code path (the tests)
+    python -m tools.gpu.loop --out DIR [--budget-s 420]
+    python -m tools.gpu.loop --tiny --device cpu --out DIR   # the code path (the tests)
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
@@ -31,11 +31,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from unittest import mock
 
-from bench.gpu_mfu import flops_per_image, peak_flops, sync, synthetic
+from bench.gpu_mfu import flops_per_image, peak_flops, synthetic
 
 FORBIDDEN = ("ray", "optuna", "wandb", "pandas")  # absent on the GPU machine
+# The DataLoader's own profiler range around each batch it hands out (torch/utils/data).
+LOADER_WAIT = "enumerate(DataLoader)#"
+# Kineto's trace categories: record_function ranges; the device's kernels and copies (its
+# "gpu_user_annotation" twins of the ranges span work counted already).
+HOST_RANGES = ("user_annotation",)
+DEVICE_WORK = ("kernel", "gpu_memcpy", "gpu_memset")
 
 
 @dataclass(frozen=True)
@@ -87,112 +92,100 @@ def time_loop(config, data) -> dict:
     return {"epochs": loop_rows(train(config, data).history)}
 
 
-# ---- the instrumented epoch ------------------------------------------------------------------
-
-def timed_train_one_epoch(records: list[dict]):
-    """training.loop.train_one_epoch with a synchronize and a clock around each part. The
-    window is the loop's (from before iter() to the final synchronize), so its seconds are
-    comparable; the synchronizes cost the overlap of one step's launch with the last one's
-    kernels, so `step_s` is a ceiling on what the GPU needs."""
-    import torch
-
-    from training.loop import to_device, train_step
-
-    def train_one_epoch(model, loader, optimizer, scaler, config, device, amp_dtype,
-                        memory_format, desc: str, batches=None) -> tuple[float, float]:
-        model.train()
-        sync(device)
-        parts = {"iter_s": 0.0, "first_batch_s": 0.0, "wait_s": 0.0, "copy_s": 0.0,
-                 "step_s": 0.0}
-        waits, steps = [], []
-        loss_sum, seen = torch.zeros((), device=device), 0
-        start = clock = time.perf_counter()
-
-        def lap(key: str) -> float:
-            nonlocal clock
-            now = time.perf_counter()
-            spent, clock = now - clock, now
-            parts[key] += spent
-            return spent
-
-        # The loop starts the next epoch's iterator before validating (so its first batches
-        # are built meanwhile); the first epoch's starts here.
-        batches = iter(loader) if batches is None else batches
-        lap("iter_s")
-        for index, (images, masks) in enumerate(batches):
-            waits.append(lap("first_batch_s" if index == 0 else "wait_s"))
-            images, masks = to_device(images, masks, device, memory_format)
-            sync(device)
-            lap("copy_s")
-            loss = train_step(model, images, masks, optimizer, scaler, config.grad_clip,
-                              amp_dtype)
-            sync(device)
-            steps.append(lap("step_s"))
-            loss_sum += loss * len(images)
-            seen += len(images)
-            clock = time.perf_counter()  # the bookkeeping above goes to `other_s`
-        sync(device)
-        seconds = time.perf_counter() - start
-        records.append(epoch_parts(parts, waits, steps, seen, seconds))
-        return float(loss_sum) / max(seen, 1), seconds
-
-    return train_one_epoch
-
-
-def epoch_parts(parts: dict, waits: list[float], steps: list[float], seen: int,
-                seconds: float) -> dict:
-    ordered = sorted(steps)
-    return {**parts, "train_s": seconds, "other_s": seconds - sum(parts.values()),
-            "steps": len(steps), "samples": seen, "samples_per_s": seen / seconds,
-            "step_samples_per_s": seen / max(parts["step_s"], 1e-9),
-            "median_step_ms": 1e3 * ordered[len(ordered) // 2] if ordered else None,
-            "max_wait_ms": 1e3 * max(waits[1:], default=0.0),
-            "waits_over_1ms": sum(w > 1e-3 for w in waits[1:])}
-
-
-def timed(function, device, seconds: list[float]):
-    """``function`` with its synchronized wall time appended to ``seconds`` per call."""
-    def wrapper(*args, **kwargs):
-        sync(device)
-        start = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            sync(device)
-            seconds.append(time.perf_counter() - start)
-    return wrapper
-
+# ---- the profiled epoch ----------------------------------------------------------------------
 
 def time_instrumented(config, data, device) -> dict:
-    """train() itself, so the model, optimizer and loaders are built exactly as a trial's;
-    only its epoch function and the per-epoch calls after it are swapped for timed ones."""
-    from training import checkpoints as ckpt
-    from training import loop
+    """train() itself under torch.profiler: the loop's own ranges (training/loop.py's
+    `profiled` functions, its "iter" and "checkpoint" blocks, and the DataLoader's range around
+    each batch it hands out) say where every epoch went, with nothing of the loop copied or
+    swapped. The profiler costs a few microseconds per op: the `loop` variants give the clean
+    samples/s."""
+    from torch.profiler import ProfilerActivity, profile
 
-    records: list[dict] = []
-    after = {name: [] for name in ("val_s", "scheduler_s", "checkpoint_s", "prune_s",
-                                   "metrics_s")}
-    swaps = [(loop, "train_one_epoch", timed_train_one_epoch(records)),
-             (loop, "evaluate", timed(loop.evaluate, device, after["val_s"])),
-             (loop, "step_scheduler", timed(loop.step_scheduler, device, after["scheduler_s"])),
-             (ckpt, "save_checkpoint", timed(ckpt.save_checkpoint, device,
-                                             after["checkpoint_s"])),
-             (ckpt, "prune_checkpoints", timed(ckpt.prune_checkpoints, device,
-                                               after["prune_s"])),
-             (loop, "append_jsonl", timed(loop.append_jsonl, device, after["metrics_s"]))]
-    with contextlib.ExitStack() as stack:
-        for owner, name, replacement in swaps:
-            stack.enter_context(mock.patch.object(owner, name, replacement))
-        history = loop.train(config, data).history
-    rows = []
-    for index, (parts, metrics) in enumerate(zip(records, history)):
-        row = {"epoch": metrics["epoch"], **parts,
-               **{name: seconds[index] for name, seconds in after.items()},
-               "epoch_seconds": metrics["epoch_seconds"],
-               "loop_samples_per_s": metrics["samples_per_s"]}
-        row["outside_train_s"] = row["epoch_seconds"] - row["train_s"]
-        rows.append(row)
-    return {"epochs": rows}
+    from training.loop import train
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as profiler:
+        history = train(config, data).history
+    # Kineto writes its trace as it is; profiler.events() would first build a tree of every
+    # op in Python (minutes for a run's ~10^5 ops).
+    trace = Path(config.out_dir) / "trace.json"
+    profiler.export_chrome_trace(str(trace))
+    spans = [Span.of(event) for event in json.loads(trace.read_text())["traceEvents"]
+             if event.get("cat") in HOST_RANGES + DEVICE_WORK]
+    windows = [s for s in spans if s.host and s.name == "train_one_epoch"]
+    next_starts = [w.start for w in windows[1:]] + [float("inf")]
+    return {"epochs": [epoch_row(spans, window, next_start, metrics, cuda)
+                       for window, next_start, metrics in zip(windows, next_starts, history)]}
+
+
+@dataclass(frozen=True)
+class Span:
+    """A trace event: a named range on the host, or work on the device; in seconds."""
+    name: str
+    host: bool
+    start: float
+    end: float
+
+    @classmethod
+    def of(cls, event: dict) -> Span:
+        start = event["ts"] / 1e6  # the trace counts microseconds
+        return cls(event["name"], event["cat"] in HOST_RANGES, start, start + event["dur"] / 1e6)
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def epoch_row(spans: list[Span], window: Span, next_start: float, metrics: dict,
+              cuda: bool) -> dict:
+    """One epoch: the loop's own figures (its training window, samples/s, epoch seconds), the
+    host seconds of each part in the window, the device's busy seconds there, and the
+    validation and checkpoint after it (before the next epoch's window)."""
+    train_s = metrics["train_samples"] / metrics["samples_per_s"]  # the loop's own window
+    inside = [s for s in spans if window.start <= s.start and s.end <= window.end]
+    parts, waits, steps = window_parts([s for s in inside if s.host])
+    busy = busy_seconds([s for s in inside if not s.host]) if cuda else None
+    after = [s for s in spans if s.host and window.end <= s.start and s.end <= next_start]
+    return {"epoch": metrics["epoch"], **parts, "train_s": train_s,
+            "other_s": train_s - sum(parts.values()), "steps": len(steps),
+            "samples": metrics["train_samples"], "samples_per_s": metrics["samples_per_s"],
+            "gpu_busy_s": busy, "gpu_idle_s": None if busy is None else train_s - busy,
+            # On a GPU the host only launches a step: its pace there is the device's.
+            "step_samples_per_s": metrics["train_samples"] / max(busy or sum(steps), 1e-9),
+            "median_step_ms": 1e3 * sorted(steps)[len(steps) // 2] if steps else None,
+            "max_wait_ms": 1e3 * max(waits[1:], default=0.0),
+            "waits_over_1ms": sum(w > 1e-3 for w in waits[1:]),
+            "val_s": seconds_in(after, "evaluate"), "checkpoint_s": seconds_in(after, "checkpoint"),
+            "epoch_seconds": metrics["epoch_seconds"],
+            "loop_samples_per_s": metrics["samples_per_s"],
+            "outside_train_s": metrics["epoch_seconds"] - train_s}
+
+
+def window_parts(ranges: list[Span]) -> tuple[dict, list[float], list[float]]:
+    """Host seconds of the window's parts; each batch's wait and each step's seconds."""
+    waits = [s.seconds for s in ranges if s.name.startswith(LOADER_WAIT)]
+    steps = [s.seconds for s in ranges if s.name == "train_step"]
+    parts = {"iter_s": seconds_in(ranges, "iter"), "first_batch_s": sum(waits[:1]),
+             "wait_s": sum(waits[1:]), "copy_s": seconds_in(ranges, "to_device"),
+             "step_s": sum(steps)}
+    return parts, waits, steps
+
+
+def seconds_in(spans: list[Span], name: str) -> float:
+    return sum(s.seconds for s in spans if s.name == name)
+
+
+def busy_seconds(work: list[Span]) -> float:
+    """Seconds in which the device ran anything: the union of its work's spans (a copy and a
+    kernel on two streams may overlap)."""
+    busy, reach = 0.0, float("-inf")
+    for span in sorted(work, key=lambda s: s.start):
+        if span.end > reach:
+            busy += span.end - max(span.start, reach)
+            reach = span.end
+    return busy
 
 
 # ---- the loader alone ------------------------------------------------------------------------
@@ -318,18 +311,18 @@ def fmt(value, digits: int = 2) -> str:
 
 def markdown(head: dict) -> str:
     sizes = head["sizes"]
-    lines = ["# Training loop vs step (bench/gpu_loop.py)\n",
+    lines = ["# Training loop vs step (tools/gpu/loop.py)\n",
              f"{head['device']}, {head['cpus']} CPUs, torch {head['torch']}; UNet width "
              f"{sizes['width']}, {sizes['px']} px, batch {sizes['batch']}, {sizes['images']} "
              f"images, compile {sizes['compile']}, deterministic; "
              f"{head['flops_per_image'] / 1e9:.1f} GFLOP per image; data ready in "
              f"{fmt(head.get('data_s'), 1)} s.\n",
              "| variant | epoch | samples/s | MFU | train s | iter + first batch s | waits s | "
-             "copy s | steps s | other s | step img/s | val s | checkpoint s | epoch s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "copy s | steps s | other s | GPU idle s | step img/s | val s | checkpoint s | "
+             "epoch s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, figures in head["variants"].items():
         if "error" in figures:
-            lines.append(f"| {label} | - | {figures['error'][:120]} |" + " - |" * 11)
+            lines.append(f"| {label} | - | {figures['error'][:120]} |" + " - |" * 12)
             continue
         for row in figures["epochs"]:
             lines.append("| " + " | ".join([
@@ -338,16 +331,20 @@ def markdown(head: dict) -> str:
                 fmt(row["iter_s"] + row["first_batch_s"]) if "iter_s" in row
                 else fmt(row.get("first_batch_s")),
                 fmt(row.get("wait_s")), fmt(row.get("copy_s")), fmt(row.get("step_s")),
-                fmt(row.get("other_s")), fmt(row.get("step_samples_per_s"), 1),
+                fmt(row.get("other_s")), fmt(row.get("gpu_idle_s")),
+                fmt(row.get("step_samples_per_s"), 1),
                 fmt(row.get("val_s")), fmt(row.get("checkpoint_s")),
                 fmt(row.get("epoch_seconds"))]) + " |")
+    lines.append("\nInstrumented rows (torch.profiler): the parts are the host's seconds in the "
+                 "loop's timed window; GPU idle is that window less the device's busy seconds, "
+                 "and step img/s the images over those busy seconds (on a CPU: over the steps').")
     if head["skipped"]:
         lines.append("\nSkipped: " + "; ".join(head["skipped"]))
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu_loop",
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu.loop",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True,
                         help="folder for gpu_loop.json (rewritten per variant) and gpu_loop.md")

@@ -1,6 +1,6 @@
 """One budgeted call on a lent GPU machine (issue 10): a real Ray + Optuna + W&B sweep on the
-card, its FLOP utilisation, and trials sharing it. Started by bench/gpu_sweep.sh, which unpacks
-the carried packages first (bench/gpu_carry.py builds them).
+card, its FLOP utilisation, and trials sharing it. Started by tools/gpu/sweep.sh, which unpacks
+the carried packages first (tools/gpu/carry.py builds them).
 
 Phases, in priority order (each a child process with its own time limit; a phase that no
 longer fits the budget is skipped and the result says so, so a tight budget costs figures,
@@ -15,8 +15,8 @@ not the result):
   mfu_loop     the real loop (training.loop.train), eager and compiled
   quickstart   experiments/quickstart.yaml on the GPU (compare with its CPU time)
 
-    python -m bench.gpu_sweep --out OUT --budget-s 420
-    python -m bench.gpu_sweep --out OUT --tiny --device cpu   # the code path, on CPU
+    python -m tools.gpu.sweep --out OUT --budget-s 420
+    python -m tools.gpu.sweep --out OUT --tiny --device cpu   # the code path, on CPU
 Writes OUT/gpu_sweep.json, OUT/gpu_sweep.md and the sweep's report (sweep_report.html/.md).
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OOM_BATCH = 1024  # ~200 MB per 256-px image at width 64: ~200 GB, more than any one card
 PHASES = [  # name, seconds it needs at least to start, seconds it may take at most
     ("mfu_eager", 45, 90),
@@ -72,7 +72,7 @@ def oom_experiment(tiny: bool, device: str, seed: int):
         "resources": {"cpus": 1, "gpus": 0 if tiny else 0.25},
         "wandb": {},
     }
-    return Experiment.from_dict(values, "bench/gpu_sweep.py"), oom
+    return Experiment.from_dict(values, "tools/gpu/sweep.py"), oom
 
 
 def choose_search_seed(experiment_for, oom: int) -> tuple[int, list]:
@@ -119,8 +119,7 @@ def describe_sweep(run_dir: Path, experiment) -> dict:
     """Each trial: params, status (trial_status.json), Optuna's state, speed and its GPU."""
     from sweep.report import stats
     from sweep.report.load import load_run
-    from sweep.rundir import read_statuses, read_trials, storage_of
-    from sweep.search import journal_storage
+    from sweep.rundir import journal_storage, read_statuses, read_trials, storage_of
 
     statuses = read_statuses(run_dir)
     import optuna
@@ -161,7 +160,7 @@ def share_experiment(count: int, tiny: bool, device: str):
         "search": {"trials": count, "concurrency": count, "startup_trials": 1},
         "scheduler": {"max_epochs": epochs, "grace_period": epochs},  # no early stopping
         "resources": {"cpus": 1, "gpus": 0 if tiny else 0.25},
-        "wandb": {"enabled": False}}, "bench/gpu_sweep.py")
+        "wandb": {"enabled": False}}, "tools/gpu/sweep.py")
 
 
 def share_phase(work: Path, tiny: bool, device: str, budget_s: float) -> dict:
@@ -230,7 +229,7 @@ def phase_command(name: str, work: Path, tiny: bool, device: str, limit: float) 
                             device, "--budget-s", str(max(limit - 15, 5)), "--only",
                             name.removeprefix("mfu_")]
         return command + (["--tiny"] if tiny else [])
-    command = python + ["bench.gpu_sweep", "--phase", name, "--work", str(work), "--device",
+    command = python + ["tools.gpu.sweep", "--phase", name, "--work", str(work), "--device",
                         device, "--budget-s", str(max(limit - 20, 5))]
     return command + (["--tiny"] if tiny else [])
 
@@ -310,14 +309,14 @@ def machine() -> dict:
 
 
 def write_result(out: Path, result: dict) -> None:
-    from bench.gpu_sweep_md import markdown
+    from tools.gpu.sweep_md import markdown
 
     (out / "gpu_sweep.json").write_text(json.dumps(result, indent=1, default=str))
     (out / "gpu_sweep.md").write_text(markdown(result))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu_sweep",
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu.sweep",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="result folder ($OUT on the GPU machine)")
     parser.add_argument("--budget-s", type=float, default=420.0)

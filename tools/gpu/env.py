@@ -1,10 +1,10 @@
 """On the GPU machine, after `.gpu_carry/site.tar.xz` is unpacked into a folder on PYTHONPATH:
 check that every carried package's requirements are met by what is importable (the carried
 folder first, then the machine's own packages), install a fallback wheel where the machine's
-version does not do (bench/gpu_carry.py), then import ray, optuna and wandb. Writes what it
+version does not do (tools/gpu/carry.py), then import ray, optuna and wandb. Writes what it
 found as JSON; exit status 1 if the sweep cannot run. Standard library and `packaging` only.
 
-    python3 -m bench.gpu_env --site /tmp/gpu_site --fallback .gpu_carry/fallback --out env.json
+    python3 -m tools.gpu.env --site /tmp/gpu_site --fallback .gpu_carry/fallback --out env.json
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-# The extras the carry was built with (bench/gpu_carry.py PINS); other packages: base needs.
+# The extras the carry was built with (tools/gpu/carry.py PINS); other packages: base needs.
 EXTRAS = {"ray": ("tune", "default")}
 IMPORTS = ["ray", "ray.tune", "ray.tune.search.optuna", "optuna", "wandb", "torch"]
 
@@ -89,7 +89,7 @@ def gpu_info() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m bench.gpu_env")
+    parser = argparse.ArgumentParser(prog="python3 -m tools.gpu.env")
     parser.add_argument("--site", type=Path, required=True)
     parser.add_argument("--fallback", type=Path, required=True)
     parser.add_argument("--out", type=Path)

@@ -1,4 +1,4 @@
-"""The Markdown page of bench/gpu_sweep.py's result (pure: a dict in, text out)."""
+"""The Markdown page of tools/gpu/sweep.py's result (pure: a dict in, text out)."""
 from __future__ import annotations
 
 from bench.machine import machine_line
@@ -80,7 +80,7 @@ def share_lines(share: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     phases = result.get("phases", {})
-    lines = ["# GPU sweep check (bench/gpu_sweep.py)", "",
+    lines = ["# GPU sweep check (tools/gpu/sweep.py)", "",
              f"Machine: {machine_line(result.get('machine') or {})}.",
              f"Budget {num(result.get('budget_s'), 0)} s; wall {num(result.get('wall_s'), 0)} s.",
              ""]

@@ -1,0 +1,1 @@
+"""Developer tools outside the installed package: they import it, never the other way round."""
