@@ -15,6 +15,7 @@ from bench.lc_table import data_folder, settings_for
 from bench.measure import median, ratio
 from bench.registry import Context, Outcome
 from bench.sweeps import epoch_timeline, sweep_side, to_target
+from sweep.rundir import TUNE_DIR
 
 LIVE = {"full": dict(trials=24, concurrency=1, seeds=(0, 1, 2)),
         "tiny": dict(trials=2, concurrency=1, seeds=(0,))}
@@ -62,7 +63,7 @@ def run(ctx: Context) -> Outcome:
         for method in order:
             values = live_values(settings, folder, ctx.work_dir / "cache", method, seed, s)
             result = sweep_side(ctx, values, f"{method}_s{seed}")
-            timelines[method].append(epoch_timeline(Path(result["run_dir"]) / "tune"))
+            timelines[method].append(epoch_timeline(Path(result["run_dir"]) / TUNE_DIR))
     best = max(r["val_dice"] for runs in timelines.values() for rows in runs for r in rows)
     target = TARGET_FRACTION * best
     reached = {m: [to_target(rows, target) for rows in runs] for m, runs in timelines.items()}

@@ -233,13 +233,14 @@ def ray_replay(experiment, table: Table, run_dir: Path, time_scale: float = 0.0)
     import optuna
     from ray import tune
 
+    from sweep.rundir import TUNE_DIR
     from sweep.search import quiet_tune, tune_config
 
     quiet_tune()
     storage = optuna.storages.InMemoryStorage()  # the driver's searcher writes the study here
     trainable = tune.with_parameters(replay_trial, table=table.data, time_scale=time_scale)
     tune.Tuner(trainable, tune_config=tune_config(experiment, run_dir, study_storage=storage),
-               run_config=tune.RunConfig(name="tune", storage_path=str(Path(run_dir).resolve()),
+               run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(Path(run_dir).resolve()),
                                          verbose=0)).fit()
     study = optuna.load_study(study_name=experiment.name, storage=storage)
     return [study_trial(t) for t in study.get_trials(deepcopy=False)]

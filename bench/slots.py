@@ -78,8 +78,9 @@ def summary(timeline: dict) -> dict:
 def replay(run_dir: Path, statuses: dict) -> tuple[dict, list[dict]]:
     """The sweep's experiment and each trial's full training settings for the epochs it ran."""
     from sweep.experiment import load_experiment
+    from sweep.rundir import EXPERIMENT_FILE
 
-    experiment = load_experiment(run_dir / "experiment.yaml")
+    experiment = load_experiment(run_dir / EXPERIMENT_FILE)
     trials = []
     for entry in statuses.values():
         if entry.get("epochs"):

@@ -24,6 +24,7 @@ from bench.measure import interleave, median, ratio, spread
 from bench.memory_probe import PeakSampler, check_supported, sample_until_exit, wait_and_sample
 from bench.registry import Context, Outcome
 from bench.sweep_sides import experiment_values, run_plain, run_sweep, trial_config_file
+from sweep.rundir import RESULT_FILE, WANDB_DIR
 
 # One configuration: every trial trains the same (lr 1e-3 is TrainConfig's default).
 FIXED_SPACE = {"lr": {"choice": [1e-3]}}
@@ -98,7 +99,7 @@ def epoch_timeline(tune_dir: Path) -> list[dict]:
     seconds, so a trial's start is estimated as the latest (timestamp - time_total_s) of its
     rows (error under 1 s) and each epoch's end as start + time_total_s."""
     rows = []
-    for result in Path(tune_dir).glob("*/result.json"):
+    for result in Path(tune_dir).glob(f"*/{RESULT_FILE}"):
         trial = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         trial = [r for r in trial if "val_dice" in r and "time_total_s" in r]
         if not trial:
@@ -280,8 +281,8 @@ def run_wandb(ctx: Context) -> Outcome:
         def run_once(repeat: int) -> dict:
             result = sweep_side(ctx, fixed_sweep(f"wandb_{name}", s, wandb=wandb),
                                 f"{name}{repeat}", env)
-            result["wandb_runs"] = len(list((Path(result["run_dir"]) / "wandb").glob(
-                "*run-*"))) if (Path(result["run_dir"]) / "wandb").exists() else 0
+            runs = Path(result["run_dir"]) / WANDB_DIR
+            result["wandb_runs"] = len(list(runs.glob("*run-*"))) if runs.exists() else 0
             return result
         return run_once
 

@@ -15,6 +15,7 @@ from sweep import runlock
 from sweep.diskspace import StopWhenDiskFull
 from sweep.experiment import load_saved_experiment
 from sweep.outage import StopWhenStorageUnreachable
+from sweep.ray_session import fit, start_ray, stop_ray
 from sweep.rundir import (
     COMPLETE,
     CONFIRM_DIR,
@@ -28,8 +29,7 @@ from sweep.rundir import (
     storage_of,
     write_json,
 )
-from sweep.runner import fit, load_data_for, start_ray, stop_ray
-from sweep.search import make_trainable, quiet_tune, reuse_actors, run_config
+from sweep.search import load_data_for, make_trainable, quiet_tune, reuse_actors, run_config
 from training.settings import ConfigError
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from ray import tune
 
-from sweep.rundir import CHECKPOINT_FILE, TUNE_DIR, raised_within
+from sweep.failures import raised_within, trial_error_text
+from sweep.rundir import CHECKPOINT_DIRS, CHECKPOINT_FILE, TUNE_DIR
 from training.atomic import DiskFullError, disk_full, free_bytes, is_disk_full
+from training.errors import NO_SPACE, is_disk_full_text
 
 # Ray logs every failed trial task with its traceback here, before any callback runs.
 RAY_TRIAL_LOGGER = "ray.tune.execution.tune_controller"
@@ -55,26 +57,13 @@ class StopWhenDiskFull(tune.Callback):
 
 
 # The path an OSError names after its message.
-NAMED_PATH = re.compile(r"No space left on device: '([^']+)'")
-
-
-def trial_error_text(trial) -> str:
-    try:
-        if trial.error_file:
-            return Path(trial.error_file).read_text(errors="replace")
-        return str(trial.get_error() or "")
-    except Exception:  # noqa: BLE001 - a missing error file means: not ours to judge
-        return ""
-
-
-def is_disk_full_text(text: str) -> bool:
-    return "No space left on device" in text or "[Errno 28]" in text
+NAMED_PATH = re.compile(re.escape(NO_SPACE) + r": '([^']+)'")
 
 
 class DropDiskFullTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (is_disk_full(error) or is_disk_full_text(str(error or "")))
+        return not is_disk_full(error)  # its chain's errno or text
 
 
 def quiet_disk_full_tracebacks() -> None:
@@ -91,7 +80,6 @@ def sweep_disk_full(run_dir: Path, error: BaseException, storage=None) -> DiskFu
     if storage is not None and storage.is_local and Path(storage.root) != Path(run_dir):
         folders.append(Path(storage.root))
     if not (isinstance(error, DiskFullError) or is_disk_full(error)
-            or is_disk_full_text(str(error))
             or min(free_bytes(folder) for folder in folders) < NEARLY_FULL_BYTES):
         return None
     removed = sum(remove_partial_writes(folder) for folder in folders)
@@ -112,7 +100,7 @@ def remove_partial_writes(root: Path) -> int:
         if path.is_file():
             path.unlink(missing_ok=True)
             removed += 1
-    for checkpoint in root.glob(f"*/*/checkpoint_*/{CHECKPOINT_FILE}"):
+    for checkpoint in root.glob(f"*/*/{CHECKPOINT_DIRS}/{CHECKPOINT_FILE}"):
         if not zipfile.is_zipfile(checkpoint):
             checkpoint.unlink(missing_ok=True)
             removed += 1

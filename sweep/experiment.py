@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweep.distributions import to_distribution
 from sweep.wandb_mirror.settings import WandbSettings
 from training.config import TrainConfig
 from training.settings import (
@@ -374,14 +375,3 @@ def check_device(device: str, gpus: float, where: str, source: str) -> None:
         raise ConfigError(f"{source}: {where} = {quote(device)} but each trial sees {visible} "
                           f"GPU(s), numbered from 0 (resources.gpus = {gpus:g}): use cuda or "
                           f"cuda:0")
-
-
-def to_distribution(spec: dict):
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    kind, bounds = next(iter(spec.items()))
-    if kind == "choice":
-        return CategoricalDistribution(bounds)
-    if kind == "int":
-        return IntDistribution(bounds[0], bounds[1])
-    return FloatDistribution(float(bounds[0]), float(bounds[1]), log=kind == "loguniform")

@@ -24,7 +24,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from sweep.rundir import read_result_rows_at
-from sweep.trainable import trial_number
+from sweep.trials import trial_number
 
 log = logging.getLogger(__name__)
 

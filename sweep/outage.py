@@ -1,7 +1,7 @@
 """A trial storage (a bucket) that stays unreachable stops the sweep with one line saying what
 to resume, instead of failing its trials for good.
 
-Short outages are ridden out where they happen (rundir.ride_out: up to a minute, in the driver's
+Short outages are ridden out where they happen (failures.ride_out: up to a minute, in the driver's
 callbacks and in each trial's checkpoint upload). Past that, the trial's upload fails and the
 trial errors. Left to Tune, it would be retried, its restore would download its checkpoint from
 the same unreachable storage and fail, and after max_failures it would be filed as failed for
@@ -15,8 +15,7 @@ from pathlib import Path
 
 from ray import tune
 
-from sweep.diskspace import trial_error_text
-from sweep.rundir import is_storage_outage_text
+from sweep.failures import is_storage_outage_text, trial_error_text
 from training.settings import ConfigError
 
 

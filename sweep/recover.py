@@ -19,18 +19,23 @@ import json
 import logging
 from pathlib import Path
 
+from sweep.failures import error_reason
+from sweep.outcome import verdict
 from sweep.rundir import (
     ENDED,
+    ERROR_FILE,
+    EXPERIMENT_STATE,
     FAILED,
     RESULT_FILE,
     RUNNING,
+    SEARCHER_STATE,
     STATUS_FILE,
     STUDY_FILE,
     TUNE_DIR,
     TrialStorage,
     infeasible_reason,
+    journal_storage,
     read_trials,
-    verdict,
     write_statuses,
     write_text,
 )
@@ -38,7 +43,6 @@ from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT_STATE, SEARCHER_STATE = "experiment_state-*.json", "searcher-state-*.pkl"
 RAY_UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
 
 
@@ -71,8 +75,6 @@ def newest(storage: TrialStorage, pattern: str) -> str | None:
 def study_verdicts(run_dir: Path, study_name: str) -> dict[str, tuple[str, str]]:
     """{ray trial id: (status, reason)} of the trials the searcher told the study about."""
     import optuna
-
-    from sweep.search import journal_storage
 
     try:
         study = optuna.load_study(study_name=study_name, storage=journal_storage(run_dir))
@@ -202,9 +204,9 @@ def status_from_rows(storage: TrialStorage, record, ray_status: dict[str, str], 
         status, reason = told
     elif ray in RAY_UNFINISHED and not infeasible:
         status, reason = RUNNING, "interrupted: `resume` continues it"
-    elif ray == "ERROR" or (not ray and record.has("error.txt")):
+    elif ray == "ERROR" or (not ray and record.has(ERROR_FILE)):
         status, reason = verdict(last, errored=True, max_epochs=max_epochs, infeasible=infeasible,
-                                 error_text=error_text(record))
+                                 error_text=error_reason(record.error_text()))
     elif ray == "TERMINATED" or infeasible:
         status, reason = verdict(last, errored=False, max_epochs=max_epochs,
                                  infeasible=infeasible)
@@ -217,10 +219,3 @@ def status_from_rows(storage: TrialStorage, record, ray_status: dict[str, str], 
         entry["best_val_dice"] = max(values)
     return entry
 
-
-def error_text(record) -> str:
-    try:
-        lines = record.read_text("error.txt").strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""

@@ -1,21 +1,22 @@
 """A sweep's run directory, ``runs/<name>/`` (docs/RUN_LAYOUT.md): every name in it, its readers
-and writers, and the one vocabulary (and function) for how a trial ended.
+and writers, and the one vocabulary for how a trial ended (sweep/outcome.py decides which).
 
 Every other module takes its file names from here, so the layout is changed in one place.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import math
-import os
 import posixpath
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweep.failures import is_transient_storage_error, ride_out
 from training.atomic import atomic_write, write_json, write_text
+from training.errors import error_line
 
 __all__ = ["atomic_write", "write_json", "write_text"]  # the one "write aside, then rename"
 
@@ -30,6 +31,8 @@ METRIC, MODE = "val_dice", "max"
 # see TrialStorage below.
 EXPERIMENT_FILE = "experiment.yaml"  # the resolved experiment (after --key=value overrides)
 TUNE_DIR = "tune"  # Ray Tune's experiment: tune/<trial_id>/{params.json,result.json,checkpoint_*}
+# Ray's own state in tune/ (and confirm/), one file per snapshot, the time in the name.
+EXPERIMENT_STATE, SEARCHER_STATE = "experiment_state-*.json", "searcher-state-*.pkl"
 STUDY_FILE = "study.journal"  # Optuna's journal storage
 SPEED_PROBE_FILE = "speed_probe.json"  # the speed probe's table and the knobs every trial got
 STATUS_FILE = "trial_status.json"  # {trial_id: {status, reason, epochs, config, best_val_dice}}
@@ -38,16 +41,20 @@ BEST_CONFIG = "best_config.yaml"
 RETRAIN_DIR = "retrain"  # best_config.yaml's out_dir
 INFEASIBLE_DIR = "infeasible"  # infeasible/<trial_id>.json: {"reason": ...}, from the trainable
 CONFIRM_DIR, CONFIRM_FILE = "confirm", "confirm.json"
-WANDB_DIR = "wandb"  # offline W&B runs
+WANDB_DIR = "wandb"  # W&B's runs (wandb.init(dir=<run dir>) puts them in wandb/)
 MIRROR_FILE = "wandb/mirror.json"  # the W&B mirror's own record
-WANDB_SWEEP_FILE = "wandb_sweep.yaml"
+DATASET_FILE = "wandb/dataset.json"  # the data set artifact's file
+ARTIFACT_STAGING_DIR = "wandb/data"  # W&B's artifact staging, so `wandb-sync` finds it here
+WANDB_SWEEP_FILE = "wandb_sweep.yaml"  # the experiment as a W&B sweep config
 REPORT_HTML, REPORT_MD, TRIALS_CSV = "report.html", "report.md", "trials.csv"
 LOCK_FILE = "sweep.lock"  # flock'd by the live run/resume/confirm: "pid N (command) since T"
 # Inside a trial's folder:
+CHECKPOINT_DIRS = "checkpoint_*"  # Ray's checkpoint_NNNNNN/ folders
 CHECKPOINT_FILE = "checkpoint.pth"  # the loop's own format, inside Ray's checkpoint_NNNNNN/
 SEED_CHECKPOINT = "seed{seed}.pth"  # beside it in a several-seed trial: each seed's (to resume)
 VAL_IMAGES_DIR = "val_images"  # W&B validation panels, epoch_NNN.png
 PARAMS_FILE, RESULT_FILE = "params.json", "result.json"  # Ray's
+ERROR_FILE = "error.txt"  # Ray's, in a trial that raised: its traceback, the exception last
 
 # In the first result row of each run of a trial: the wall clock of its first training step.
 FIRST_STEP_KEY = "first_step_at"
@@ -65,55 +72,6 @@ STATUSES = (COMPLETE, PRUNED, INFEASIBLE, FAILED, RUNNING)
 FINISHED = (COMPLETE, PRUNED, INFEASIBLE)  # ended for good: a resume never reruns these
 ENDED = (*FINISHED, FAILED)
 SCORED = (COMPLETE, PRUNED)  # trials whose metrics can make the best model
-
-
-def verdict(last_result: dict | None, *, errored: bool, max_epochs: int,
-            infeasible: str | None = None, error_text: str = "",
-            budget: bool = False) -> tuple[str, str]:
-    """(status, reason) of a trial that ended. ``infeasible`` is the reason the trainable
-    recorded (``infeasible_reason``); an error whose text says out-of-memory counts too."""
-    if infeasible:
-        return INFEASIBLE, infeasible
-    if errored:
-        if is_out_of_memory(error_text):
-            return INFEASIBLE, error_text
-        return FAILED, error_text or "error (see the trial's error.txt)"
-    epochs = int((last_result or {}).get("epoch") or 0)
-    if epochs >= max_epochs:
-        return COMPLETE, f"trained all {max_epochs} epochs"
-    by = "ASHA or the time budget" if budget else "ASHA"
-    return PRUNED, f"stopped by {by} after epoch {epochs} of {max_epochs}"
-
-
-def error_line(trial) -> str:
-    """The last line of a Tune trial's traceback, e.g. 'error: ValueError: ...': the reason
-    trial_status.json and the W&B run record for a failed trial."""
-    text = ""
-    try:
-        # The driver's local error.txt first: when on_trial_error runs, get_error() (which
-        # reads the storage copy) can still come back empty.
-        if trial.error_file:
-            with open(trial.error_file, errors="replace") as file:
-                text = file.read()
-        text = text or str(trial.get_error() or "")
-    except Exception:  # noqa: BLE001 - the reason is a nicety; never fail the sweep for it
-        pass
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f"error: {lines[-1][:300]}" if lines else "error (see the trial's error.txt)"
-
-
-# How running out of memory reads, wherever it happened: torch on CUDA ("CUDA out of memory",
-# torch.OutOfMemoryError) and on CPU (a plain RuntimeError: "DefaultCPUAllocator: can't
-# allocate memory" or "... not enough memory"), cuBLAS/cuDNN's workspaces, Python and numpy
-# (MemoryError, "Unable to allocate"), Ray's memory monitor killing a worker.
-OUT_OF_MEMORY_TEXT = ("out of memory", "outofmemoryerror", "can't allocate memory",
-                      "cannot allocate memory", "not enough memory", "memoryerror",
-                      "unable to allocate", "status_alloc_failed", "running low on memory")
-
-
-def is_out_of_memory(text: str) -> bool:
-    text = text.lower()
-    return any(pattern in text for pattern in OUT_OF_MEMORY_TEXT)
 
 
 # ---- trial_status.json ---------------------------------------------------------------------------
@@ -141,6 +99,15 @@ def best_so_far(statuses: dict) -> tuple[float, str]:
                 for trial_id, entry in statuses.items()), default=(-math.inf, ""))
 
 
+# ---- study.journal: the Optuna study -----------------------------------------------------------
+def journal_storage(run_dir: str | Path):
+    """The study's Optuna storage: a journal file under the run directory."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(Path(run_dir).resolve() / STUDY_FILE)))
+
+
 # ---- infeasible/<trial_id>.json: how a trial tells the driver it ran out of memory ---------------
 # In the trial storage, beside tune/: a trial on another node can write there, and the driver
 # (and a resumed driver) reads it back from there.
@@ -164,93 +131,8 @@ def infeasible_reason(storage: TrialStorage, trial_id: str) -> str | None:
         if not is_transient_storage_error(error):
             raise
         log.warning("trial %s: infeasible/ record unreadable, storage still unreachable (%s)",
-                    trial_id, one_line(error))
+                    trial_id, error_line(error))
         return None
-
-
-# ---- riding out a storage outage ---------------------------------------------------------------
-# A URI storage (S3, GCS) can be unreachable for a while. pyarrow's own retries (the AWS SDK's
-# standard strategy: 3 tries) give up after ~6 s, so the storage calls of the driver's callbacks
-# and of a trial's per-epoch checkpoint upload retry for up to this long. It matters most in the
-# driver's Tune callbacks: an exception raised there when a trial ends
-# (TrialStatusLog.on_trial_complete) reaches Tune's stop_trial, which files it as a trial
-# failure and, with max_failures, restarts the finished trial from its last checkpoint: a trial
-# pruned after 2 epochs trained epochs 3-4 (issue 12).
-STORAGE_RIDE_OUT_S = 60.0
-# ... which a user (or a test) changes through the environment of the driver (and so of the
-# trials of a Ray it starts; on a cluster, of every node's `ray start`).
-RIDE_OUT_ENV = "CRACK_SWEEP_STORAGE_RIDE_OUT_S"
-# How pyarrow (AWS SDK / curl) and Python say "could not reach it", as opposed to "no such key",
-# "access denied" or "no such bucket", which waiting does not fix.
-TRANSIENT_STORAGE_TEXT = ("network_connection", "curlcode", "could not connect",
-                          "couldn't connect", "failed to connect", "connection refused",
-                          "connection reset", "connection aborted", "timed out", "timeout",
-                          "service unavailable", "slow down", "slowdown", "throttl",
-                          "internal_failure", "broken pipe")
-
-
-def is_transient_storage_error(error: BaseException) -> bool:
-    if isinstance(error, FileNotFoundError):
-        return False
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return True
-    text = f"{type(error).__name__}: {error}".lower()
-    return isinstance(error, OSError) and any(word in text for word in TRANSIENT_STORAGE_TEXT)
-
-
-def raised_within(error: BaseException | None, kind: type) -> BaseException | None:
-    """The first ``kind`` in an error's chain: Tune wraps what a callback raises (TuneError),
-    and the callback's own line is the one to show."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, kind):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def one_line(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())[:300]
-
-
-def ride_out_seconds() -> float:
-    try:
-        return max(0.0, float(os.environ.get(RIDE_OUT_ENV) or STORAGE_RIDE_OUT_S))
-    except ValueError:
-        return STORAGE_RIDE_OUT_S
-
-
-def is_storage_outage_text(error_text: str) -> bool:
-    """Whether a trial's error (Ray's error.txt: a traceback, the exception last) is its
-    storage being unreachable. Only the last lines are read: a traceback's source lines may say
-    "timeout" about anything."""
-    tail = " ".join(error_text.strip().splitlines()[-3:]).lower()
-    return ("oserror" in tail or "connectionerror" in tail) and any(
-        word in tail for word in TRANSIENT_STORAGE_TEXT)
-
-
-def ride_out(call, what: str, seconds: float | None = None):
-    """``call()``, retried while the storage is unreachable, for up to ``seconds``
-    (STORAGE_RIDE_OUT_S); any other error, or the last one, is raised."""
-    deadline = time.monotonic() + (ride_out_seconds() if seconds is None else seconds)
-    delay, warned = 0.25, False
-    while True:
-        try:
-            result = call()
-        except Exception as error:  # noqa: BLE001 - only a transient storage error is retried
-            if not is_transient_storage_error(error) or time.monotonic() + delay > deadline:
-                raise
-            if not warned:
-                log.warning("%s: trial storage unreachable, retrying for up to %.0f s (%s)",
-                            what, deadline - time.monotonic(), one_line(error))
-                warned = True
-            time.sleep(delay)
-            delay = min(2 * delay, 4.0)
-        else:
-            if warned:
-                log.warning("%s: trial storage reachable again", what)
-            return result
 
 
 # ---- the trial storage: where Ray writes trial folders ------------------------------------------
@@ -413,6 +295,13 @@ class TrialRecord:
         """A file of the trial's folder, e.g. Ray's error.txt."""
         return self.storage.read_text(self.folder, self.trial_id, name)
 
+    def error_text(self) -> str:
+        """Ray's error.txt (the traceback, the exception last); '' when there is none."""
+        try:
+            return self.read_text(ERROR_FILE)
+        except OSError:
+            return ""
+
     def has(self, name: str) -> bool:
         return self.storage.exists(self.folder, self.trial_id, name)
 
@@ -447,7 +336,7 @@ def read_trial(storage: TrialStorage, trial_id: str, folder: str = TUNE_DIR) -> 
         return None
     params = json.loads(storage.read_text(folder, trial_id, PARAMS_FILE))
     kept = frozenset(name for name in storage.listdir(folder, trial_id)
-                     if name.startswith("checkpoint_")
+                     if fnmatch.fnmatch(name, CHECKPOINT_DIRS)
                      and storage.exists(folder, trial_id, name, CHECKPOINT_FILE))
     return TrialRecord(trial_id, storage, folder, params,
                        read_result_rows(storage, folder, trial_id), kept)

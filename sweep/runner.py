@@ -13,14 +13,12 @@ from pathlib import Path
 
 import yaml
 
-from sweep import dashboard, exposure, runlock
-from sweep.diskspace import StopWhenDiskFull, quiet_disk_full_tracebacks, sweep_disk_full
+from sweep import runlock
+from sweep.diskspace import StopWhenDiskFull
 from sweep.experiment import Experiment, load_saved_experiment
-from sweep.outage import (
-    StopWhenStorageUnreachable,
-    StorageUnreachable,
-    unreachable,
-)
+from sweep.outage import StopWhenStorageUnreachable
+from sweep.outcome import TrialOutcomes
+from sweep.ray_session import fit, start_ray, stop_ray
 from sweep.recover import check_before_resume
 from sweep.rundir import (
     BEST_CHECKPOINT,
@@ -40,19 +38,27 @@ from sweep.rundir import (
     STATUS_FILE,
     STUDY_FILE,
     TUNE_DIR,
+    TrialRecord,
     TrialStorage,
-    raised_within,
+    journal_storage,
     read_statuses,
-    read_trials,
+    read_trial,
     tally,
     write_json,
     write_statuses,
     write_text,
 )
-from sweep.search import build_tuner, journal_storage, restore_tuner
+from sweep.search import (
+    build_tuner,
+    load_data_for,
+    restore_tuner,
+    restored_callbacks,
+    trial_outcomes,
+)
 from sweep.speed import fix_speed_knobs
 from sweep.status import TrialStatusLog
-from sweep.wandb_mirror.integration import finish_mirror, mirror_callback
+from sweep.wandb_mirror.callback import WandbMirrorCallback
+from sweep.wandb_mirror.integration import mirror_callback
 from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -78,23 +84,26 @@ class RunSummary:
         return sum(self.counts.values())
 
 
-def sweep_callbacks(experiment: Experiment, run_dir: Path, storage: TrialStorage | None = None,
-                    data=None) -> list:
-    """Every Tune callback of a sweep, built in one place (the W&B mirror joins here)."""
-    search = experiment.search
-    storage = storage or TrialStorage(run_dir, experiment.storage, experiment.name)
-    status_log = TrialStatusLog(run_dir, storage, experiment.scheduler.max_epochs, search.trials,
-                                budget=search.time_budget_s > 0)
-    mirror = mirror_callback(experiment, run_dir, data, status_log)  # None: W&B turned off
+def sweep_callbacks(experiment: Experiment, run_dir: Path, storage: TrialStorage,
+                    outcomes: TrialOutcomes, data=None) -> list:
+    """Every Tune callback of a sweep, built in one place (the W&B mirror joins here). The
+    status log and the mirror take each trial's end from ``outcomes``, as the searcher does."""
+    status_log = TrialStatusLog(run_dir, storage, outcomes, experiment.search.trials)
+    mirror = mirror_callback(experiment, run_dir, data, outcomes)  # None: W&B turned off
     stops = [StopWhenDiskFull(run_dir, storage), StopWhenStorageUnreachable(run_dir, storage)]
     return [status_log, *stops] + ([mirror] if mirror else [])
 
 
-def load_data_for(experiment: Experiment):
-    """The data set, from its disk cache (decoded on first use); trials receive only its path
-    and fingerprint through the object store and map the same files. A searched crop is
-    checked by each trial against the image sizes."""
-    return experiment.train.load_data(check_crop="crop" not in experiment.space)
+def sweep_mirror(callbacks: list, run_dir: Path) -> WandbMirrorCallback | None:
+    """The W&B mirror among a sweep's callbacks, which the end of the sweep finishes (None:
+    W&B turned off). A run directory copied elsewhere and resumed there restores a mirror of
+    the original's (its path is absolute): that one is closed, and never handed this run's
+    best model."""
+    mirror = next((c for c in callbacks if isinstance(c, WandbMirrorCallback)), None)
+    if mirror is not None and Path(mirror.plan["run_dir"]) != run_dir.resolve():
+        mirror.close()
+        return None
+    return mirror
 
 
 def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
@@ -119,13 +128,14 @@ def run_locked(experiment: Experiment, run_dir: Path, storage: TrialStorage) -> 
                                                              sort_keys=False))
         data = load_data_for(experiment)
         experiment = fix_speed_knobs_once(experiment, run_dir, data)
-        tuner = build_tuner(experiment, run_dir, storage, data,
-                            sweep_callbacks(experiment, run_dir, storage, data))
-        known = fit(tuner, run_dir, storage)
+        outcomes = trial_outcomes(experiment, storage)  # the searcher's and the callbacks'
+        callbacks = sweep_callbacks(experiment, run_dir, storage, outcomes, data)
+        known = fit(build_tuner(experiment, run_dir, storage, data, outcomes, callbacks),
+                    run_dir, storage)
     finally:
         stop_ray(connection)
     return finish(experiment, run_dir, storage, known, time.perf_counter() - start,
-                  connection.dashboard_url)
+                  connection.dashboard_url, sweep_mirror(callbacks, run_dir))
 
 
 def resume_experiment(run_dir: str | Path) -> RunSummary:
@@ -155,12 +165,15 @@ def resume_locked(run_dir: Path) -> RunSummary:
     connection = start_ray(experiment)
     try:
         data = load_data_for(experiment)
-        known = fit(restore_tuner(experiment, storage, data, finished), run_dir, storage)
+        # Its callbacks (and the searcher, and their one outcome owner) are the interrupted
+        # sweep's, unpickled by Tune.
+        tuner = restore_tuner(experiment, storage, data, finished)
+        known = fit(tuner, run_dir, storage)
     finally:
         stop_ray(connection)
         put_back(storage, kept)
     summary = finish(experiment, run_dir, storage, known, time.perf_counter() - start,
-                     connection.dashboard_url)
+                     connection.dashboard_url, sweep_mirror(restored_callbacks(tuner), run_dir))
     summary.recovered = recovered
     return summary
 
@@ -214,93 +227,20 @@ def clear_run(run_dir: Path, storage: TrialStorage) -> None:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
-def fit(tuner, run_dir: Path, storage: TrialStorage | None = None, again: str = "") -> set[str]:
-    """Run the Tuner; a full disk ends it in one line (the sweep stays resumable), and so does
-    a trial storage that cannot be reached (Ray has retried its own uploads by then).
-    ``again``: the command the storage line gives (default: resume the sweep)."""
-    quiet_disk_full_tracebacks()  # here too: a restored Tuner unpickles its callbacks
-    try:
-        return trial_ids(tuner.fit())
-    except Exception as error:
-        if (full := sweep_disk_full(run_dir, error, storage)) is not None:
-            raise full from None
-        if (stopped := raised_within(error, StorageUnreachable)) is not None:
-            raise stopped from None  # StopWhenStorageUnreachable's own line
-        if storage is None or storage.is_local or not is_storage_error(error):
-            raise
-        raise unreachable(storage, run_dir, type(error).__name__, again) from error
-
-
-def is_storage_error(error: BaseException) -> bool:
-    text = f"{type(error).__name__}: {error}".lower()
-    return any(word in text for word in ("aws error", "s3", "curl", "connection", "network",
-                                         "unreachable", "timed out"))
-
-
-def trial_ids(results) -> set[str]:
-    return {Path(result.path).name for result in results}  # tune/<trial_id>/
-
-
-def start_ray(experiment: Experiment) -> dashboard.RayConnection:
-    import ray
-
-    connection = dashboard.connect()
-    log.info(dashboard.describe(connection))
-    try:
-        check_resources(experiment, ray.cluster_resources())
-    except ConfigError:
-        stop_ray(connection)
-        raise
-    return connection
-
-
-def stop_ray(connection: dashboard.RayConnection) -> None:
-    import ray
-
-    if connection.owned:
-        ray.shutdown()
-        exposure.stop_reaper()
-
-
-def check_resources(experiment: Experiment, available: dict) -> None:
-    """Fail now rather than leave trials pending forever on resources Ray does not have."""
-    gpus, cpus = experiment.resources.gpus, experiment.resources.cpus
-    if gpus > available.get("GPU", 0):
-        raise ConfigError(f"resources.gpus = {gpus:g} but Ray sees {available.get('GPU', 0):g} "
-                          f"GPUs (--resources.gpus=0 runs on CPU)")
-    workers = min_num_workers(experiment)  # the probe may pick the cheapest candidate
-    need = cpus + workers * experiment.resources.worker_cpus
-    if need > available.get("CPU", 0):
-        raise ConfigError(f"resources.cpus = {cpus:g}: a trial with num_workers={workers} needs "
-                          f"{need:g} CPUs but Ray has {available.get('CPU', 0):g}")
-
-
-def min_num_workers(experiment: Experiment) -> int:
-    spec = experiment.space.get("num_workers")
-    if not spec:
-        return experiment.train.num_workers
-    (values,) = spec.values()
-    return min(values)  # a choice, or an int range's [low, high]
-
-
 # ---- the end of a sweep ---------------------------------------------------------------------
 
 def finish(experiment: Experiment, run_dir: Path, storage: TrialStorage, known: set[str],
-           wall_s: float, dashboard_url: str | None) -> RunSummary:
+           wall_s: float, dashboard_url: str | None,
+           mirror: WandbMirrorCallback | None = None) -> RunSummary:
+    """The end of a sweep (run or resume): statuses settled, best.pth and best_config.yaml from
+    the best scored trial, the W&B ``mirror`` finished, the report written."""
     statuses = forget_lost_trials(run_dir, known)
     if not tally(statuses)[RUNNING]:
         fail_orphaned_study_trials(experiment, run_dir)
-    records = [r for r in read_trials(storage)
-               if statuses.get(r.trial_id, {}).get("status") in SCORED]
     summary = RunSummary(experiment.name, run_dir, wall_s, tally(statuses),
                          dashboard_url=dashboard_url, seeds=experiment.seeds())
-    # A tie goes to the earlier trial (its number; folder names are random): the same sweep
-    # picks the same best.pth every time.
-    best = max(((r, r.best_row()) for r in records if r.best_row()),
-               key=lambda pair: (pair[1][METRIC],
-                                 -statuses.get(pair[0].trial_id, {}).get("number", 0)),
-               default=None)
-    if best:
+    best_model = {}
+    if best := best_of(storage, statuses):
         record, row = best
         storage.download(record.checkpoint_parts(row), run_dir / BEST_CHECKPOINT)
         config = experiment.trial_config(record.params, out_dir=str(run_dir / RETRAIN_DIR))
@@ -310,12 +250,27 @@ def finish(experiment: Experiment, run_dir: Path, storage: TrialStorage, known: 
         summary.best_trial, summary.best_val_dice = record.trial_id, float(row[METRIC])
         summary.best_epoch, summary.best_params = int(row["epoch"]), record.params
         summary.best_std = row.get(f"{METRIC}_std")
-        finish_mirror(run_dir, run_dir / BEST_CHECKPOINT, best_config,
-                      {METRIC: summary.best_val_dice, "epoch": summary.best_epoch},
-                      record.trial_id)
-    finish_mirror(run_dir)  # W&B: every run finished, the writer waited for (no-op if done)
+        best_model = {"best_checkpoint": run_dir / BEST_CHECKPOINT, "best_config": best_config,
+                      "best_metrics": {METRIC: summary.best_val_dice,
+                                       "epoch": summary.best_epoch},
+                      "best_trial": record.trial_id}
+    if mirror is not None:  # W&B: the best model handed over, every run finished, waited for
+        mirror.finish(**best_model)
     summary.report = write_report_safely(run_dir)
     return summary
+
+
+def best_of(storage: TrialStorage, statuses: dict) -> tuple[TrialRecord, dict] | None:
+    """The scored trial (complete or pruned) with the best epoch, and that epoch's row. Only
+    those trials are read from the trial storage, which stays the record of what trained: a
+    resumed sweep's trials from before the resume are in it. A tie goes to the earlier trial
+    (its number; folder names are random): the same sweep picks the same best.pth every time."""
+    records = [read_trial(storage, trial_id) for trial_id, entry in sorted(statuses.items())
+               if entry["status"] in SCORED]
+    return max(((r, r.best_row()) for r in records if r and r.best_row()),
+               key=lambda pair: (pair[1][METRIC],
+                                 -statuses[pair[0].trial_id].get("number", 0)),
+               default=None)
 
 
 def seeds_header(experiment: Experiment, row: dict) -> str:
@@ -332,7 +287,7 @@ def seeds_header(experiment: Experiment, row: dict) -> str:
 def write_report_safely(run_dir: Path) -> Path | None:
     """The compare-runs report of a finished sweep. A report bug must not fail a sweep whose
     results are already on disk: it is logged, and `python -m sweep report` can retry."""
-    from sweep.report import write_report
+    from sweep.report.build import write_report
 
     try:
         return write_report([run_dir])["html"]

@@ -29,27 +29,12 @@ from data_pipeline import SegmentationData
 from sweep.experiment import RUNG_METRICS, Experiment, SearchSettings
 from sweep.faults import faults_from_env, injected_epoch_delays
 from sweep.ordered_asha import OrderedASHA
-from sweep.rundir import (
-    COMPLETE,
-    METRIC,
-    MODE,
-    PRUNED,
-    STUDY_FILE,
-    TUNE_DIR,
-    TrialStorage,
-    infeasible_reason,
-    verdict,
-)
-from sweep.trainable import train_trial, trial_name
+from sweep.outcome import TrialOutcomes
+from sweep.rundir import COMPLETE, METRIC, MODE, PRUNED, TUNE_DIR, TrialStorage, journal_storage
+from sweep.trainable import train_trial
+from sweep.trials import trial_name
 
 log = logging.getLogger(__name__)
-
-
-def journal_storage(run_dir: Path):
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalStorage(JournalFileBackend(str(Path(run_dir).resolve() / STUDY_FILE)))
 
 
 class SweepSearch(OptunaSearch):
@@ -57,16 +42,22 @@ class SweepSearch(OptunaSearch):
     ``lag`` > 0 (reproducible mode): trial n is asked once trials 0..n-lag are told, and tells
     wait (buffered) until every trial before them is told and no earlier ask is pending."""
 
-    def __init__(self, *, max_epochs: int, trial_storage: TrialStorage, budget: bool,
-                 lag: int = 0, total: int = 0, **kwargs):
-        # the trial storage (infeasible/ records): OptunaSearch's _storage is the study's
-        self._max_epochs, self._trial_storage, self._budget = max_epochs, trial_storage, budget
+    def __init__(self, *, outcomes: TrialOutcomes, lag: int = 0, total: int = 0, **kwargs):
+        self._outcomes = outcomes  # what each trial's end was: the sweep's one decision
         self._lag, self._total = lag, total
         self._order: dict[str, int] = {}  # Ray trial id -> trial number (order of asks)
         self._ended: dict[int, tuple] = {}  # finished, not told yet: number -> outcome
         self._told = 0  # trials 0.._told-1 are told (reproducible mode)
         self._last: dict[str, dict] = {}  # last result per trial (a paused trial's stop has none)
         super().__init__(**kwargs)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """A resumed driver's searcher: the saved state, but the outcome owner it was built
+        with (unpickled from tuner.pkl with the callbacks, so shared with them), not the
+        copy pickled into the searcher's state."""
+        outcomes = self._outcomes
+        super().restore(checkpoint_path)
+        self._outcomes = outcomes
 
     def suggest(self, trial_id: str):
         asked = len(self._order)
@@ -109,9 +100,7 @@ class SweepSearch(OptunaSearch):
             self._told += 1
 
     def _tell_outcome(self, trial_id: str, result: dict | None, error: bool) -> None:
-        status, reason = verdict(result, errored=error, max_epochs=self._max_epochs,
-                                 infeasible=infeasible_reason(self._trial_storage, trial_id),
-                                 budget=self._budget)
+        status, reason = self._outcomes.decide(trial_id, result, error)
         trial = self._ot_trials[trial_id]
         try:
             if result:
@@ -162,20 +151,27 @@ def make_sampler(search: SearchSettings):
                                       constant_liar=search.constant_liar)
 
 
+def trial_outcomes(experiment: Experiment, storage: TrialStorage) -> TrialOutcomes:
+    """The outcome owner of a sweep of ``experiment`` (sweep/outcome.py): one per sweep, for
+    its searcher and its callbacks alike."""
+    return TrialOutcomes(storage, experiment.scheduler.max_epochs,
+                         budget=experiment.search.time_budget_s > 0)
+
+
 def make_searcher(experiment: Experiment, run_dir: Path, storage: TrialStorage | None = None, *,
-                  study_storage=None):
+                  study_storage=None, outcomes: TrialOutcomes | None = None):
     """SweepSearch behind a ConcurrencyLimiter. ``storage``: the trial storage, where trials
     record infeasibility (default: the run directory); ``study_storage``: the study's Optuna
     storage, by default a journal file under the run directory (bench/lc_replay.py passes an
-    in-memory one to replay thousands of searches)."""
+    in-memory one to replay thousands of searches); ``outcomes``: the sweep's outcome owner,
+    shared with its callbacks (default: the searcher's own, over ``storage``)."""
     search = experiment.search
+    storage = storage if storage is not None else TrialStorage(run_dir)
     searcher = SweepSearch(
         space=experiment.distributions(), metric=METRIC, mode=MODE,
         sampler=make_sampler(search), study_name=experiment.name,
         storage=study_storage if study_storage is not None else journal_storage(run_dir),
-        max_epochs=experiment.scheduler.max_epochs,
-        trial_storage=storage if storage is not None else TrialStorage(run_dir),
-        budget=search.time_budget_s > 0, total=search.trials,
+        outcomes=outcomes or trial_outcomes(experiment, storage), total=search.trials,
         lag=search.effective_lag())
     return ConcurrencyLimiter(searcher, max_concurrent=search.concurrency)
 
@@ -207,6 +203,13 @@ def trial_resources(experiment: Experiment, candidates: list[dict] | None = None
                 "gpu": gpus}
 
     return resources
+
+
+def load_data_for(experiment: Experiment) -> SegmentationData:
+    """The data set, from its disk cache (decoded on first use); trials receive only its path
+    and fingerprint through the object store and map the same files. A searched crop is
+    checked by each trial against the image sizes."""
+    return experiment.train.load_data(check_crop="crop" not in experiment.space)
 
 
 def make_trainable(experiment: Experiment, storage: TrialStorage, data: SegmentationData,
@@ -264,13 +267,15 @@ def checkpoint_config(storage: TrialStorage) -> tune.CheckpointConfig:
 
 
 def tune_config(experiment: Experiment, run_dir: Path, storage: TrialStorage | None = None, *,
-                study_storage=None) -> tune.TuneConfig:
+                study_storage=None, outcomes: TrialOutcomes | None = None) -> tune.TuneConfig:
     """Searcher, scheduler and trial count of a sweep (bench/lc_replay.py builds its replayed
     sweeps with this too, around a trainable that reads a learning-curve table).
-    ``storage``: the trial storage (default: the run directory); ``study_storage``: Optuna's."""
+    ``storage``: the trial storage (default: the run directory); ``study_storage``: Optuna's;
+    ``outcomes``: the sweep's outcome owner (see make_searcher)."""
     search = experiment.search
     return tune.TuneConfig(
-        search_alg=make_searcher(experiment, run_dir, storage, study_storage=study_storage),
+        search_alg=make_searcher(experiment, run_dir, storage, study_storage=study_storage,
+                                 outcomes=outcomes),
         scheduler=make_scheduler(experiment),
         num_samples=search.trials,  # concurrency: the searcher's ConcurrencyLimiter
         time_budget_s=search.time_budget_s or None, reuse_actors=reuse_actors(),
@@ -293,10 +298,11 @@ def reuse_actors() -> bool:
 
 
 def build_tuner(experiment: Experiment, run_dir: Path, storage: TrialStorage,
-                data: SegmentationData, callbacks: list) -> tune.Tuner:
+                data: SegmentationData, outcomes: TrialOutcomes, callbacks: list) -> tune.Tuner:
+    """The sweep's Tuner; ``outcomes``: the outcome owner its ``callbacks`` share."""
     quiet_tune()
     return tune.Tuner(make_trainable(experiment, storage, data),
-                      tune_config=tune_config(experiment, run_dir, storage),
+                      tune_config=tune_config(experiment, run_dir, storage, outcomes=outcomes),
                       run_config=run_config(storage, TUNE_DIR, callbacks,
                                             experiment.search.max_failures))
 
@@ -312,3 +318,11 @@ def restore_tuner(experiment: Experiment, storage: TrialStorage, data: Segmentat
                               trainable=make_trainable(experiment, storage, data,
                                                        finished=finished),
                               resume_unfinished=True, resume_errored=False)
+
+
+def restored_callbacks(tuner: tune.Tuner) -> list:
+    """The callbacks of a restored sweep, as Tune unpickled them from its tuner.pkl (the W&B
+    mirror among them, which the runner finishes). Ray 2.60's Tuner.restore takes no new
+    callbacks and offers no public way to read them back: its TunerInternal (``_local_tuner``,
+    set outside Ray Client mode) holds the run config."""
+    return list(tuner._local_tuner.get_run_config().callbacks or [])

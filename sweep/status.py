@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ray import tune
 
+from sweep.failures import ride_out
+from sweep.outcome import TrialOutcomes
 from sweep.rundir import (
     FINISHED,
     FIRST_STEP_KEY,
@@ -21,27 +23,26 @@ from sweep.rundir import (
     TUNE_DIR,
     TrialStorage,
     best_so_far,
-    error_line,
-    infeasible_reason,
-    one_line,
     prune_checkpoints,
     read_statuses,
-    ride_out,
     tally,
-    verdict,
     write_statuses,
 )
-from sweep.trainable import trial_number
+from sweep.trials import trial_number
+from training.errors import error_line
 
 log = logging.getLogger(__name__)
 
 
 class TrialStatusLog(tune.Callback):
-    def __init__(self, run_dir: Path, storage: TrialStorage, max_epochs: int, total: int,
-                 budget: bool = False):
-        self.run_dir, self.max_epochs, self.total, self.budget = (
-            Path(run_dir).resolve(), max_epochs, total, budget)
-        self.storage = storage  # where trials record that they ran out of memory
+    """Records each trial's status as it changes; an ended trial's status and reason are the
+    sweep's outcome owner's (``outcomes``), the same the searcher tells Optuna."""
+
+    def __init__(self, run_dir: Path, storage: TrialStorage, outcomes: TrialOutcomes,
+                 total: int):
+        self.run_dir, self.total = Path(run_dir).resolve(), total
+        self.storage = storage  # the trial folders: checkpoints to prune, results to upload
+        self.outcomes = outcomes
         self.statuses: dict = {}
         self.settled: set[str] = set()
         self.best: tuple[float, str] = (-math.inf, "")
@@ -53,7 +54,12 @@ class TrialStatusLog(tune.Callback):
         # at once), and its stale last result must not rewrite their status.
         self.statuses = read_statuses(self.run_dir)
         self.settled = {t for t, e in self.statuses.items() if e["status"] in FINISHED}
+        self.outcomes.remember({t: (e["status"], e.get("reason", ""))
+                                for t, e in self.statuses.items() if t in self.settled})
         self.best = max(self.best, best_so_far(self.statuses))
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        self.outcomes.watch(trials)  # the searcher asks by trial id alone: see TrialOutcomes
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         # Its actor is up (new, or a finished trial's reused): the trial holds its slot now.
@@ -72,9 +78,7 @@ class TrialStatusLog(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.clock(trial, ended_at=time.time())
-        status, reason = verdict(trial.last_result, errored=False, max_epochs=self.max_epochs,
-                                 infeasible=infeasible_reason(self.storage, trial.trial_id),
-                                 budget=self.budget)
+        status, reason = self.outcomes.of_trial(trial, errored=False)
         self.save_results_now(trial)  # first: a trial recorded as ended has its rows stored
         self.update(trial, status, reason, trial.last_result)
         self.prune(trial.trial_id)
@@ -93,15 +97,13 @@ class TrialStatusLog(tune.Callback):
             try:
                 prune_checkpoints(self.storage, pruned)
             except Exception as error:  # noqa: BLE001 - see the docstring; a later call retries
-                log.warning("trial %s: checkpoints not pruned yet (%s)", pruned, one_line(error))
+                log.warning("trial %s: checkpoints not pruned yet (%s)", pruned, error_line(error))
                 return
             self.unpruned.discard(pruned)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.clock(trial, ended_at=time.time())
-        status, reason = verdict(trial.last_result, errored=True, max_epochs=self.max_epochs,
-                                 infeasible=infeasible_reason(self.storage, trial.trial_id),
-                                 error_text=error_line(trial))
+        status, reason = self.outcomes.of_trial(trial, errored=True)
         self.save_results_now(trial)
         self.update(trial, status, reason, trial.last_result)
         self.progress()
@@ -137,7 +139,7 @@ class TrialStatusLog(tune.Callback):
                         f"trial {trial.trial_id}: uploading its {name}")
             except Exception as error:  # noqa: BLE001 - Ray's own upload retries later
                 log.warning("trial %s: %s not uploaded yet (%s)", trial.trial_id, name,
-                            one_line(error))
+                            error_line(error))
 
     def update(self, trial, status: str, reason: str, result: dict | None = None) -> None:
         if trial.trial_id in self.settled:

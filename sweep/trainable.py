@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -23,8 +22,10 @@ from ray import tune
 
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
+from sweep.failures import is_out_of_memory, ride_out
 from sweep.faults import Faults, fault_injector
 from sweep.rundir import (
+    CHECKPOINT_DIRS,
     CHECKPOINT_FILE,
     FIRST_STEP_KEY,
     METRIC,
@@ -32,11 +33,10 @@ from sweep.rundir import (
     REPORTED_AT_KEY,
     SEED_CHECKPOINT,
     TrialStorage,
-    is_out_of_memory,
     read_result_rows,
     record_infeasible,
-    ride_out,
 )
+from sweep.trials import number_from_name
 from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.checkpoints import CheckpointError, load_checkpoint
 from training.loop import EpochState
@@ -52,25 +52,6 @@ def out_of_memory(error: BaseException) -> bool:
     if isinstance(error, OUT_OF_MEMORY):
         return True
     return isinstance(error, RuntimeError) and is_out_of_memory(str(error))
-
-
-# ---- trial numbers: the order the searcher suggested trials in (Ray's ids are random) ------
-TRIAL_NAME = re.compile(r"^trial_(\d+)$")
-
-
-def trial_number(trial) -> int:
-    """0-based creation order. Ray's SearchGenerator tags each trial "<counter>_<params>",
-    its counter starting at 1 and restored with the searcher on a resume."""
-    return int(trial.experiment_tag.split("_", 1)[0]) - 1
-
-
-def trial_name(trial) -> str:
-    return f"trial_{trial_number(trial):04d}"  # what tune.get_context().get_trial_name() gives
-
-
-def number_from_name(name: str) -> int | None:
-    match = TRIAL_NAME.match(name or "")
-    return int(match.group(1)) if match else None
 
 
 def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment,
@@ -139,7 +120,7 @@ def resume_file(folder: Path, seed: int | None = None) -> Path:
     name = CHECKPOINT_FILE if seed is None else SEED_CHECKPOINT.format(seed=seed)
     if (folder / name).exists():
         return folder / name
-    newer = sorted(folder.parent.glob(f"checkpoint_*/{name}"))
+    newer = sorted(folder.parent.glob(f"{CHECKPOINT_DIRS}/{name}"))
     return newer[-1] if newer else folder / name  # none: the load error names it
 
 
@@ -174,7 +155,7 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
                   resumed: bool = False, faults: Faults | None = None, delay: float = 0.0,
                   storage: TrialStorage | None = None):
     """``report(metrics, states)`` for training.loop.train. ``storage``: the trial storage; a
-    URI one is waited for while it is unreachable (rundir.ride_out) before and while Ray
+    URI one is waited for while it is unreachable (failures.ride_out) before and while Ray
     uploads the epoch's checkpoint, so a short outage does not fail the trial (which Tune
     would then retry from its last checkpoint, downloading it from that same storage)."""
     inject_faults = fault_injector(faults, params, resumed)

@@ -18,8 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep.rundir import read_statuses, read_trials, storage_of
-from sweep.search import journal_storage
+from sweep.rundir import journal_storage, read_statuses, read_trials, storage_of
 
 REPO = Path(__file__).resolve().parents[1]
 # smoke.yaml two at a time (one per 1-CPU node), 4 epochs, no early stop before epoch 2.

@@ -38,12 +38,12 @@ print(connection.address, ray.get_runtime_context().gcs_address.rsplit(":", 1)[1
 """
 
 
-# A sweep's own Ray (no head, no RAY_ADDRESS): start it as sweep/runner.py's start_ray does, ask
-# its dashboard's API without and with the token from $HOME/.ray/auth_token, shut it down.
+# A sweep's own Ray (no head, no RAY_ADDRESS): start it as sweep/ray_session.py's start_ray does,
+# ask its dashboard's API without and with the token from $HOME/.ray/auth_token, shut it down.
 OWN_RAY = """
 import json, time
 from sweep import dashboard
-from sweep.runner import stop_ray
+from sweep.ray_session import stop_ray
 connection = dashboard.connect()
 try:
     url = connection.dashboard_url

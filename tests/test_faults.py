@@ -118,7 +118,7 @@ def test_torn_journal_tail_is_cut_and_said(run_copy):
     assert any("torn last record" in note for note in notes)
     import optuna
 
-    from sweep.search import journal_storage
+    from sweep.rundir import journal_storage
     assert len(optuna.load_study(study_name="smoke", storage=journal_storage(run_copy)).trials)
 
 

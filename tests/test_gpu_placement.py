@@ -18,7 +18,7 @@ import json, os, sys, time
 import ray
 from ray import tune
 from sweep.experiment import Experiment
-from sweep.runner import check_resources
+from sweep.ray_session import check_resources
 from sweep.search import trial_resources
 from sweep.trainable import trial_gpu_ids
 

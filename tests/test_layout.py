@@ -1,15 +1,20 @@
 """The house rules of the layout: the Ray-free core (models/, data_pipeline/, training/) never
-imports ray, wandb, optuna, the sweep layer or the benchmarks; the sweep layer never imports the
-benchmarks; the import graph between the project's own modules has no cycle."""
+imports ray, wandb, optuna, the sweep layer, the benchmarks or the tools; the sweep layer never
+imports the benchmarks; nothing but the tools imports the tools (tools/gpu/: one-off GPU-session
+scaffolding); the import graph between the project's own modules has no cycle, and the sweep
+layer's is at most MAX_SWEEP_LEVELS deep."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("models", "data_pipeline", "training", "sweep", "bench")
+PACKAGES = ("models", "data_pipeline", "training", "sweep", "bench", "tools")
 CORE = ("models", "data_pipeline", "training")
-FORBIDDEN_IN_CORE = ("ray", "wandb", "optuna", "sweep", "bench")
+FORBIDDEN_IN_CORE = ("ray", "wandb", "optuna", "sweep", "bench", "tools")
+# The longest chain of imports among sweep/'s modules (a helper imported from a heavy module
+# drags its callers down with it; issue 23 brought 11 levels down to 8).
+MAX_SWEEP_LEVELS = 8
 
 
 def imports_of(path: Path) -> set[str]:
@@ -46,8 +51,17 @@ def test_core_imports_no_ray_wandb_sweep_or_bench():
 
 def test_installed_package_never_imports_the_benchmarks():
     offenders = [f"{path.relative_to(ROOT)} imports {imported}"
-                 for name, path in project_files().items() if not name.startswith("bench")
+                 for name, path in project_files().items()
+                 if name.split(".")[0] not in ("bench", "tools")
                  for imported in imports_of(path) if imported.split(".")[0] == "bench"]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_only_the_tools_import_the_tools():
+    """The package and the benchmarks users run never depend on one-off scaffolding."""
+    offenders = [f"{path.relative_to(ROOT)} imports {imported}"
+                 for name, path in project_files().items() if name.split(".")[0] != "tools"
+                 for imported in imports_of(path) if imported.split(".")[0] == "tools"]
     assert not offenders, "\n".join(offenders)
 
 
@@ -71,17 +85,56 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_project_import_graph_has_no_cycle():
+def import_graph() -> dict[str, set[str]]:
+    """Each project module -> the project modules it imports. A module importing its own
+    package (``from sweep.report import plots``) is left out: that is no dependency of note."""
     files = project_files()
-    # A package's __init__ re-exporting its own modules is not a cycle worth a failure.
-    graph = {name: {imported for imported in imports_of(path)
-                    if imported in files and imported != name
-                    and not name.startswith(imported + ".")}
-             for name, path in files.items()}
-    cycle = find_cycle(graph)
+    return {name: {imported for imported in imports_of(path)
+                   if imported in files and imported != name
+                   and not name.startswith(imported + ".")}
+            for name, path in files.items()}
+
+
+def test_project_import_graph_has_no_cycle():
+    cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 def test_the_cycle_check_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def longest_chain(graph: dict[str, set[str]]) -> list[str]:
+    """The longest path of imports in the graph, from its top module down to one that imports
+    nothing in it (a cycle, which the test above refuses, is cut where it closes)."""
+    chains: dict[str, list[str]] = {}
+
+    def chain(node: str) -> list[str]:
+        if node not in chains:
+            chains[node] = []  # a cycle back to this node ends there
+            below = [chain(nxt) for nxt in sorted(graph.get(node, ()))]
+            chains[node] = [node, *max(below, key=len, default=[])]
+        return chains[node]
+
+    return max((chain(node) for node in sorted(graph)), key=len, default=[])
+
+
+def in_sweep(name: str) -> bool:
+    return name == "sweep" or name.startswith("sweep.")
+
+
+def test_the_sweep_layer_is_at_most_eight_import_levels_deep():
+    graph = {name: set(filter(in_sweep, imported))
+             for name, imported in import_graph().items() if in_sweep(name)}
+    chain = longest_chain(graph)
+    assert len(chain) <= MAX_SWEEP_LEVELS, (
+        f"sweep/ is {len(chain)} import levels deep (at most {MAX_SWEEP_LEVELS}): "
+        + " -> ".join(chain))
+
+
+def test_the_longest_chain_is_found_through_every_branch():
+    graph = {"a": {"b", "c"}, "b": {"c"}, "c": {"d"}, "d": set(), "e": {"d"}}
+    assert longest_chain(graph) == ["a", "b", "c", "d"]
+    assert longest_chain({"a": {"b"}, "b": {"a"}}) == ["a", "b"]
+    assert longest_chain({}) == []

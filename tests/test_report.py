@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from sweep.__main__ import main
-from sweep.report import write_report
+from sweep.report.build import write_report
 from sweep.report.load import load_run
 from sweep.report.stats import confirm_groups, edge_warnings, interval95, seed_groups, verdict
 

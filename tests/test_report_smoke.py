@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from test_report import decode_png, parse
 
-from sweep.report import write_report
+from sweep.report.build import write_report
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 
 from sweep import rundir
+from sweep.outcome import verdict
 from training.atomic import DiskFullError, atomic_write, write_json
 
 
 def test_verdict_names_every_way_a_trial_ends():
-    verdict = rundir.verdict
     assert verdict({"epoch": 5}, errored=False, max_epochs=5)[0] == rundir.COMPLETE
     status, reason = verdict({"epoch": 2}, errored=False, max_epochs=5)
     assert status == rundir.PRUNED and "after epoch 2 of 5" in reason

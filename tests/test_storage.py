@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweep import rundir
+from sweep import failures, rundir
 from sweep.rundir import TrialStorage, read_trials, storage_of
 from tests.s3 import BUCKET, S3Server
 from tests.test_sweep_resume import kill_driver, read_status, wait_for_mid_sweep
@@ -218,6 +218,7 @@ def test_a_trial_ending_during_an_outage_is_recorded_and_never_handed_back_to_tu
 
     import pyarrow.fs
 
+    from sweep.outcome import TrialOutcomes
     from sweep.status import TrialStatusLog
 
     run_dir = tmp_path / "cb"
@@ -242,7 +243,7 @@ def test_a_trial_ending_during_an_outage_is_recorded_and_never_handed_back_to_tu
                                config={}, experiment_tag="1_lr=0.01")
 
     kept = ["checkpoint_000001", "checkpoint_000003", "params.json", "result.json"]
-    callback = TrialStatusLog(run_dir, storage, max_epochs=5, total=2)
+    callback = TrialStatusLog(run_dir, storage, TrialOutcomes(storage, max_epochs=5), total=2)
     short = ended_trial("t1")
     s3.stop()
     back = threading.Timer(3, s3.start)  # S3 back in 3 s
@@ -255,7 +256,7 @@ def test_a_trial_ending_during_an_outage_is_recorded_and_never_handed_back_to_tu
     assert storage.listdir("tune", "t1") == kept
 
     long = ended_trial("t2")
-    monkeypatch.setattr(rundir, "STORAGE_RIDE_OUT_S", 0.5)
+    monkeypatch.setattr(failures, "STORAGE_RIDE_OUT_S", 0.5)
     s3.stop()
     try:
         callback.on_trial_complete(0, [], long)  # must not raise: Tune would rerun it
@@ -308,7 +309,7 @@ def test_a_long_s3_outage_stops_the_sweep_in_one_line_and_resume_finishes_it(s3,
     exit 2 with one line naming the resume; once S3 is back, `resume` completes the sweep and
     no trial that had finished trains again."""
     run_dir, where = tmp_path / "smoke", f"s3://{BUCKET}/long"
-    env = {**s3_env, rundir.RIDE_OUT_ENV: "2"}
+    env = {**s3_env, failures.RIDE_OUT_ENV: "2"}
     process, log = start_logged_sweep(tmp_path, where, env)
     try:
         before = wait_for_mid_sweep(run_dir, process, timeout_s=240)

@@ -15,9 +15,8 @@ from PIL import Image
 from sweep.confirm import confirm_run
 from sweep.experiment import load_experiment
 from sweep.faults import ENV_VAR as FAULTS_ENV
-from sweep.rundir import read_trials, storage_of
+from sweep.rundir import journal_storage, read_trials, storage_of
 from sweep.runner import run_experiment
-from sweep.search import journal_storage
 from training.config import TrainConfig
 from training.predict import load_predictor, predict_mask
 

@@ -13,9 +13,8 @@ import pytest
 from sweep.experiment import load_experiment
 from sweep.faults import EPOCH_DELAYS_ENV
 from sweep.ordered_asha import rung_levels
-from sweep.rundir import read_trials, storage_of
+from sweep.rundir import journal_storage, read_trials, storage_of
 from sweep.runner import run_experiment
-from sweep.search import journal_storage
 
 SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 TINY = ["--train.width=4", "--train.synthetic_images=40", "--train.synthetic_size=32",

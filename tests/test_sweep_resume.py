@@ -13,9 +13,8 @@ from pathlib import Path
 
 import optuna
 
-from sweep.rundir import read_trials, storage_of
+from sweep.rundir import journal_storage, read_trials, storage_of
 from sweep.runner import resume_experiment
-from sweep.search import journal_storage
 
 REPO = Path(__file__).resolve().parents[1]
 # Longer trials than smoke (5 epochs, stopped no earlier than 2) so one is caught mid-way.

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from data_pipeline import load_data
-from sweep.wandb_mirror.callback import finish_mirror, make_wandb_callback
+from sweep.wandb_mirror.callback import make_wandb_callback
 from sweep.wandb_mirror.inspect import read_run
 from sweep.wandb_mirror.records import metric_row
 from sweep.wandb_mirror.sweep_config import build_sweep_config
@@ -87,7 +87,7 @@ def mirrored_sweep(ray_session, tmp_path_factory):
         grid = tuner.fit()
         best = grid.get_best_result()
         checkpoint = Path(best.path) / "train" / "checkpoints" / f"checkpoint_epoch{EPOCHS}.pth"
-        finish_mirror(run_dir, checkpoint, {"lr": best.config["lr"]},
+        mirror.finish(checkpoint, {"lr": best.config["lr"]},
                       {"val_dice": best.metrics["val_dice"]}, best.metrics["trial_id"])
     status = json.loads((run_dir / "wandb" / "mirror.json").read_text())
     return run_dir, status
@@ -218,7 +218,7 @@ def test_a_broken_wandb_never_stops_the_sweep(ray_session, tmp_path, monkeypatch
         param_space={"lr": tune.grid_search([1e-3, 3e-3])},
         run_config=tune.RunConfig(storage_path=str(tmp_path / "run"), name="tune", verbose=0,
                                   callbacks=[mirror])).fit()
-    finish_mirror(tmp_path / "run")
+    mirror.finish()
     assert not grid.errors and len(grid) == 2
     assert all(result.metrics["epoch"] == EPOCHS for result in grid)
     lines = [line for line in capfd.readouterr().err.splitlines() if "W&B" in line]

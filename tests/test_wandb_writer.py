@@ -10,7 +10,7 @@ import wandb
 
 from sweep.wandb_mirror.channel import MirrorChannel, writer_env
 from sweep.wandb_mirror.inspect import read_run
-from sweep.wandb_mirror.writer import MirrorWriter
+from sweep.wandb_mirror.writer import MirrorWriter, described
 
 SWEEP_CONFIG = {"name": "exp", "method": "bayes", "metric": {"name": "val_dice",
                                                            "goal": "maximize"},
@@ -260,3 +260,13 @@ def test_a_resumed_trial_continues_its_run_and_a_lost_one_ends_failed(tmp_path):
     assert lost["state"] == "failed" and len(lost["dirs"]) == 2
     settled = read_run(tmp_path / lost["dirs"][1])
     assert settled.summary["state"] == "failed" and settled.exit_code == 1
+
+
+def test_an_error_is_described_in_one_line_without_the_api_key(monkeypatch):
+    """Scrubbed before the cut: a key across the 200th character never leaks half of itself."""
+    key = "leaky-key-0123456789abcdef"
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    error = PermissionError("x" * 170 + f"\nkey {key} is not valid")
+    line = described(error)
+    assert "\n" not in line and line.startswith("PermissionError: xxx") and len(line) == 200
+    assert key[:5] not in line and "***" in line

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from data_pipeline.folder import DataFolderError
 from training.checkpoints import CheckpointError
+from training.errors import error_line
 from training.settings import ConfigError
 
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, DataFolderError,
@@ -13,4 +14,4 @@ def one_line(error: Exception) -> str:
     """The message as one line; a data folder's faults keep their own line each."""
     if isinstance(error, DataFolderError):
         return str(error)
-    return " ".join(str(error).split())
+    return error_line(error, limit=None, named=False)

@@ -16,7 +16,7 @@ def add_parser(subparsers) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from sweep.report import write_report
+    from sweep.report.build import write_report
 
     for run in args.runs:
         if not run.is_dir():

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from sweep.rundir import WANDB_DIR, WANDB_SWEEP_FILE
 from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -15,9 +16,9 @@ log = logging.getLogger(__name__)
 def add_parser(subparsers) -> None:
     sync = subparsers.add_parser(
         "wandb-sync", help="upload a sweep's offline W&B runs and create its W&B sweep",
-        description="Upload the run folders under runs/NAME/wandb/ as they are with `wandb "
-                    "sync`, then create a W&B sweep (runs/NAME/wandb_sweep.yaml) holding those "
-                    "runs (prior_runs). Needs an API key.")
+        description=f"Upload the run folders under runs/NAME/{WANDB_DIR}/ as they are with "
+                    f"`wandb sync`, then create a W&B sweep (runs/NAME/{WANDB_SWEEP_FILE}) "
+                    "holding those runs (prior_runs). Needs an API key.")
     sync.add_argument("run_dir", help="the sweep's run directory, e.g. runs/quickstart")
     sync.add_argument("--dry-run", action="store_true",
                       help="print what would be uploaded; upload and write nothing")
@@ -42,8 +43,8 @@ def run_sync(args: argparse.Namespace) -> int:
     if args.dry_run:
         log.info("would upload %d trial runs (%s) with:\n  %s", len(done["prior_runs"]),
                  ", ".join(done["prior_runs"]), " ".join(done["command"]))
-        log.info("then create a W&B sweep from %s/wandb_sweep.yaml holding them",
-                 args.run_dir)
+        log.info("then create a W&B sweep from %s holding them",
+                 Path(args.run_dir) / WANDB_SWEEP_FILE)
         return 0
     where = "/".join(filter(None, [done["entity"], done["project"]]))
     log.info("uploaded %d trial runs to %s; W&B sweep %s holds them (open it from the "
@@ -52,7 +53,7 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def run_view(args: argparse.Namespace) -> int:
-    folder = Path(args.run_dir) / "wandb"
+    folder = Path(args.run_dir) / WANDB_DIR
     if not folder.is_dir():
         raise ConfigError(f"{args.run_dir}: no W&B runs here ({folder} is missing)")
     wandb_cli = str(Path(sys.executable).with_name("wandb"))

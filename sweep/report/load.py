@@ -222,10 +222,9 @@ def infer_statuses(trials: pd.DataFrame, missing: list[str], max_epochs=None) ->
     """Without trial_status.json: trials that ran the full budget count as complete."""
     most = int(max_epochs) if isinstance(max_epochs, int) else int(trials["epochs"].max())
     def inferred(epochs: int) -> str:
-        # The sweep's own verdict where the epochs alone can tell (complete); pruned, failed
-        # and interrupted trials all stop short of the budget, so the rest stay unknown.
-        status, _ = rundir.verdict({"epoch": epochs}, errored=False, max_epochs=most)
-        return status if status == rundir.COMPLETE and most > 0 else UNKNOWN
+        # What the epochs alone tell: a trial that trained all of them is complete (as
+        # sweep/outcome.py's verdict says); pruned, failed and interrupted ones stop short.
+        return rundir.COMPLETE if most > 0 and epochs >= most else UNKNOWN
 
     trials["status"] = [inferred(e) for e in trials["epochs"]]
     missing.append("trial_status.json is missing or unreadable: trials that ran all "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sweep.distributions import to_distribution
+
 # Settings that change speed, never results (the loader is num_workers-invariant by design).
 # Not torch threads: the reduction order, and so the last bits of a result, depend on them.
 SPEED_ONLY = ("num_workers", "pin_memory")
@@ -42,8 +44,6 @@ def space_from_experiment(experiment: dict) -> dict[str, ParamSpec]:
     """Parse experiment.yaml's ``space:`` (``{name: {kind: bounds}}``, as the sweep writes it),
     through the same conversion the sweep hands Optuna. A damaged entry is skipped (the study
     fills in)."""
-    from sweep.experiment import to_distribution
-
     table = experiment.get("space")
     specs = {}
     for name, entry in (table if isinstance(table, dict) else {}).items():

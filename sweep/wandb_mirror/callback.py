@@ -12,6 +12,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from sweep import rundir
+from sweep.outcome import TrialOutcomes
 from sweep.wandb_mirror import records
 from sweep.wandb_mirror.channel import MirrorChannel
 from sweep.wandb_mirror.settings import WandbSettings, resolve_mode
@@ -20,22 +21,19 @@ from sweep.wandb_mirror.sweep_config import write_sweep_yaml
 log = logging.getLogger(__name__)
 
 
-# Mirrors started in this process, so the end of a sweep (run or resume) can find its own.
-ACTIVE: list[WandbMirrorCallback] = []
-
-
 def make_wandb_callback(settings: dict | WandbSettings | None, experiment_name: str,
                         run_dir: str | Path, *, metric: str = "val_dice", mode: str = "max",
                         max_epochs: int | None = None, sweep_config: dict | None = None,
                         dataset: dict | None = None, fixed_config: dict | None = None,
-                        status_log=None) -> WandbMirrorCallback | None:
+                        outcomes: TrialOutcomes | None = None) -> WandbMirrorCallback | None:
     """The mirror for one sweep, or None when W&B is disabled.
 
     ``sweep_config`` (from ``sweep_config.build_sweep_config``) is written to
     ``run_dir/wandb_sweep.yaml``; ``dataset`` is ``{"fingerprint": .., "source": {..}}``;
     ``fixed_config`` holds the settings every trial shares (a run's config is those plus the
-    trial's own); ``status_log``, a callback listed before this one whose ``statuses`` map
-    trial ids to ``{"status", "reason"}``, decides each trial's final state.
+    trial's own); ``outcomes``, the sweep's outcome owner, gives each trial's final state (by
+    default one of the mirror's own, over the trial storage the run directory's
+    experiment.yaml names).
     """
     if not isinstance(settings, WandbSettings):
         settings = WandbSettings.from_dict(settings, "wandb")
@@ -45,7 +43,7 @@ def make_wandb_callback(settings: dict | WandbSettings | None, experiment_name: 
     run_dir = Path(run_dir).resolve()
     sweep_config = sweep_config or {"name": experiment_name, "method": "bayes",
                                      "metric": {"name": metric}, "parameters": {}}
-    write_sweep_yaml(run_dir / "wandb_sweep.yaml", sweep_config)
+    write_sweep_yaml(run_dir / rundir.WANDB_SWEEP_FILE, sweep_config)
     # No sweep id here: offline runs are tied by their group (the experiment's name), their
     # config and mirror.json; `wandb-sync` creates the W&B sweep after uploading them.
     plan = {
@@ -56,14 +54,15 @@ def make_wandb_callback(settings: dict | WandbSettings | None, experiment_name: 
         "max_epochs": max_epochs, "dataset": dataset or {}, "artifacts": settings.artifacts,
         "fixed_config": records.json_safe(fixed_config or {}),
     }
-    return WandbMirrorCallback(plan, settings.drain_timeout_s, status_log)
+    outcomes = outcomes or TrialOutcomes(rundir.storage_of(run_dir), max_epochs or 0)
+    return WandbMirrorCallback(plan, settings.drain_timeout_s, outcomes)
 
 
 def summary_run_id(run_dir: Path) -> str:
     """The summary run's W&B id: kept from an earlier start (resume), else new. Random, so
     two sweeps of one experiment never share it in a project."""
     try:
-        saved = json.loads((run_dir / "wandb" / "mirror.json").read_text())
+        saved = json.loads((run_dir / rundir.MIRROR_FILE).read_text())
         kept = saved.get("summary_run_id") or (saved.get("summary_run") or {}).get("run_id")
         if kept:
             return kept
@@ -74,10 +73,10 @@ def summary_run_id(run_dir: Path) -> str:
 
 
 class WandbMirrorCallback(Callback):
-    def __init__(self, plan: dict, drain_timeout_s: float = 120.0, status_log=None):
+    def __init__(self, plan: dict, drain_timeout_s: float, outcomes: TrialOutcomes):
         self.plan = plan
         self.drain_timeout_s = drain_timeout_s
-        self.status_log = status_log
+        self.outcomes = outcomes
         self.channel: MirrorChannel | None = None
 
     # Tune pickles its callbacks with the experiment (for resume): the process stays behind.
@@ -90,7 +89,6 @@ class WandbMirrorCallback(Callback):
     def start(self) -> None:
         if self.channel is None:
             self.channel = MirrorChannel(self.plan)
-            ACTIVE.append(self)
             atexit.register(self.close)  # a driver that forgets close() still loses nothing
 
     def send(self, record: dict) -> None:
@@ -128,26 +126,24 @@ class WandbMirrorCallback(Callback):
         self.end_trial(trial, errored=True)
 
     def end_trial(self, trial, errored: bool) -> None:
-        state, reason = self.final_state(trial, errored)
+        # The sweep's own outcome: trial_status.json's words, and the searcher's.
+        state, reason = self.outcomes.of_trial(trial, errored)
         self.send({"kind": "trial_end", "trial_id": trial.trial_id, "state": state,
                    "reason": reason})
 
-    def final_state(self, trial, errored: bool) -> tuple[str, str]:
-        """The sweep's own verdict (trial_status.json's words), from the status log listed
-        before this callback when it has one, else from the same verdict function."""
-        entry = getattr(self.status_log, "statuses", {}).get(trial.trial_id, {})
-        if entry.get("status") in rundir.ENDED:
-            return entry["status"], entry.get("reason", "")
-        max_epochs = trial.config.get("epochs", self.plan["max_epochs"]) or 0
-        # The trial storage (where trials record running out of memory): the status log's, else
-        # the one the run directory's experiment.yaml names.
-        storage = (getattr(self.status_log, "storage", None)
-                   or rundir.storage_of(self.plan["run_dir"]))
-        return rundir.verdict(trial.last_result, errored=errored, max_epochs=max_epochs,
-                              infeasible=rundir.infeasible_reason(storage, trial.trial_id),
-                              error_text=rundir.error_line(trial) if errored else "")
-
     # ---- after the sweep -------------------------------------------------------------------
+    def finish(self, best_checkpoint: str | Path | None = None, best_config: dict | None = None,
+               best_metrics: dict | None = None, best_trial: str | None = None) -> bool:
+        """End of a sweep (run or resume): hand over the best model, if there is one, then
+        finish every run and wait for the writer (``close``). A no-op for a mirror that never
+        started (no Tune run) or is finished already."""
+        if self.channel is None:
+            return True
+        if best_checkpoint and Path(best_checkpoint).is_file():
+            self.log_best_model(best_checkpoint, best_config or {}, best_metrics or {},
+                                best_trial)
+        return self.close()
+
     def log_best_model(self, path: str | Path, config: dict, metrics: dict,
                        trial_id: str | None = None) -> None:
         """The sweep's best checkpoint (``best.pth``) as a model artifact, at ``close``."""
@@ -161,22 +157,6 @@ class WandbMirrorCallback(Callback):
         if channel is None:
             return True
         atexit.unregister(self.close)
-        if self in ACTIVE:
-            ACTIVE.remove(self)
         channel.send({"kind": "close"})
         return channel.close(self.drain_timeout_s)
-
-
-def finish_mirror(run_dir: str | Path, best_checkpoint: str | Path | None = None,
-                  best_config: dict | None = None, best_metrics: dict | None = None,
-                  best_trial: str | None = None) -> None:
-    """End of a sweep (run or resume): hand over the best model, finish every run, wait.
-
-    A no-op where no mirror runs for ``run_dir`` (W&B disabled)."""
-    run_dir = str(Path(run_dir).resolve())
-    for mirror in [m for m in ACTIVE if m.plan["run_dir"] == run_dir]:
-        if best_checkpoint and Path(best_checkpoint).is_file():
-            mirror.log_best_model(best_checkpoint, best_config or {}, best_metrics or {},
-                                  best_trial)
-        mirror.close()
 

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from sweep.rundir import ARTIFACT_STAGING_DIR
+
 log = logging.getLogger(__name__)
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -74,6 +76,6 @@ def writer_env(plan: dict, env: dict | None) -> dict:
     if plan["mode"] == "offline":
         env["WANDB_MODE"] = "offline"
     # Artifact staging inside the run directory, so `wandb-sync` finds everything there.
-    env.setdefault("WANDB_DATA_DIR", str(Path(plan["run_dir"]) / "wandb" / "data"))
+    env.setdefault("WANDB_DATA_DIR", str(Path(plan["run_dir"]) / ARTIFACT_STAGING_DIR))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
     return env

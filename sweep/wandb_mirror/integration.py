@@ -1,22 +1,23 @@
-"""What the sweep's driver calls: build the mirror's callback, finish the mirror. (Trials use
-``val_images.val_panel_reporter``, which imports none of this.)"""
+"""What the sweep's driver calls: build the mirror's callback for an experiment (the driver
+finishes it with ``WandbMirrorCallback.finish``). Trials use ``val_images.val_panel_reporter``,
+which imports none of this."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from sweep.rundir import SPEED_PROBE_FILE
-from sweep.wandb_mirror.callback import finish_mirror, make_wandb_callback
+from sweep.wandb_mirror.callback import make_wandb_callback
 from sweep.wandb_mirror.settings import WandbSettings
 from sweep.wandb_mirror.sweep_config import build_sweep_config
 
-__all__ = ["finish_mirror", "mirror_callback"]
 RUNTIME_KEYS = ("out_dir", "load")  # per trial, not settings worth a W&B column
 
 
-def mirror_callback(experiment, run_dir: str | Path, data=None, status_log=None,
+def mirror_callback(experiment, run_dir: str | Path, data=None, outcomes=None,
                     metric: str = "val_dice", mode: str = "max"):
-    """The W&B mirror of ``experiment`` (a ``sweep.experiment.Experiment``), or None."""
+    """The W&B mirror of ``experiment`` (a ``sweep.experiment.Experiment``), or None.
+    ``outcomes``: the sweep's outcome owner (sweep/outcome.py)."""
     settings = WandbSettings.from_dict(experiment.wandb, f"{experiment.name}: wandb")
     scheduler = experiment.scheduler
     sweep_config = build_sweep_config(
@@ -34,4 +35,4 @@ def mirror_callback(experiment, run_dir: str | Path, data=None, status_log=None,
                "mask_values": list(data.mask_values)} if data is not None else None
     return make_wandb_callback(settings, experiment.name, run_dir, metric=metric, mode=mode,
                                max_epochs=scheduler.max_epochs, sweep_config=sweep_config,
-                               dataset=dataset, fixed_config=fixed, status_log=status_log)
+                               dataset=dataset, fixed_config=fixed, outcomes=outcomes)

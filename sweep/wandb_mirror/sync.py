@@ -16,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from sweep.rundir import MIRROR_FILE, WANDB_SWEEP_FILE, write_json
 from sweep.wandb_mirror.settings import has_api_key
-from sweep.wandb_mirror.writer import scrub
+from sweep.wandb_mirror.writer import described, scrub
 from training.settings import ConfigError
 
 
@@ -41,7 +42,7 @@ class SyncPlan:
 
 def plan_sync(run_dir: str | Path) -> SyncPlan:
     run_dir = Path(run_dir)
-    status_path = run_dir / "wandb" / "mirror.json"
+    status_path = run_dir / MIRROR_FILE
     if not status_path.is_file():
         raise ConfigError(f"{run_dir}: no W&B runs here ({status_path} is missing; was the "
                           "sweep run with wandb enabled?)")
@@ -50,7 +51,7 @@ def plan_sync(run_dir: str | Path) -> SyncPlan:
         raise ConfigError(f"{run_dir}: these runs were written by an earlier version of the "
                           f"mirror and carry a local sweep id ({status['local_sweep_id']}) that "
                           "W&B's server would refuse; run the sweep again to upload it")
-    sweep_yaml = run_dir / "wandb_sweep.yaml"
+    sweep_yaml = run_dir / WANDB_SWEEP_FILE
     if not sweep_yaml.is_file():
         raise ConfigError(f"{run_dir}: {sweep_yaml.name} is missing")
     offline = [e for e in status["runs"].values() if e.get("mode", "offline") == "offline"]
@@ -120,14 +121,12 @@ def create_sweep(plan: SyncPlan) -> str:
         return wandb.sweep(plan.sweep_config, project=plan.status["project"],
                            entity=plan.status.get("entity"), prior_runs=sorted(plan.trial_runs))
     except Exception as error:
-        # Scrubbed before the cut, so a key at the edge cannot leak half of itself.
-        detail = scrub(str(error).strip())[:200]
         raise SyncError(f"the runs are uploaded but creating the W&B sweep failed "
-                        f"({type(error).__name__}: {detail})") from None
+                        f"({described(error)})") from None
 
 
 def save_synced(plan: SyncPlan, synced: dict) -> None:
-    path = plan.run_dir / "wandb" / "mirror.json"
+    path = plan.run_dir / MIRROR_FILE
     status = json.loads(path.read_text())
     status["synced"] = synced
-    path.write_text(json.dumps(status, indent=1, sort_keys=True))
+    write_json(path, status)

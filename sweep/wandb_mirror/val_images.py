@@ -2,7 +2,8 @@
 image, columns image | true mask | predicted mask, as Pytorch-UNet's W&B runs show them.
 
 The trial side of the mirror: ``sweep.trainable`` imports this module, so it imports no
-driver code (no callback, channel, writer, integration or sync): only settings and records.
+driver code (no callback, channel, writer, integration or sync): only settings, records and
+the run directory's names.
 """
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ import torch
 from PIL import Image
 
 from data_pipeline import split_indices
+from sweep.rundir import VAL_IMAGES_DIR
 from sweep.wandb_mirror.records import IMAGE_KEY
 from sweep.wandb_mirror.settings import WandbSettings, resolve_mode
 from training.losses import predict_classes
 
 GAP = 2  # white pixels between tiles
-PANEL_FOLDER = "val_images"  # inside the trial's folder in the trial storage
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +50,7 @@ def val_panel_reporter(wandb_section: dict, data, max_epochs: int, storage=None)
         name = f"epoch_{state.epoch:03d}.png"
         try:  # a picture is never worth a trial: an error (a storage outage too) costs it alone
             if storage is None:
-                folder = Path(context.get_trial_dir()) / PANEL_FOLDER
+                folder = Path(context.get_trial_dir()) / VAL_IMAGES_DIR
                 path = render_val_panel(state.model, data, val, settings.image_count,
                                         folder / name)
                 metrics[IMAGE_KEY] = str(path)
@@ -58,11 +59,11 @@ def val_panel_reporter(wandb_section: dict, data, max_epochs: int, storage=None)
                 path = render_val_panel(state.model, data, val, settings.image_count,
                                         Path(folder) / name)
                 storage.put_file(path, context.get_experiment_name(), context.get_trial_id(),
-                                 PANEL_FOLDER, name)
+                                 VAL_IMAGES_DIR, name)
         except Exception as error:  # noqa: BLE001
             log.warning("validation panel not rendered at epoch %d: %s", state.epoch, error)
             return
-        metrics[IMAGE_KEY] = f"{PANEL_FOLDER}/{name}"
+        metrics[IMAGE_KEY] = f"{VAL_IMAGES_DIR}/{name}"
 
     return add_panel
 

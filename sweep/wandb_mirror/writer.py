@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweep import rundir
-from sweep.wandb_mirror.records import best_summary, metric_row, step_of
+from sweep.wandb_mirror.records import IMAGE_KEY, best_summary, metric_row, step_of
+from training.atomic import DiskFullError
+from training.errors import error_line
 
 NICENESS = 10  # below the trials: on a busy machine, W&B writing waits, training does not
 # The sweep's own words for a trial's fate (sweep/rundir.py): W&B's summary.state and tag.
@@ -73,7 +75,7 @@ class MirrorWriter:
 
     def fail(self, doing: str, error: BaseException) -> None:
         self.broken = True
-        message = scrub(f"{type(error).__name__}: {first_line(error)}")
+        message = described(error)
         self.status["error"] = f"{doing}: {message}"
         self.report(f"W&B mirror stopped ({doing}: {message}); the sweep goes on without it")
         self.save_status()
@@ -100,9 +102,8 @@ class MirrorWriter:
             return None
 
     def fall_back_offline(self, doing: str, error: BaseException) -> None:
-        self.report(f"W&B mirror: {doing} failed ({type(error).__name__}: "
-                    f"{scrub(first_line(error))}); writing offline runs instead "
-                    f"(upload later with `python -m sweep wandb-sync {self.root}`)")
+        self.report(f"W&B mirror: {doing} failed ({described(error)}); writing offline runs "
+                    f"instead (upload later with `python -m sweep wandb-sync {self.root}`)")
         self.mode, self.sweep_id = "offline", None
 
     # ---- trials ---------------------------------------------------------------------------
@@ -139,7 +140,7 @@ class MirrorWriter:
         row = dict(record["row"])
         with self.panel_file(record) as image:
             if image:
-                row["val_images"] = self.wandb.Image(
+                row[IMAGE_KEY] = self.wandb.Image(
                     str(image),
                     caption=f"epoch {record['step']}: image | true mask | predicted mask")
             open_run.run.log(row, step=record["step"])  # copies the image into the run
@@ -169,7 +170,7 @@ class MirrorWriter:
             self.trial_storage.download(tuple(parts), target)
         except OSError as error:  # the storage unreachable: the metrics are logged without it
             print(f"wandb mirror: validation panel {self.trial_storage.where(*parts)} not read "
-                  f"({first_line(error)}); its epoch is logged without it",
+                  f"({described(error)}); its epoch is logged without it",
                   file=sys.stderr, flush=True)
             return None
         return target
@@ -251,13 +252,12 @@ class MirrorWriter:
 
     def dataset_artifact(self):
         data = self.plan["dataset"]
-        path = self.root / "wandb" / "dataset.json"
-        path.write_text(json.dumps(data, indent=1, sort_keys=True))
+        path = rundir.write_json(self.root / rundir.DATASET_FILE, data)
         kind = data.get("source", {}).get("kind", "data")
         artifact = self.wandb.Artifact(f"{self.plan['experiment']}-{kind}-data", type="dataset",
                                        description="how the data set was made, and its hash",
                                        metadata=data)
-        artifact.add_file(str(path), name="dataset.json", policy="immutable")
+        artifact.add_file(str(path), name=path.name, policy="immutable")
         return artifact
 
     def model_artifact(self, model: dict):
@@ -308,19 +308,15 @@ class MirrorWriter:
         return os.path.relpath(run.settings.sync_dir, self.root)
 
     def save_status(self) -> None:
-        path = self.root / "wandb" / "mirror.json"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.status, indent=1, sort_keys=True))
-            tmp.replace(path)
-        except OSError:
+            rundir.write_json(self.root / rundir.MIRROR_FILE, self.status)
+        except (OSError, DiskFullError):
             pass  # a full disk already showed up as a W&B failure; the sweep goes on
 
 
 def earlier_status(root: Path) -> dict:
     try:
-        status = json.loads((root / "wandb" / "mirror.json").read_text())
+        status = json.loads((root / rundir.MIRROR_FILE).read_text())
         # local_sweep_id: runs of an earlier mirror version carry it (sync refuses those).
         return {key: status[key] for key in ("runs", "synced", "online_sweep_id",
                                              "local_sweep_id") if key in status}
@@ -337,15 +333,16 @@ def print_once(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else ""
-
-
 def scrub(text: str) -> str:
     """Never echo an API key, whatever an error message holds."""
     key = os.environ.get("WANDB_API_KEY")
     return text.replace(key, "***") if key else text
+
+
+def described(error: BaseException) -> str:
+    """'TypeName: message' on one line, an API key scrubbed out before the cut (so a key at
+    the edge cannot leak half of itself)."""
+    return scrub(error_line(error, limit=None))[:200]
 
 
 def main() -> int:
