@@ -56,12 +56,25 @@ def ray_session():
 @pytest.fixture(scope="session")
 def smoke_run(ray_session, tmp_path_factory):
     """experiments/smoke.yaml swept once (6 tiny trials, one at a time, ~15 s): the run
-    directory (docs/RUN_LAYOUT.md). Shared by every test: read it, or copy it to change it."""
+    directory (docs/RUN_LAYOUT.md). Shared by every test: read it, or copy it to change it.
+
+    Once per test run, not once per pytest-xdist worker: the first worker that needs it sweeps
+    it under a file lock in the base folder every worker shares; the others wait and read it."""
+    import json
     from pathlib import Path
 
-    from sweep.experiment import load_experiment
-    from sweep.runner import run_experiment
+    from filelock import FileLock
 
-    experiment = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
-    summary = run_experiment(load_experiment(experiment), tmp_path_factory.mktemp("runs"))
-    return summary.run_dir
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the controller's base folder, above each worker's
+    done = shared / "smoke-run.json"
+    with FileLock(str(shared / "smoke-run.lock")):
+        if not done.exists():
+            from sweep.experiment import load_experiment
+            from sweep.runner import run_experiment
+
+            experiment = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
+            summary = run_experiment(load_experiment(experiment), shared / "smoke-runs")
+            done.write_text(json.dumps({"run_dir": str(summary.run_dir)}))
+    return Path(json.loads(done.read_text())["run_dir"])
