@@ -64,6 +64,11 @@ class TrialOutcomes:
         trial from an older snapshot, and its stale last result must not decide again."""
         self.decided.update(recorded)
 
+    def forget(self, trial_id: str) -> None:
+        """Tune retries a trial after an error (from its last checkpoint): its next end is
+        decided anew."""
+        self.decided.pop(trial_id, None)
+
     def of_trial(self, trial, errored: bool) -> tuple[str, str]:
         """The outcome of a Tune trial that ended (``errored``: it raised)."""
         return self.decide(trial.trial_id, trial.last_result, errored, trial)

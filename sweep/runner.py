@@ -59,6 +59,7 @@ from sweep.speed import fix_speed_knobs
 from sweep.status import TrialStatusLog
 from sweep.wandb_mirror.callback import WandbMirrorCallback
 from sweep.wandb_mirror.integration import mirror_callback
+from training.errors import error_line
 from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -94,16 +95,10 @@ def sweep_callbacks(experiment: Experiment, run_dir: Path, storage: TrialStorage
     return [status_log, *stops] + ([mirror] if mirror else [])
 
 
-def sweep_mirror(callbacks: list, run_dir: Path) -> WandbMirrorCallback | None:
+def sweep_mirror(callbacks: list) -> WandbMirrorCallback | None:
     """The W&B mirror among a sweep's callbacks, which the end of the sweep finishes (None:
-    W&B turned off). A run directory copied elsewhere and resumed there restores a mirror of
-    the original's (its path is absolute): that one is closed, and never handed this run's
-    best model."""
-    mirror = next((c for c in callbacks if isinstance(c, WandbMirrorCallback)), None)
-    if mirror is not None and Path(mirror.plan["run_dir"]) != run_dir.resolve():
-        mirror.close()
-        return None
-    return mirror
+    W&B turned off)."""
+    return next((c for c in callbacks if isinstance(c, WandbMirrorCallback)), None)
 
 
 def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
@@ -135,7 +130,7 @@ def run_locked(experiment: Experiment, run_dir: Path, storage: TrialStorage) -> 
     finally:
         stop_ray(connection)
     return finish(experiment, run_dir, storage, known, time.perf_counter() - start,
-                  connection.dashboard_url, sweep_mirror(callbacks, run_dir))
+                  connection.dashboard_url, sweep_mirror(callbacks))
 
 
 def resume_experiment(run_dir: str | Path) -> RunSummary:
@@ -168,14 +163,29 @@ def resume_locked(run_dir: Path) -> RunSummary:
         # Its callbacks (and the searcher, and their one outcome owner) are the interrupted
         # sweep's, unpickled by Tune.
         tuner = restore_tuner(experiment, storage, data, finished)
+        rebind_restored(restored_callbacks(tuner), experiment, run_dir, storage)
         known = fit(tuner, run_dir, storage)
     finally:
         stop_ray(connection)
         put_back(storage, kept)
     summary = finish(experiment, run_dir, storage, known, time.perf_counter() - start,
-                     connection.dashboard_url, sweep_mirror(restored_callbacks(tuner), run_dir))
+                     connection.dashboard_url, sweep_mirror(restored_callbacks(tuner)))
     summary.recovered = recovered
     return summary
+
+
+def rebind_restored(callbacks: list, experiment: Experiment, run_dir: Path,
+                    storage: TrialStorage) -> None:
+    """The callbacks Tune unpickled for a resume write into this run directory (a copied or
+    moved one writes into itself, not into the original) and share one outcome owner: those of
+    a sweep saved before sweep/outcome.py existed have none."""
+    owner = next((c.outcomes for c in callbacks if getattr(c, "outcomes", None)), None)
+    owner = owner or trial_outcomes(experiment, storage)
+    for callback in callbacks:
+        if hasattr(callback, "relocate"):
+            if getattr(callback, "outcomes", None) is None:
+                callback.outcomes = owner
+            callback.relocate(run_dir, storage)
 
 
 def fix_speed_knobs_once(experiment: Experiment, run_dir: Path, data) -> Experiment:
@@ -212,7 +222,7 @@ def open_storage(run_dir: Path, experiment: Experiment) -> TrialStorage:
         return TrialStorage(run_dir, experiment.storage, experiment.name)
     except (OSError, ValueError) as error:  # pyarrow: unknown scheme, no such bucket, ...
         raise ConfigError(f"storage = {experiment.storage!r}: cannot open it "
-                          f"({' '.join(str(error).split())[:200]})") from None
+                          f"({error_line(error, 200, named=False)})") from None
 
 
 def clear_run(run_dir: Path, storage: TrialStorage) -> None:

@@ -55,9 +55,11 @@ class SweepSearch(OptunaSearch):
         """A resumed driver's searcher: the saved state, but the outcome owner it was built
         with (unpickled from tuner.pkl with the callbacks, so shared with them), not the
         copy pickled into the searcher's state."""
-        outcomes = self._outcomes
+        outcomes = getattr(self, "_outcomes", None)
         super().restore(checkpoint_path)
-        self._outcomes = outcomes
+        # A searcher saved before sweep/outcome.py existed kept the rule's settings itself.
+        self._outcomes = outcomes or TrialOutcomes(self._trial_storage, self._max_epochs,
+                                                   self._budget)
 
     def suggest(self, trial_id: str):
         asked = len(self._order)

@@ -58,6 +58,12 @@ class TrialStatusLog(tune.Callback):
                                 for t, e in self.statuses.items() if t in self.settled})
         self.best = max(self.best, best_so_far(self.statuses))
 
+    def relocate(self, run_dir: Path, storage: TrialStorage) -> None:
+        """A resumed run directory that was copied or moved: Tune unpickles this callback with
+        the paths of the directory it was made in; from now on it writes into ``run_dir``."""
+        self.run_dir, self.storage = Path(run_dir).resolve(), storage
+        self.outcomes.storage = storage
+
     def on_step_begin(self, iteration, trials, **info) -> None:
         self.outcomes.watch(trials)  # the searcher asks by trial id alone: see TrialOutcomes
 
@@ -68,6 +74,7 @@ class TrialStatusLog(tune.Callback):
         self.progress()
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.outcomes.forget(trial.trial_id)
         self.update(trial, RUNNING, "retrying from its last checkpoint after an error")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:

@@ -39,6 +39,7 @@ from sweep.rundir import (
 from sweep.trials import number_from_name
 from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.checkpoints import CheckpointError, load_checkpoint
+from training.errors import error_line
 from training.loop import EpochState
 from training.replicates import train_replicates
 
@@ -74,7 +75,7 @@ def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment,
     except Exception as error:  # noqa: BLE001 - anything but out-of-memory is raised again
         if not out_of_memory(error):
             raise
-        reason = f"out of memory: {' '.join(str(error).split())[:300]}"
+        reason = f"out of memory: {error_line(error, 300, named=False)}"
     else:
         return
     # Outside the except block, so the traceback (and the model it pins) is gone first.

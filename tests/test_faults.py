@@ -22,7 +22,14 @@ import ray  # noqa: F401 - also puts Ray's own psutil on the path
 from sweep import exposure, runlock
 from sweep.__main__ import main
 from sweep.recover import DamagedRun, check_before_resume
-from sweep.rundir import LOCK_FILE, STATUS_FILE, STUDY_FILE, TUNE_DIR, read_statuses
+from sweep.rundir import (
+    LOCK_FILE,
+    MIRROR_FILE,
+    STATUS_FILE,
+    STUDY_FILE,
+    TUNE_DIR,
+    read_statuses,
+)
 from training.atomic import DiskFullError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +103,21 @@ def test_deleted_status_file_is_rebuilt_from_rays_results(run_copy):
         {t: e["status"] for t, e in before.items()}
     assert summary.best_trial == best_trial(run_copy)
     assert any("rebuilt 6 trial(s)" in note for note in summary.recovered), summary.recovered
+
+
+def test_a_copied_run_resumes_into_itself_not_the_original(smoke_run, run_copy):
+    """Tune unpickles the status log and the W&B mirror with the original's absolute paths:
+    a resumed copy wrote its trial_status.json and W&B runs there (issue 24: the searcher's
+    journal still does, see the README's fault table)."""
+    from sweep.runner import resume_experiment
+
+    originals = {name: (smoke_run / name).read_bytes()
+                 for name in (STATUS_FILE, MIRROR_FILE)}
+    (run_copy / STATUS_FILE).unlink()  # rebuilt by the resume: it must land in the copy
+    resume_experiment(run_copy)
+    assert (run_copy / STATUS_FILE).is_file()
+    for name, content in originals.items():
+        assert (smoke_run / name).read_bytes() == content, name
 
 
 def test_non_utf8_bytes_in_a_result_file_are_dropped_and_said(run_copy):

@@ -148,6 +148,41 @@ def test_a_restored_sweep_has_one_owner_and_the_runner_finds_its_mirror(tmp_path
     searcher = restored._local_tuner._tune_config.search_alg.searcher
     assert searcher._outcomes is status_log.outcomes is mirror.outcomes
     assert status_log.outcomes is not outcomes  # unpickled: a resumed driver's own
-    assert sweep_mirror(restored_callbacks(restored), tmp_path) is mirror
-    # The same tuner.pkl in a copy of the run directory: the mirror is the original's.
-    assert sweep_mirror(restored_callbacks(restored), tmp_path / "copy") is None
+    assert sweep_mirror(restored_callbacks(restored)) is mirror
+    # The same tuner.pkl resumed in a copy of the run directory writes into the copy.
+    copy = TrialStorage(tmp_path / "copy")
+    for callback in (status_log, mirror):
+        callback.relocate(tmp_path / "copy", copy)
+    assert status_log.run_dir == Path(mirror.plan["run_dir"]) == (tmp_path / "copy").resolve()
+    assert status_log.outcomes.storage is status_log.storage is copy
+
+
+def test_a_sweep_saved_before_the_owner_existed_still_resumes(tmp_path):
+    """tuner.pkl and searcher-state of older sweeps hold a status log, a mirror and a searcher
+    without an outcome owner: the resume gives the callbacks one and the searcher its own, by
+    the same rule, from the settings it saved."""
+    from sweep.runner import rebind_restored
+    from sweep.status import TrialStatusLog
+    from sweep.wandb_mirror.callback import make_wandb_callback
+
+    experiment = load_experiment(QUICKSTART, ["--search.trials=4"])
+    storage = TrialStorage(tmp_path)
+    owner = TrialOutcomes(storage, max_epochs=6)
+    status_log = TrialStatusLog(tmp_path, storage, owner, total=4)
+    mirror = make_wandb_callback({"mode": "offline"}, "quick", tmp_path, outcomes=owner)
+    for callback in (status_log, mirror):
+        del callback.outcomes  # as unpickled from an older tuner.pkl
+    rebind_restored([status_log, mirror], experiment, tmp_path, storage)
+    assert status_log.outcomes is mirror.outcomes
+    assert status_log.outcomes.max_epochs == experiment.scheduler.max_epochs
+    status_log.setup()  # raised AttributeError on such a sweep
+
+    old = make_searcher(experiment, tmp_path, storage).searcher
+    del old._outcomes
+    old._trial_storage, old._max_epochs, old._budget = storage, 6, False  # what it kept then
+    old.save(str(tmp_path / "searcher.pkl"))
+    restored = make_searcher(experiment, tmp_path, storage).searcher
+    del restored._outcomes
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored._outcomes.decide("t0", {"epoch": 6}, False) == (COMPLETE,
+                                                                      "trained all 6 epochs")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNDIR = ROOT / "sweep" / "rundir.py"
-SCANNED = ("sweep", "bench")
+SCANNED = ("sweep", "bench", "tools")
 SECTION = "# ---- names, relative to the run directory"
 # Calls whose arguments are paths (pathlib, os.path, TrialStorage, Ray's RunConfig name).
 PATH_CALLS = {"Path", "joinpath", "join", "glob", "rglob", "path", "where", "exists", "is_dir",

@@ -83,6 +83,11 @@ class WandbMirrorCallback(Callback):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "channel": None}
 
+    def relocate(self, run_dir: Path, storage=None) -> None:
+        """A resumed run directory that was copied or moved: the runs go into ``run_dir``'s
+        wandb/, not into the directory this callback was pickled in (before ``setup``)."""
+        self.plan = {**self.plan, "run_dir": str(Path(run_dir).resolve())}
+
     def setup(self, **info) -> None:
         self.start()
 

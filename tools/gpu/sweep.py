@@ -119,7 +119,7 @@ def describe_sweep(run_dir: Path, experiment) -> dict:
     """Each trial: params, status (trial_status.json), Optuna's state, speed and its GPU."""
     from sweep.report import stats
     from sweep.report.load import load_run
-    from sweep.rundir import journal_storage, read_statuses, read_trials, storage_of
+    from sweep.rundir import WANDB_DIR, journal_storage, read_statuses, read_trials, storage_of
 
     statuses = read_statuses(run_dir)
     import optuna
@@ -139,7 +139,7 @@ def describe_sweep(run_dir: Path, experiment) -> dict:
             "gpu_peak_mem_mb": max((r["gpu_peak_mem_mb"] for r in rows
                                     if r.get("gpu_peak_mem_mb") is not None), default=None)})
     _, per_gpu = stats.gpu_throughput(load_run(run_dir))
-    wandb_runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
+    wandb_runs = sorted(p.name for p in (run_dir / WANDB_DIR).glob("offline-run-*"))
     return {"trials": trials, "per_gpu": per_gpu.to_dict("records"),
             "wandb_offline_runs": len(wandb_runs)}
 
@@ -295,8 +295,10 @@ def copy_sweep_report(result: dict, out: Path) -> None:
     run_dir = result["phases"].get("sweep", {}).get("run_dir")
     if not run_dir:
         return
-    for name, target in (("report.html", "sweep_report.html"), ("report.md", "sweep_report.md"),
-                         ("trial_status.json", "trial_status.json")):
+    from sweep.rundir import REPORT_HTML, REPORT_MD, STATUS_FILE  # light: no ray
+
+    for name, target in ((REPORT_HTML, "sweep_report.html"), (REPORT_MD, "sweep_report.md"),
+                         (STATUS_FILE, STATUS_FILE)):
         source = Path(run_dir) / name
         if source.exists() and source.stat().st_size < 15 * 2**20:
             shutil.copyfile(source, out / target)
