@@ -15,16 +15,18 @@ from data_pipeline.synthetic import synthetic_pair
 
 def write_crack_folder(root: Path, images: int, size: int, seed: int = 0,
                        processes: int = 1, height: int | None = None,
-                       distinct: int | None = None) -> Path:
+                       distinct: int | None = None, max_size: int | None = None) -> Path:
     """ROOT/imgs/crack_00000.png and ROOT/masks/crack_00000_mask.png (0/255), ``size`` px
     (``height`` rows of it, if given: e.g. Carvana's 959x640 at scale 0.5). Image i is the
     synthetic set's image i (a function of seed and i), however it is made; with ``distinct``,
-    image i is a copy of image i % distinct (big folders in minutes; each file still decodes)."""
+    image i is a copy of image i % distinct (big folders in minutes; each file still decodes);
+    with ``max_size``, image i is square with a side drawn from [size, max_size] (a function of
+    seed and i): a folder of mixed sizes."""
     root = Path(root)
     (root / "imgs").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     made = min(images, distinct or images)
-    write = partial(write_pair, root, size, seed, height)
+    write = partial(write_pair, root, size, seed, height, max_size)
     if processes > 1 and made > 1:
         with multiprocessing.get_context("fork").Pool(processes) as pool:
             pool.map(write, range(made), chunksize=max(1, made // (4 * processes)))
@@ -38,7 +40,10 @@ def write_crack_folder(root: Path, images: int, size: int, seed: int = 0,
     return root
 
 
-def write_pair(root: Path, size: int, seed: int, height: int | None, index: int) -> None:
+def write_pair(root: Path, size: int, seed: int, height: int | None, max_size: int | None,
+               index: int) -> None:
+    if max_size:  # the side from its own stream: image i's pixels stay a function of (seed, i)
+        size = int(np.random.default_rng([seed, index, 1]).integers(size, max_size + 1))
     image, mask = synthetic_pair(size, np.random.default_rng([seed, index]))
     image, mask = image[:height], mask[:height]
     Image.fromarray(image).save(root / "imgs" / f"crack_{index:05d}.png")
