@@ -1,6 +1,6 @@
 """`search-live`: does the replay's ranking hold on the live loop? The two methods that the
-`search` benchmark ranked first and second (at concurrency 1, by median trial-epochs to within
-1 % of the best configuration; read from bench/results.json) run as real sweeps through the
+`search-dev` benchmark ranked first and second (read from bench/results.json) run as real
+sweeps through the
 product's runner, on the learning-curve table's own data set, settings and space, a few seeds
 each. Both are scored on one target: a share of the best val_dice any of these sweeps reached.
 """
@@ -25,17 +25,15 @@ RESULTS = REPO_ROOT / "bench" / "results.json"
 
 
 def top_two(results_path: Path = RESULTS) -> tuple[str, str]:
-    """The replay's best two named methods at concurrency 1 ("shipped" is one of them by name)."""
+    """The development ranking's best two methods (`search-dev`, bench/lc_search.py)."""
     from bench.results import load_results
 
     try:
-        summary = load_results(results_path)["benchmarks"]["search"]["figures"]["summary"]
+        ranking = load_results(results_path)["benchmarks"]["search-dev"]["figures"]["ranking"]
     except (KeyError, OSError, ValueError):
         return FALLBACK
-    ranked = sorted((entry["0.01"]["epochs_q"][1], key.split("@")[0])
-                    for key, entry in summary.items()
-                    if key.endswith("@1") and not key.startswith("shipped@"))
-    return (ranked[0][1], ranked[1][1]) if len(ranked) >= 2 else FALLBACK
+    names = [row["method"] for row in ranking]
+    return (names[0], names[1]) if len(names) >= 2 else FALLBACK
 
 
 def live_values(settings: dict, folder: Path, cache: Path, method: str, seed: int,

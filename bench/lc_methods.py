@@ -9,55 +9,33 @@ from bench.child import REPO_ROOT
 SHIPPED_FILE = REPO_ROOT / "experiments" / "quickstart.yaml"
 NO_STOP = "no_stop"  # grace_period = max_epochs: ASHA never stops a trial before its end
 
-# name -> (search settings, scheduler settings, what it is). Start-up trials 8: quickstart's.
+# name -> (search settings, scheduler settings, what it is). ASHA's rungs compare val_loss (early
+# val_dice is mostly 0 on crack problems); start-up 8 trials: quickstart's.
+ASHA = {"grace_period": 1, "reduction_factor": 2, "metric": "val_loss"}
 METHODS = {
     "random": ({"sampler": "random"}, {"grace_period": NO_STOP},
                "random search, every trial trained to the end (the baseline)"),
-    "random_asha": ({"sampler": "random"}, {"grace_period": 1, "reduction_factor": 2},
-                    "random search + ASHA (grace 1, halving)"),
+    "random_asha": ({"sampler": "random"}, dict(ASHA),
+                    "random search + ASHA (grace 1, halving, val_loss rungs)"),
+    "random_asha_rf3": ({"sampler": "random"}, {**ASHA, "reduction_factor": 3},
+                        "random search + ASHA keeping 1 in 3"),
     "tpe": ({"sampler": "tpe", "startup_trials": 8}, {"grace_period": NO_STOP},
             "Optuna 5 TPE (multivariate, constant liar), 8 start-up trials, no stopping"),
-    "tpe_asha": ({"sampler": "tpe", "startup_trials": 8},
-                 {"grace_period": 1, "reduction_factor": 2},
-                 "TPE + ASHA grace 1, halving: the default before issue 14"),
-    "tpe_indep_asha": ({"sampler": "tpe", "startup_trials": 8, "multivariate": False,
-                        "constant_liar": False}, {"grace_period": 1, "reduction_factor": 2},
-                       "independent TPE, no constant liar (Optuna 4's defaults) + ASHA"),
-    "tpe_s4_asha": ({"sampler": "tpe", "startup_trials": 4},
-                    {"grace_period": 1, "reduction_factor": 2},
-                    "TPE with 4 start-up trials + ASHA"),
-    "tpe_s16_asha": ({"sampler": "tpe", "startup_trials": 16},
-                     {"grace_period": 1, "reduction_factor": 2},
-                     "TPE with 16 start-up trials + ASHA"),
-    "tpe_asha_g2": ({"sampler": "tpe", "startup_trials": 8},
-                    {"grace_period": 2, "reduction_factor": 2},
-                    "TPE + ASHA with a later first rung (grace 2)"),
-    "tpe_asha_g3_rf3": ({"sampler": "tpe", "startup_trials": 8},
-                        {"grace_period": 3, "reduction_factor": 3},
-                        "TPE + ASHA grace 3, keep 1 in 3"),
-    # ASHA comparing val_loss at its rungs (TPE still told val_dice): in the table, epoch-1
-    # val_dice is 0 for 106 of 288 configurations, the eventual best among them.
-    "random_asha_loss": ({"sampler": "random"},
-                         {"grace_period": 1, "reduction_factor": 2, "metric": "val_loss"},
-                         "random search + ASHA on val_loss (grace 1, halving)"),
-    "tpe_asha_loss": ({"sampler": "tpe", "startup_trials": 8},
-                      {"grace_period": 1, "reduction_factor": 2, "metric": "val_loss"},
-                      "TPE + ASHA on val_loss (grace 1, halving)"),
-    "tpe_asha_loss_g2": ({"sampler": "tpe", "startup_trials": 8},
-                         {"grace_period": 2, "reduction_factor": 2, "metric": "val_loss"},
-                         "TPE + ASHA on val_loss, first rung at epoch 2"),
-    "tpe_asha_loss_rf3": ({"sampler": "tpe", "startup_trials": 8},
-                          {"grace_period": 1, "reduction_factor": 3, "metric": "val_loss"},
-                          "TPE + ASHA on val_loss, keep 1 in 3"),
-    "tpe_asha_loss_g3": ({"sampler": "tpe", "startup_trials": 8},
-                         {"grace_period": 3, "reduction_factor": 2, "metric": "val_loss"},
-                         "TPE + ASHA on val_loss, first rung at epoch 3"),
-    "tpe_s16_asha_loss": ({"sampler": "tpe", "startup_trials": 16},
-                          {"grace_period": 1, "reduction_factor": 2, "metric": "val_loss"},
-                          "TPE with 16 start-up trials + ASHA on val_loss"),
+    "tpe_asha": ({"sampler": "tpe", "startup_trials": 8}, dict(ASHA),
+                 "TPE + ASHA: TPE told pruned trials' intermediate val_dice"),
     "gp": ({"sampler": "gp", "startup_trials": 8}, {"grace_period": NO_STOP},
-           "Optuna's GP sampler, 8 start-up trials, no stopping (GP learns from completed "
-           "trials only, so ASHA would hide most trials from it)"),
+           "Optuna's GP sampler, 8 start-up trials, no stopping"),
+    "gp_asha": ({"sampler": "gp", "startup_trials": 8}, dict(ASHA),
+                "GP + ASHA (GP learns from complete trials only)"),
+    "bohb": ({"sampler": "bohb", "startup_trials": 8}, dict(ASHA),
+             "BOHB-style (sweep/rung_sampler.py): TPE fitted at the largest rung with 8 "
+             "finished trials, on the rung metric, + ASHA"),
+    "bohb_s4": ({"sampler": "bohb", "startup_trials": 4}, dict(ASHA),
+                "BOHB-style with 4 trials per budget before modelling it"),
+    "bohb_s12": ({"sampler": "bohb", "startup_trials": 12}, dict(ASHA),
+                 "BOHB-style with 12 trials per budget before modelling it"),
+    "bohb_rf3": ({"sampler": "bohb", "startup_trials": 8}, {**ASHA, "reduction_factor": 3},
+                 "BOHB-style + ASHA keeping 1 in 3"),
 }
 BASELINE = "random"
 STOPPING_BASELINE = "random_asha"
@@ -73,6 +51,29 @@ def shipped_sections() -> tuple[dict, dict]:
     scheduler = {k: v for k, v in values.get("scheduler", {}).items()
                  if k in ("grace_period", "reduction_factor", "metric")}
     return search, scheduler
+
+
+def shipped_name() -> str:
+    """The METHODS entry quickstart.yaml ships (same search and scheduler sections, start-up
+    trials aside where the sampler has none), or "shipped" when it is none of them."""
+    search, scheduler = resolved_sections("shipped", 6)
+    for name in METHODS:
+        theirs_search, theirs_scheduler = resolved_sections(name, 6)
+        if comparable(search) == comparable(theirs_search) and scheduler == theirs_scheduler:
+            return name
+    return "shipped"
+
+
+def comparable(search: dict) -> dict:
+    """Search settings as they act: start-up trials mean nothing to the random sampler, and the
+    sweep's defaults (sweep/experiment.py) fill what a section leaves out."""
+    from sweep.experiment import SearchSettings
+
+    full = {key: search.get(key, getattr(SearchSettings, key))
+            for key in ("sampler", "startup_trials", "multivariate", "constant_liar")}
+    if full["sampler"] == "random":
+        full = {"sampler": "random"}
+    return full
 
 
 def method_sections(name: str) -> tuple[dict, dict]:
@@ -91,21 +92,21 @@ def resolved_sections(method: str, max_epochs: int) -> tuple[dict, dict]:
     return search, {**scheduler, "max_epochs": max_epochs}
 
 
-def experiment_for(table, method: str, seed: int, concurrency: int, trials: int = 10_000):
+def experiment_for(table, method: str, seed: int, concurrency: int, trials: int = 10_000,
+                   mode: str = "reproducible"):
     """The replay's experiment: the table's space and fixed settings, one method's search and
-    scheduler sections, the search seed and concurrency. Validated as a user's file would be."""
+    scheduler sections, the search seed, concurrency and mode (default the shipped one:
+    reproducible, OrderedASHA and held-back tells). Validated as a user's file would be."""
     from sweep.experiment import Experiment
 
     search, scheduler = resolved_sections(method, table.max_epochs)
     values = {"name": f"replay-{method}-c{concurrency}-s{seed}",
               "train": {"model": "unet", "device": "cpu", **table.fixed_train()},
               "space": table.space(),
-              # async: the replay's event order is a function of the table alone, so every
-              # replay is reproducible by construction; the simulator has no pause/resume
-              # (OrderedASHA's) and no held-back tells. seeds: every trial reports the mean of
-              # the table's repeats, as a sweep with search.seeds = repeats does.
+              # seeds: every trial reports the mean of the table's seen repeats, as a sweep
+              # with search.seeds = repeats does.
               "search": {**search, "seed": seed, "concurrency": concurrency, "trials": trials,
-                         "mode": "async", "seeds": table.seeds},
+                         "mode": mode, "seeds": table.seeds},
               "scheduler": scheduler,
               "wandb": {"enabled": False}}
     return Experiment.from_dict(values, f"replay method {method}")

@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.lc_table import SEEN_SEEDS
+
 LOG_SCALED = ("lr", "weight_decay")
 
 
@@ -37,10 +39,22 @@ class Table:
         self.grid = self.settings["grid"]
         self.max_epochs = self.settings["max_epochs"]
         self.configs = {key_of(c["params"]): c for c in data["configs"]}
-        scores = {k: config_score(c) for k, c in self.configs.items()}
+        # A search sees SEEN_SEEDS of a problem's table (all seeds of the first table); the
+        # others score the configuration it returns (issue 21).
+        seeds = self.settings["seeds"]
+        self.seen_seeds = list(SEEN_SEEDS) if "problem" in self.settings else list(seeds)
+        self.heldout_seeds = [s for s in seeds if s not in self.seen_seeds]
+        scores = {k: config_score(self.seen_runs(c)) for k, c in self.configs.items()}
         self.scores = scores
         self.best_key = max(scores, key=scores.get)
         self.best = scores[self.best_key]
+        # Held-out score: the best epoch of the held-out seeds' mean (none in an older table).
+        self.heldout = {k: config_score([r for r in c["runs"]
+                                         if r["seed"] in self.heldout_seeds])
+                        for k, c in self.configs.items()} if self.heldout_seeds else {}
+
+    def seen_runs(self, config: dict) -> list[dict]:
+        return [r for r in config["runs"] if r["seed"] in self.seen_seeds]
 
     def snap(self, params: dict) -> dict:
         """The grid point a suggestion falls on."""
@@ -58,12 +72,12 @@ class Table:
         config = self.configs.get(key_of(self.snap(params)))
         if config is None:
             raise KeyError(f"the table holds no run of {self.snap(params)} (an incomplete table?)")
-        return mean_run(config["runs"])
+        return mean_run(self.seen_runs(config))
 
     @property
     def seeds(self) -> int:
-        """Repeats per configuration: the sweep's search.seeds in the replay."""
-        return min(len(c["runs"]) for c in self.configs.values())
+        """Seen repeats per configuration: the sweep's search.seeds in the replay."""
+        return min(len(self.seen_runs(c)) for c in self.configs.values())
 
     def space(self) -> dict:
         return grid_space(self.grid)
@@ -105,10 +119,10 @@ def mean_run(runs: list[dict]) -> dict:
             "epoch_s": [sum(values) for values in zip(*(r["epoch_s"] for r in runs))]}
 
 
-def config_score(config: dict) -> float:
+def config_score(runs: list[dict]) -> float:
     """A configuration's quality as a sweep scores its trial: the best epoch of the mean over
-    its seeds."""
-    return max(mean_run(config["runs"])["val_dice"])
+    these runs (its seeds)."""
+    return max(mean_run(runs)["val_dice"])
 
 
 def epoch_result(run: dict, epoch: int) -> dict:
@@ -144,18 +158,56 @@ class Trace:
         return curve
 
 
-class FakeTrial:
-    """What ASHA reads of a Tune trial: its id."""
+class SimTrial:
+    """What the schedulers and the searcher read of a Tune trial: its id, the tag Tune's
+    SearchGenerator gives it ("<counter>_...": sweep/trials.py numbers trials by it), its
+    status and last result."""
 
-    def __init__(self, trial_id: str):
-        self.trial_id = trial_id
+    def __init__(self, number: int):
+        self.trial_id = trial_id(number)
+        self.experiment_tag = f"{number + 1}_replay"
+        self.status = "PENDING"
+        self.has_reported_at_least_once = False
+        self.last_result: dict = {}
+        self.path = None
+        self.epoch = 0  # epochs trained (a paused trial resumes after it)
+
+    def set_status(self, status: str) -> None:
+        self.status = status
+
+
+class SimController:
+    """The part of Tune's TuneController a scheduler calls back (OrderedASHA stops a paused
+    trial through it), doing what Tune does (tune_controller.stop_trial)."""
+
+    def __init__(self, searcher, scheduler, trials: list[SimTrial]):
+        self.searcher, self.scheduler, self.trials = searcher, scheduler, trials
+
+    def get_trials(self) -> list[SimTrial]:  # FIFOScheduler.choose_trial_to_run reads these
+        return self.trials
+
+    def stop_trial(self, trial: SimTrial) -> None:
+        if trial.status in ("TERMINATED", "ERROR"):
+            return
+        if trial.status in ("PENDING", "PAUSED"):
+            self.scheduler.on_trial_remove(self, trial)
+            self.searcher.on_trial_complete(trial.trial_id)
+        else:
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+            self.searcher.on_trial_complete(trial.trial_id, result=trial.last_result)
+        trial.status = "TERMINATED"
 
 
 def simulate(experiment, table: Table, *, epoch_budget: int | None = None,
-             max_trials: int | None = None, storage=None) -> Trace:
+             max_trials: int | None = None, storage=None, time_noise: int | None = None,
+             until=None) -> Trace:
     """One search: ``experiment.search.concurrency`` trials at a time, each epoch lasting what
     the table recorded; ends after ``max_trials`` trials (default: search.trials) or once
-    ``epoch_budget`` trial-epochs were spent (running trials are cut there)."""
+    ``epoch_budget`` trial-epochs were spent (running trials are cut there). The experiment's
+    mode decides the scheduler (reproducible: OrderedASHA, pausing trials at rungs, and the
+    searcher's held-back tells; async: Ray's ASHA). ``time_noise`` (a seed): every epoch lasts
+    a random 0.2-5x its recorded time, as on a busy machine. ``until(trace)``: end the search
+    early once it returns True (checked after each reported epoch)."""
     import optuna
 
     from sweep.search import make_scheduler, make_searcher
@@ -167,45 +219,93 @@ def simulate(experiment, table: Table, *, epoch_budget: int | None = None,
                                  study_storage=storage or optuna.storages.InMemoryStorage())
         scheduler = make_scheduler(experiment)
         return _drive(searcher, scheduler, table, experiment.search.concurrency, epoch_budget,
-                      max_trials)
+                      max_trials, time_noise, until)
 
 
-def _drive(searcher, scheduler, table: Table, concurrency: int, epoch_budget, max_trials):
+def _drive(searcher, scheduler, table: Table, concurrency: int, epoch_budget, max_trials,
+           time_noise: int | None = None, until=None):
+    """Tune's loop, in the order TuneController calls the searcher and the scheduler: ask for
+    trials while the searcher gives them (ConcurrencyLimiter and the held-back tells say when
+    not); start what ``choose_trial_to_run`` picks while a slot is free; per result
+    ``on_trial_result`` of the scheduler, then on CONTINUE/PAUSE the searcher's; on STOP (or
+    the last epoch) both ``on_trial_complete``; PAUSE frees the slot until the scheduler
+    resumes the trial."""
+    import random
+
     from ray.tune.schedulers import TrialScheduler
 
+    jitter = random.Random(time_noise) if time_noise is not None else None
     trace, clock, spent = Trace(), 0.0, 0
-    queue: list[tuple[float, int, int]] = []  # (epoch ends at, trial number, epoch)
+    queue: list[tuple[float, int]] = []  # (epoch ends at, trial number)
+    trials: list[SimTrial] = []
+    controller = SimController(searcher, scheduler, trials)
     runs: dict[int, dict] = {}
+    max_epochs = table.max_epochs
 
     def within_budget() -> bool:
         return epoch_budget is None or spent < epoch_budget
 
-    while True:
-        while (len(runs) < concurrency and within_budget()
-               and (max_trials is None or len(trace.trials) < max_trials)):
-            number = len(trace.trials)
+    def ask() -> None:
+        while within_budget() and (max_trials is None or len(trials) < max_trials):
+            number = len(trials)
             params = searcher.suggest(trial_id(number))
             if params is None:
-                break
-            scheduler.on_trial_add(None, FakeTrial(trial_id(number)))
+                return
+            trial = SimTrial(number)
+            trials.append(trial)
+            scheduler.on_trial_add(controller, trial)
             runs[number] = table.run(params)
             trace.trials.append({"params": params, "epochs": 0})
-            heapq.heappush(queue, (clock + runs[number]["epoch_s"][0], number, 1))
-        if not queue or not within_budget():
+
+    def train_epoch(number: int) -> None:
+        """The trial's next epoch, ending after its recorded seconds (jittered)."""
+        trial = trials[number]
+        trial.status = "RUNNING"
+        seconds = runs[number]["epoch_s"][trial.epoch]
+        if jitter is not None:
+            seconds *= math.exp(jitter.uniform(math.log(0.2), math.log(5.0)))
+        heapq.heappush(queue, (clock + seconds, number))
+
+    def start() -> None:
+        while sum(t.status == "RUNNING" for t in trials) < concurrency:
+            trial = scheduler.choose_trial_to_run(controller)
+            if trial is None:
+                return
+            train_epoch(int(trial.experiment_tag.split("_")[0]) - 1)
+
+    while True:
+        if within_budget():
+            ask()
+            start()
+        if not within_budget():
             return trace
-        clock, number, epoch = heapq.heappop(queue)
+        if not queue:
+            waiting = [t.trial_id for t in trials if t.status in ("PAUSED", "PENDING")]
+            if waiting:
+                raise RuntimeError(f"the replay stalled with {waiting} waiting")
+            return trace
+        clock, number = heapq.heappop(queue)
+        trial = trials[number]
+        trial.epoch += 1
         spent += 1
-        result = epoch_result(runs[number], epoch)
-        trace.trials[number]["epochs"] = epoch
-        trace.events.append(Event(spent, clock, number, epoch, result["val_dice"]))
-        trial = FakeTrial(trial_id(number))
-        if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
-            scheduler.on_trial_complete(None, trial, result)
-            searcher.on_trial_complete(trial_id(number), result=result)
-            del runs[number]
+        result = epoch_result(runs[number], trial.epoch)
+        trial.last_result, trial.has_reported_at_least_once = result, True
+        trace.trials[number]["epochs"] = trial.epoch
+        trace.events.append(Event(spent, clock, number, trial.epoch, result["val_dice"]))
+        if until is not None and until(trace):
+            return trace
+        decision = scheduler.on_trial_result(controller, trial, result)
+        if decision == TrialScheduler.STOP:
+            controller.stop_trial(trial)
+            continue
+        searcher.on_trial_result(trial.trial_id, result)
+        if trial.epoch >= max_epochs:
+            controller.stop_trial(trial)  # the trainable returned: Tune completes the trial
+        elif decision == TrialScheduler.PAUSE:
+            trial.status = "PAUSED"
+            scheduler.choose_trial_to_run(controller)  # Tune's next step settles the rungs
         else:
-            searcher.on_trial_result(trial_id(number), result)
-            heapq.heappush(queue, (clock + runs[number]["epoch_s"][epoch], number, epoch + 1))
+            train_epoch(number)
 
 
 def trial_id(number: int) -> str:
@@ -215,16 +315,25 @@ def trial_id(number: int) -> str:
 # ---- the same searches through Ray Tune -------------------------------------------------------
 def replay_trial(config: dict, *, table: dict, time_scale: float = 0.0) -> None:
     """A trainable that reads the table instead of training: the run ``config`` falls on,
-    reported epoch by epoch (sleeping ``time_scale`` x each epoch's recorded seconds)."""
+    reported epoch by epoch (sleeping ``time_scale`` x each epoch's recorded seconds), with a
+    checkpoint each epoch, so that OrderedASHA can pause it and Tune resume it."""
     import time
 
     from ray import tune
 
     run = Table(table).run(config)
-    for epoch in range(1, len(run["val_dice"]) + 1):
+    done = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            done = int((Path(folder) / "epoch").read_text())
+    for epoch in range(done + 1, len(run["val_dice"]) + 1):
         if time_scale:
             time.sleep(run["epoch_s"][epoch - 1] * time_scale)
-        tune.report(epoch_result(run, epoch))
+        with tempfile.TemporaryDirectory(prefix="replay-ckpt-") as folder:
+            (Path(folder) / "epoch").write_text(str(epoch))
+            tune.report(epoch_result(run, epoch),
+                        checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def ray_replay(experiment, table: Table, run_dir: Path, time_scale: float = 0.0) -> list[dict]:

@@ -39,7 +39,8 @@ SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
 # machine's load (README, "Reproducible sweeps"); async: Ray's ASHA, Optuna told at once.
 SEARCH_MODES = ("reproducible", "async")
 SPEED_KNOBS = ("num_workers", "pin_memory")  # change speed, never results (sweep/speed.py)
-SAMPLERS = ("tpe", "random", "gp")  # Optuna's TPESampler, RandomSampler, GPSampler
+# Optuna's TPESampler, RandomSampler, GPSampler; bohb: sweep/rung_sampler.py (TPE on ASHA's rungs)
+SAMPLERS = ("tpe", "random", "gp", "bohb")
 # The sweep sets these for every trial; an experiment may neither fix nor search them.
 SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch budget)",
                "out_dir": "each trial writes under the run directory",
@@ -59,8 +60,10 @@ class SearchSettings:
     trials: int = setting(12, "Trials in the sweep")
     concurrency: int = setting(2, "Trials at once (also capped by the CPUs and GPUs Ray has)")
     seed: int = setting(0, "Seed of Optuna's sampler: same seed, same suggestions")
-    sampler: str = setting("tpe", "Optuna sampler: tpe, random (no model) or gp (Gaussian "
-                                  "process; learns from completed trials only)")
+    sampler: str = setting("tpe", "Optuna sampler: tpe, random (no model), gp (Gaussian "
+                                  "process; learns from completed trials only) or bohb (TPE "
+                                  "fitted at the largest ASHA rung with startup_trials "
+                                  "finished trials, on the rung metric)")
     startup_trials: int = setting(10, "Random trials before TPE (or GP) starts modelling the "
                                       "space")
     # Optuna 5's own defaults, written out so that another Optuna version searches the same way.

@@ -26,11 +26,12 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from data_pipeline import SegmentationData
-from sweep.experiment import RUNG_METRICS, Experiment, SearchSettings
+from sweep.experiment import RUNG_METRICS, Experiment, SchedulerSettings, SearchSettings
 from sweep.faults import faults_from_env, injected_epoch_delays
-from sweep.ordered_asha import OrderedASHA
+from sweep.ordered_asha import OrderedASHA, rung_levels
 from sweep.outcome import TrialOutcomes
 from sweep.rundir import COMPLETE, METRIC, MODE, PRUNED, TUNE_DIR, TrialStorage, journal_storage
+from sweep.rung_sampler import RUNG_VALUES_ATTR, RungTPESampler
 from sweep.trainable import train_trial
 from sweep.trials import trial_name
 
@@ -42,9 +43,12 @@ class SweepSearch(OptunaSearch):
     ``lag`` > 0 (reproducible mode): trial n is asked once trials 0..n-lag are told, and tells
     wait (buffered) until every trial before them is told and no earlier ask is pending."""
 
-    def __init__(self, *, outcomes: TrialOutcomes, lag: int = 0, total: int = 0, **kwargs):
+    def __init__(self, *, outcomes: TrialOutcomes, lag: int = 0, total: int = 0,
+                 rung_metric: str = "", **kwargs):
         self._outcomes = outcomes  # what each trial's end was: the sweep's one decision
         self._lag, self._total = lag, total
+        # ASHA's rung metric when it is not the objective: kept per epoch for the bohb sampler
+        self._rung_metric = rung_metric
         self._order: dict[str, int] = {}  # Ray trial id -> trial number (order of asks)
         self._ended: dict[int, tuple] = {}  # finished, not told yet: number -> outcome
         self._told = 0  # trials 0.._told-1 are told (reproducible mode)
@@ -128,9 +132,15 @@ class SweepSearch(OptunaSearch):
     def _report(self, trial_id: str, result: dict) -> None:
         step, value = result.get("epoch"), result.get(self.metric)
         trial = self._ot_trials[trial_id]
-        if step is None or value is None or int(step) in self._frozen(trial).intermediate_values:
+        frozen = self._frozen(trial)
+        if step is None or value is None or int(step) in frozen.intermediate_values:
             return
         trial.report(float(value), int(step))
+        rung_metric = getattr(self, "_rung_metric", "")  # absent in searchers saved before it
+        if rung_metric and rung_metric != self.metric and result.get(rung_metric) is not None:
+            rungs = {**frozen.user_attrs.get(RUNG_VALUES_ATTR, {}),
+                     str(int(step)): float(result[rung_metric])}
+            trial.set_user_attr(RUNG_VALUES_ATTR, rungs)
 
     def _frozen(self, trial):
         return self._ot_study.get_trials(deepcopy=False)[trial.number]
@@ -140,10 +150,20 @@ def reproducible(experiment: Experiment) -> bool:
     return experiment.search.mode == "reproducible"
 
 
-def make_sampler(search: SearchSettings):
-    """The Optuna sampler that ``search`` names, seeded."""
+def make_sampler(search: SearchSettings, scheduler: SchedulerSettings | None = None):
+    """The Optuna sampler that ``search`` names, seeded (bohb fits its budgets to
+    ``scheduler``'s rungs)."""
     import optuna
 
+    if search.sampler == "bohb":
+        scheduler = scheduler or SchedulerSettings()
+        return RungTPESampler(
+            rungs=rung_levels(scheduler.grace_period, scheduler.reduction_factor,
+                              scheduler.max_epochs),
+            max_epochs=scheduler.max_epochs,
+            rung_sign=1.0 if RUNG_METRICS[scheduler.metric] == "max" else -1.0,
+            min_trials=search.startup_trials, seed=search.seed,
+            multivariate=search.multivariate, constant_liar=search.constant_liar)
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
     if search.sampler == "gp":
@@ -171,10 +191,10 @@ def make_searcher(experiment: Experiment, run_dir: Path, storage: TrialStorage |
     storage = storage if storage is not None else TrialStorage(run_dir)
     searcher = SweepSearch(
         space=experiment.distributions(), metric=METRIC, mode=MODE,
-        sampler=make_sampler(search), study_name=experiment.name,
+        sampler=make_sampler(search, experiment.scheduler), study_name=experiment.name,
         storage=study_storage if study_storage is not None else journal_storage(run_dir),
         outcomes=outcomes or trial_outcomes(experiment, storage), total=search.trials,
-        lag=search.effective_lag())
+        lag=search.effective_lag(), rung_metric=experiment.scheduler.metric)
     return ConcurrencyLimiter(searcher, max_concurrent=search.concurrency)
 
 

@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 
 import pytest
 
 from bench.child import BenchError
 from bench.lc_methods import experiment_for
-from bench.lc_replay import Table, ray_replay, simulate
-from bench.lc_search import first_reaching, replay_one, summarise
+from bench.lc_replay import Table, key_of, ray_replay, simulate
+from bench.lc_search import (
+    hit_time,
+    incumbent_path,
+    log_ratio,
+    median_time,
+    ratio_between,
+    score_at,
+    thresholds,
+)
 from bench.lc_table import generate, jobs, load_table, settings_for
 
 # ---- a hand-made table --------------------------------------------------------------------------
@@ -72,40 +81,71 @@ def test_replayed_search_reports_the_tables_values_on_the_tables_clock():
     assert [e.spent for e in trace.events] == list(range(1, 16))
 
 
-def test_trial_epochs_to_target_counted_by_hand():
-    table = hand_table()
-    experiment = experiment_for(table, "random", seed=2, concurrency=1)
-    trace = simulate(experiment, table, epoch_budget=12)
-    target = 0.99 * table.best  # only lr 1e-3, batch 8 reaches it, and only at epoch 3
-    expected, spent = None, 0
-    for trial in trace.trials:  # by hand: walk the trials in order, 3 epochs each
-        for value in table.run(trial["params"])["val_dice"]:
-            spent += 1
-            if expected is None and value >= target:
-                expected = spent
-    curve_ = replay_one(table, ("random", 1, 2), budget=12)
-    hit = first_reaching(curve_, target)
-    assert (hit[0] if hit else None) == expected
-    # luck-free view: when the best value found first came from the best configuration
-    found, best, spent = None, -1.0, 0
-    for trial in trace.trials:
-        for value in table.run(trial["params"])["val_dice"]:
-            spent += 1
-            if value > best:
-                best = value
-                if found is None and table.snap(trial["params"])["lr"] == 1e-3 \
-                        and table.snap(trial["params"])["batch_size"] == 8:
-                    found = spent
-    hit = first_reaching(curve_, target, column=3)
-    assert (hit[0] if hit else None) == found
-    assert (expected, found) == (3, 1)  # seed 2 draws the best configuration first
-    summary = summarise({("random", 1): [curve_]}, table, budget=12)["random@1"]["0.01"]
-    assert summary["epochs"] == [3] and summary["incumbent_epochs_q"][1] == 1
-    missed = summarise({("random", 1): [curve_[:2]]}, table, budget=12)["random@1"]["0.01"]
-    assert missed["epochs"] == [13] and missed["median_censored"]  # a miss: budget + 1
-    # made-up curves: rises at 4 and 9 trial-epochs; the target 0.5 is first met at 9
-    assert first_reaching([(4, 8.0, 0.3), (9, 20.0, 0.6)], 0.5) == (9, 20.0)
-    assert first_reaching([(4, 8.0, 0.3)], 0.5) is None
+def held_out_table() -> Table:
+    """Four lrs x two batch sizes, 4 seeds: seeds 0-1 (seen) make lr 1e-2 look best, seeds 2-3
+    (held out) say lr 1e-3 is; 3 epochs of 1 s."""
+    grid = {"lr": [1e-5, 1e-4, 1e-3, 1e-2], "batch_size": [4, 8]}
+    seen = {1e-5: 0.1, 1e-4: 0.3, 1e-3: 0.6, 1e-2: 0.7}
+    held = {1e-5: 0.1, 1e-4: 0.3, 1e-3: 0.8, 1e-2: 0.2}
+    configs = []
+    for lr in grid["lr"]:
+        for batch in grid["batch_size"]:
+            runs = []
+            for s in range(4):
+                top = (seen if s < 2 else held)[lr] - (0.05 if batch == 4 else 0.0)
+                dice = [round(top * e / 3, 6) for e in (1, 2, 3)]
+                runs.append({"seed": s, "val_dice": dice, "val_loss": [1 - v for v in dice],
+                             "epoch_s": [1.0, 1.0, 1.0]})
+            configs.append({"params": {"lr": lr, "batch_size": batch}, "runs": runs})
+    return Table({"format": 1, "code_version": "test", "configs": configs,
+                  "settings": {"problem": "test", "grid": grid, "max_epochs": 3,
+                               "seeds": [0, 1, 2, 3]}})
+
+
+def test_a_search_sees_seeds_0_1_and_is_scored_on_seeds_2_3():
+    table = held_out_table()
+    assert table.seen_seeds == [0, 1] and table.heldout_seeds == [2, 3] and table.seeds == 2
+    assert table.run({"lr": 1e-2, "batch_size": 8})["val_dice"][-1] == pytest.approx(0.7)
+    assert table.best_key == key_of({"lr": 1e-2, "batch_size": 8})  # by the seen seeds
+    assert max(table.heldout, key=table.heldout.get) == key_of({"lr": 1e-3, "batch_size": 8})
+    # the top 5 % of 8 held-out means: above the 7th, at most the best
+    targets = thresholds(table)
+    assert 0.75 < targets["top5"] <= targets["top1"] <= 0.8
+
+
+def test_incumbent_path_hit_time_and_regret_by_hand():
+    table = held_out_table()
+    path = incumbent_path(table, "random", seed=5, concurrency=1, horizon_epochs=24)
+    trace = simulate(experiment_for(table, "random", 5, 1), table, epoch_budget=24)
+    # by hand: walk the reported epochs; the incumbent is the best seen val_dice so far
+    expected, best = [], -1.0
+    for event in trace.events:
+        if event.val_dice > best:
+            best = event.val_dice
+            score = table.heldout[key_of(table.snap(trace.trials[event.trial]["params"]))]
+            if not expected or expected[-1][1] != score:
+                expected.append((event.spent, score))
+    assert path == expected[:len(path)] and path
+    top = thresholds(table)["top5"]
+    hit = hit_time(path, top)
+    assert hit == next((s for s, v in expected if v >= top), None)
+    # made-up path: the incumbent changes at 3 and 9 trial-epochs
+    made_up = [(3, 0.2), (9, 0.8)]
+    assert hit_time(made_up, 0.5) == 9 and hit_time(made_up, 0.9) is None
+    assert [score_at(made_up, s) for s in (2, 3, 8, 9, 50)] == [0.0, 0.2, 0.2, 0.8, 0.8]
+
+
+def test_medians_count_misses_as_never_and_ratios_are_paired():
+    assert median_time([4, None, 2, 8], 100) == 6.0
+    assert median_time([None, None, 3], 100) == math.inf  # fewer than half reached it
+    assert log_ratio(math.inf, 4) == math.inf and math.isnan(log_ratio(math.inf, math.inf))
+    # method b needs half of a's trial-epochs on every seed: ratio 2, and every bootstrap
+    # resample of the (paired) seeds says so too
+    a = [10, 20, 30, 40, 50, 60]
+    summary = {"t/a@1": {"top5": {"times": a}}, "t/b@1": {"top5": {"times": [v / 2 for v in a]}}}
+    result = ratio_between(summary, ["t"], "a", "b", [1], "top5", 100)
+    assert result["ratio"] == pytest.approx(2.0) and result["ci90"] == [2.0, 2.0]
+    assert result["cells"] == 1
 
 
 def test_asha_stops_trials_in_the_replay_and_concurrent_trials_overlap():
@@ -120,12 +160,39 @@ def test_asha_stops_trials_in_the_replay_and_concurrent_trials_overlap():
     assert trace.events[-1].time_s < total
 
 
+def test_shipped_mode_gives_the_same_trials_however_long_epochs_take():
+    """Reproducible mode (OrderedASHA, held-back tells) in the replay: epochs lasting 0.2-5x
+    their time change nothing, for model-based samplers at concurrency 2 and 4; async mode
+    does change them (the check can fail)."""
+    table = held_out_table()
+    for method in ("tpe_asha", "bohb"):
+        for concurrency in (2, 4):
+            experiment = experiment_for(table, method, seed=1, concurrency=concurrency,
+                                        trials=20)
+            calm = simulate(experiment, table).trials
+            assert any(t["epochs"] < 3 for t in calm)  # ASHA stopped some
+            for noise in (1, 2):
+                assert simulate(experiment, table, time_noise=noise).trials == calm, method
+    differ = 0
+    for seed in range(4):
+        experiment = experiment_for(table, "tpe_asha", seed, 4, trials=20, mode="async")
+        differ += simulate(experiment, table, time_noise=3).trials != simulate(
+            experiment, table).trials
+    assert differ >= 1
+
+
 def test_simulation_gives_the_same_trials_as_a_real_tuner(ray_session, tmp_path):
-    table = hand_table()
-    for method in ("tpe_asha", "random"):
-        experiment = experiment_for(table, method, seed=2, concurrency=1, trials=6)
+    """The shipped mode at concurrency 2 through a real Tuner (trials paused at rungs and
+    resumed from checkpoints) and through the simulation: identical trials."""
+    table = held_out_table()
+    for method, trials in (("tpe_asha", 14), ("gp", 10), ("bohb", 14)):
+        experiment = experiment_for(table, method, seed=2, concurrency=2, trials=trials)
         live = ray_replay(experiment, table, tmp_path / method)
-        assert live == simulate(experiment, table).trials, method
+        simulated = simulate(experiment, table).trials
+        assert live == simulated, method
+        assert len(live) == trials
+        if method != "gp":  # ASHA paused trials at rungs and stopped some
+            assert any(t["epochs"] < 3 for t in live), method
 
 
 # ---- the generator ------------------------------------------------------------------------------
@@ -159,22 +226,29 @@ def test_generator_resumes_and_respects_its_budget(tmp_path):
         generate(other, work, out)
 
 
-# ---- the benchmark's tiny mode ------------------------------------------------------------------
-def test_search_bench_tiny_replays_every_method(ray_session, tmp_path):
-    from bench.lc_search import SEARCH, run
+# ---- the benchmarks' tiny mode ----------------------------------------------------------------
+def test_search_benchmarks_tiny_replay_every_method_in_the_shipped_mode(ray_session, tmp_path):
+    from bench.lc_methods import METHODS
+    from bench.lc_search import SETUP, run, run_development
     from bench.registry import Context
 
-    (tmp_path / "out" / "tiny" / "search").mkdir(parents=True)
-    outcome = run(Context(tiny=True, work_dir=tmp_path / "out" / "tiny" / "search"))
-    s = SEARCH["tiny"]
-    summary = outcome.figures["summary"]
-    assert set(summary) == {f"{m}@{c}" for m in s["methods"] for c in s["concurrency"]}
-    assert all(len(e["0.01"]["epochs"]) == s["seeds"] for e in summary.values())
-    check = outcome.figures["ray_check"]
+    work = tmp_path / "out" / "tiny" / "search"
+    work.mkdir(parents=True)
+    dev = run_development(Context(tiny=True, work_dir=work))
+    s = SETUP["tiny"]
+    assert {r["method"] for r in dev.figures["ranking"]} == set(METHODS)
+    assert dev.figures["mode"] == "reproducible" and dev.figures["best"] in METHODS
+    assert all(e["seeds"] == s["seeds"] for e in dev.figures["summary"].values())
+    held = run(Context(tiny=True, work_dir=work))
+    figures = held.figures["heldout"]
+    for key in ("tables", "heldout_tables", "seeds", "ratio_vs_random", "ratio_vs_random_ci90",
+                "ratio_vs_random_asha", "modes", "concurrency", "shipped"):
+        assert key in figures, key
+    assert "reproducible" in figures["modes"] and figures["concurrency"] == list(s["concurrency"])
+    assert figures["seeds"] == s["seeds"] and figures["heldout_tables"] == 1
+    check = held.figures["ray_check"]
     assert check["same"] == check["searches"] >= 1
     assert (tmp_path / "out" / "tiny" / "search_curves.png").stat().st_size > 1000
-    assert "| shipped |" in outcome.figures["table_md"]
-    assert outcome.figures["best_method"] in s["methods"]
 
 
 # ---- search-live: the replay's top two as real sweeps -------------------------------------------
@@ -182,13 +256,10 @@ def test_live_check_takes_the_replays_top_two_and_judges_the_ranking(tmp_path):
     from bench.lc_live import FALLBACK, summarise_live, top_two
 
     assert top_two(tmp_path / "missing.json") == FALLBACK
-    entry = {"0.01": {"epochs_q": [0, 0, 0]}}
-    summary = {f"{m}@{c}": {"0.01": {"epochs_q": [1, median, 9]}}
-               for m, median in (("random", 300), ("tpe_asha", 40), ("gp", 90),
-                                 ("shipped", 40)) for c in (1, 4)}
-    summary["random_asha@4"] = entry  # other concurrencies do not rank
+    ranking = [{"method": m} for m in ("tpe_asha", "gp", "random")]
     results = tmp_path / "results.json"
-    results.write_text(json.dumps({"benchmarks": {"search": {"figures": {"summary": summary}}}}))
+    results.write_text(json.dumps({"benchmarks": {"search-dev": {"figures": {
+        "ranking": ranking}}}}))
     assert top_two(results) == ("tpe_asha", "gp")
     reached = {"tpe_asha": [{"trial_epochs": 10, "total": 30}, {"trial_epochs": None,
                                                                 "total": 40}],
