@@ -110,7 +110,7 @@ report: install
 
 # Benchmarks (issue 6): every CPU one, full size (~30 min on 2 cores); writes bench/results.json
 # and bench/results.md. `make bench ARGS=loop` runs one; `make bench-tiny` proves the code runs.
-# `make bench ARGS=search` replays searches on the committed bench/lc_table.json.gz (make lc-table).
+# `make bench ARGS="search-dev search"` replays searches on the committed bench/lc_tables/ (make lc-tables).
 .PHONY: bench bench-tiny
 bench: install
 	$(PY) -m bench $(ARGS)
@@ -118,13 +118,15 @@ bench: install
 bench-tiny: install
 	$(PY) -m bench --tiny $(ARGS)
 
-# The learning-curve table of the `search` benchmark (issue 14): ~1 h on 2 idle cores, resumable
-# (run it again after an interruption: finished runs are kept). Then commit bench/lc_table.json.gz
-# and run `make bench ARGS=search`. LC_ARGS: e.g. "--budget-s 1800" or "--tiny".
+# The learning-curve tables of the search benchmarks (issue 21): ~1 h each on 2 idle cores,
+# resumable (run it again after an interruption: finished runs are kept). Then commit
+# bench/lc_tables/ and run `make bench ARGS="search-dev search"`. PROBLEMS: some of them;
+# LC_ARGS: e.g. "--budget-s 1800".
+PROBLEMS ?= unet_thin unet_crisp unet_crop
 LC_ARGS ?=
-.PHONY: lc-table
-lc-table: install
-	$(PY) -m bench.lc_table $(LC_ARGS)
+.PHONY: lc-tables
+lc-tables: install
+	for problem in $(PROBLEMS); do $(PY) -m bench.lc_table --problem $$problem $(LC_ARGS) || exit 1; done
 
 # Weights & Biases (issue 4): upload runs/$(EXP)/wandb/ and create its W&B sweep (needs an API
 # key: `wandb login`); wandb-view browses the same runs in the terminal, no network needed.

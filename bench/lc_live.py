@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.child import REPO_ROOT
 from bench.lc_methods import resolved_sections
 from bench.lc_replay import grid_fixed, grid_space
-from bench.lc_table import data_folder, settings_for
+from bench.lc_table import data_folder, problem_settings
 from bench.measure import median, ratio
 from bench.registry import Context, Outcome
 from bench.sweeps import epoch_timeline, sweep_side, to_target
@@ -52,7 +52,9 @@ def live_values(settings: dict, folder: Path, cache: Path, method: str, seed: in
 
 def run(ctx: Context) -> Outcome:
     s = LIVE["tiny" if ctx.tiny else "full"]
-    settings = settings_for(ctx.tiny)
+    from bench.lc_search import DEVELOPMENT_TABLES
+
+    settings = problem_settings("tiny" if ctx.tiny else DEVELOPMENT_TABLES[0])
     folder = data_folder(ctx.work_dir, settings)
     first, second = top_two()
     timelines: dict[str, list] = {first: [], second: []}

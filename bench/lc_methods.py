@@ -12,17 +12,22 @@ NO_STOP = "no_stop"  # grace_period = max_epochs: ASHA never stops a trial befor
 # name -> (search settings, scheduler settings, what it is). ASHA's rungs compare val_loss (early
 # val_dice is mostly 0 on crack problems); start-up 8 trials: quickstart's.
 ASHA = {"grace_period": 1, "reduction_factor": 2, "metric": "val_loss"}
+ASHA_DICE = {**ASHA, "metric": "val_dice"}
 METHODS = {
     "random": ({"sampler": "random"}, {"grace_period": NO_STOP},
                "random search, every trial trained to the end (the baseline)"),
     "random_asha": ({"sampler": "random"}, dict(ASHA),
                     "random search + ASHA (grace 1, halving, val_loss rungs)"),
+    "random_asha_dice": ({"sampler": "random"}, dict(ASHA_DICE),
+                         "random search + ASHA comparing val_dice at its rungs"),
     "random_asha_rf3": ({"sampler": "random"}, {**ASHA, "reduction_factor": 3},
                         "random search + ASHA keeping 1 in 3"),
     "tpe": ({"sampler": "tpe", "startup_trials": 8}, {"grace_period": NO_STOP},
             "Optuna 5 TPE (multivariate, constant liar), 8 start-up trials, no stopping"),
     "tpe_asha": ({"sampler": "tpe", "startup_trials": 8}, dict(ASHA),
                  "TPE + ASHA: TPE told pruned trials' intermediate val_dice"),
+    "tpe_asha_dice": ({"sampler": "tpe", "startup_trials": 8}, dict(ASHA_DICE),
+                      "TPE + ASHA comparing val_dice at its rungs (the metric TPE is told)"),
     "gp": ({"sampler": "gp", "startup_trials": 8}, {"grace_period": NO_STOP},
            "Optuna's GP sampler, 8 start-up trials, no stopping"),
     "gp_asha": ({"sampler": "gp", "startup_trials": 8}, dict(ASHA),
@@ -30,6 +35,8 @@ METHODS = {
     "bohb": ({"sampler": "bohb", "startup_trials": 8}, dict(ASHA),
              "BOHB-style (sweep/rung_sampler.py): TPE fitted at the largest rung with 8 "
              "finished trials, on the rung metric, + ASHA"),
+    "bohb_dice": ({"sampler": "bohb", "startup_trials": 8}, dict(ASHA_DICE),
+                  "BOHB-style + ASHA, both on val_dice at the rungs"),
     "bohb_s4": ({"sampler": "bohb", "startup_trials": 4}, dict(ASHA),
                 "BOHB-style with 4 trials per budget before modelling it"),
     "bohb_s12": ({"sampler": "bohb", "startup_trials": 12}, dict(ASHA),

@@ -30,13 +30,13 @@ from pathlib import Path
 
 from bench.child import REPO_ROOT, BenchError
 from bench.lc_methods import METHODS, experiment_for, shipped_name
-from bench.lc_replay import Table, key_of, ray_replay, simulate
+from bench.lc_replay import Table, key_of, mean_run, ray_replay, simulate
 from bench.lc_table import PROBLEMS, generate, load_table, problem_settings, problem_table_file
 from bench.registry import Context, Outcome
 
 # ---- the split (fixed before the held-out tables were scored) ---------------------------------
 DEVELOPMENT_TABLES = ("unet_thin", "unet_crop")
-HELDOUT_TABLES = ("segnet_crisp",)
+HELDOUT_TABLES = ("unet_crisp",)
 DEVELOPMENT_SEARCH_SEEDS = tuple(range(0, 50))
 HELDOUT_SEARCH_SEEDS = tuple(range(1000, 1050))
 assert set(DEVELOPMENT_TABLES) | set(HELDOUT_TABLES) == set(PROBLEMS)
@@ -271,6 +271,30 @@ def rank_methods(summary: dict, names, methods, concurrencies, horizon: int) -> 
     return sorted(rows, key=lambda r: (-r["ratio_vs_random"], r["regret_16"]))
 
 
+def spearman(a, b) -> float:
+    import numpy as np
+    import pandas as pd
+
+    ranks_a, ranks_b = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+
+
+def rung_signal(table: Table) -> dict:
+    """How well what ASHA compares at an epoch (the seen seeds' mean val_dice, or -val_loss)
+    ranks configurations by their held-out score: Spearman per metric and epoch. A rung metric
+    near 0 here prunes at random."""
+    import numpy as np
+
+    keys = list(table.configs)
+    held = [table.heldout[k] for k in keys]
+    runs = [mean_run(table.seen_runs(table.configs[k])) for k in keys]
+    return {metric: {str(e): round(spearman([sign * r[metric][e - 1] for r in runs], held), 3)
+                     for e in range(1, table.max_epochs + 1)}
+            for metric, sign in (("val_dice", 1.0), ("val_loss", -1.0))} | {
+        "seen_final": round(spearman([table.scores[k] for k in keys], held), 3),
+        "held_zero_share": round(float(np.mean(np.array(held) == 0)), 3)}
+
+
 # ---- the two benchmarks -----------------------------------------------------------------------
 def run_development(ctx: Context) -> Outcome:
     """`search-dev`: every method on the development tables and seeds; names the best."""
@@ -295,6 +319,7 @@ def run_development(ctx: Context) -> Outcome:
         figures={"tables": list(DEVELOPMENT_TABLES), "search_seeds": list(seeds),
                  "concurrency": list(s["dev_concurrency"]), "mode": "reproducible",
                  "ranking": ranking, "best": best, "shipped": shipped,
+                 "rung_signal": {n: rung_signal(t) for n, t in tables.items()},
                  "summary": compact(summary), "replay_s": round(time.perf_counter() - began, 1),
                  "table_md": "\n".join(lines) + "\n"},
         notes=[f"{len(seeds)} search seeds per method (fewer: {limited_seeds(s)}), "

@@ -22,7 +22,7 @@ from bench.lc_search import (
     score_at,
     thresholds,
 )
-from bench.lc_table import generate, jobs, load_table, settings_for
+from bench.lc_table import generate, jobs, load_table, problem_settings
 
 # ---- a hand-made table --------------------------------------------------------------------------
 # Three learning rates x two batch sizes, 2 seeds, 3 epochs. val_dice climbs to a plateau that
@@ -197,10 +197,11 @@ def test_simulation_gives_the_same_trials_as_a_real_tuner(ray_session, tmp_path)
 
 # ---- the generator ------------------------------------------------------------------------------
 def small_settings() -> dict:
-    settings = settings_for(tiny=True)
+    settings = problem_settings("tiny")
     settings["grid"] = {**settings["grid"], "lr": [1e-3], "optimizer": ["adamw"]}
     settings["folder"] = {"images": 8, "size": 64}
     settings["max_epochs"] = 2
+    settings["seeds"] = [0, 1]
     return settings
 
 
