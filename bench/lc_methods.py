@@ -37,6 +37,10 @@ METHODS = {
              "finished trials, on the rung metric, + ASHA"),
     "bohb_dice": ({"sampler": "bohb", "startup_trials": 8}, dict(ASHA_DICE),
                   "BOHB-style + ASHA, both on val_dice at the rungs"),
+    "random_hyperband": ({"sampler": "random"}, {**ASHA_DICE, "brackets": 3},
+                         "random search + ASHA in 3 Hyperband brackets (first rungs at 1, 2, 4)"),
+    "bohb_hyperband": ({"sampler": "bohb", "startup_trials": 8}, {**ASHA_DICE, "brackets": 3},
+                       "BOHB-style + ASHA in 3 Hyperband brackets, val_dice rungs"),
     "bohb_s4": ({"sampler": "bohb", "startup_trials": 4}, dict(ASHA),
                 "BOHB-style with 4 trials per budget before modelling it"),
     "bohb_s12": ({"sampler": "bohb", "startup_trials": 12}, dict(ASHA),
@@ -56,7 +60,7 @@ def shipped_sections() -> tuple[dict, dict]:
     search = {k: v for k, v in values.get("search", {}).items()
               if k in ("sampler", "startup_trials", "multivariate", "constant_liar")}
     scheduler = {k: v for k, v in values.get("scheduler", {}).items()
-                 if k in ("grace_period", "reduction_factor", "metric")}
+                 if k in ("grace_period", "reduction_factor", "metric", "brackets")}
     return search, scheduler
 
 
@@ -96,6 +100,7 @@ def resolved_sections(method: str, max_epochs: int) -> tuple[dict, dict]:
     if scheduler.get("grace_period") == NO_STOP:
         scheduler["grace_period"] = max_epochs
     scheduler["grace_period"] = min(int(scheduler.get("grace_period", 1)), max_epochs)
+    scheduler.setdefault("brackets", 1)
     return search, {**scheduler, "max_epochs": max_epochs}
 
 

@@ -104,6 +104,9 @@ class SchedulerSettings:  # ASHA
     metric: str = setting("val_dice", "What ASHA compares at its rungs: val_dice, val_iou "
                                       "(higher is better) or val_loss (lower); TPE, the "
                                       "winner and the report always use val_dice")
+    brackets: int = setting(1, "Hyperband brackets: bracket b's first rung is at "
+                               "grace_period * reduction_factor**b (reproducible mode: trial "
+                               "n is in bracket n % brackets; async: Ray's ASHA draws it)")
 
 
 @dataclass
@@ -238,6 +241,8 @@ class Experiment:
                 f"between 1 and scheduler.max_epochs ({scheduler.max_epochs})")
         require(scheduler.metric in RUNG_METRICS, source, "scheduler.metric", scheduler.metric,
                 " or ".join(RUNG_METRICS))
+        require(1 <= scheduler.brackets <= 10, source, "scheduler.brackets", scheduler.brackets,
+                "between 1 and 10")
         factor = scheduler.reduction_factor
         require(factor > 1, source, "scheduler.reduction_factor", factor, "more than 1")
         # ASHA's own count (ray.tune.schedulers.async_hyperband._Bracket).

@@ -10,6 +10,11 @@ earlier trials catch up, then resumed from that checkpoint or stopped. The resul
 ASHA gives when trials happen to arrive at every rung in trial-number order. Ties cannot fall
 differently: the same values give the same quantile and the same comparisons.
 
+With ``brackets`` > 1 (Hyperband's hedge against a first rung that misleads): trial i belongs
+to bracket i % brackets, bracket b starts its rungs at grace_period * reduction_factor**b, and a
+trial is compared only with the earlier trials of its bracket. Ray's ASHA draws a trial's bracket
+at random instead; by number the brackets, too, are a function of the trial order alone.
+
 The lowest-numbered running trial never waits (everything before it has ended), so the sweep
 always moves. Ray's own HyperBandScheduler is synchronous too, but over fixed brackets filled
 as trials arrive, which ties its brackets to arrival order again.
@@ -40,11 +45,14 @@ class OrderedASHA(FIFOScheduler):
     _supports_buffered_results = False  # one result at a time: no epoch runs past a rung
 
     def __init__(self, *, metric: str, mode: str, max_t: int, grace_period: int,
-                 reduction_factor: float, time_attr: str = "epoch"):
+                 reduction_factor: float, time_attr: str = "epoch", brackets: int = 1):
         super().__init__()
         self._metric, self._sign = metric, 1.0 if mode == "max" else -1.0
         self._time_attr, self._rf = time_attr, reduction_factor
         self.rungs = rung_levels(grace_period, reduction_factor, max_t)
+        # bracket b's rungs; bracket 0's are self.rungs (a bracket may have none: no stopping)
+        self.bracket_rungs = [[r for r in self.rungs if r >= grace_period * reduction_factor ** b]
+                              for b in range(max(1, brackets))]
         self._trials: list[Trial] = []  # in creation order: trial number = index
         self._number: dict[str, int] = {}
         self._values: dict[str, dict[float, float]] = {}  # trial id -> {rung: signed value}
@@ -104,7 +112,8 @@ class OrderedASHA(FIFOScheduler):
         return None
 
     def debug_string(self) -> str:
-        return f"OrderedASHA: rungs {self.rungs}, {len(self._waiting)} waiting at a rung"
+        return (f"OrderedASHA: rungs {self.bracket_rungs}, {len(self._waiting)} waiting at a "
+                f"rung")
 
     # ---- the rule --------------------------------------------------------------------------
     def _record(self, trial: Trial, result: dict) -> float | None:
@@ -113,7 +122,8 @@ class OrderedASHA(FIFOScheduler):
         if epoch is None or value is None:
             return None
         values = self._values[trial.trial_id]
-        rung = next((r for r in reversed(self.rungs) if epoch >= r and r not in values), None)
+        rungs = self._rungs_of(trial)
+        rung = next((r for r in reversed(rungs) if epoch >= r and r not in values), None)
         if rung is not None:
             values[rung] = self._sign * float(value)
         return rung
@@ -122,7 +132,9 @@ class OrderedASHA(FIFOScheduler):
         """STOP or CONTINUE from the earlier trials' values at this rung; None: not yet."""
         peers = []
         number = self._number[trial.trial_id]
-        for earlier in (t for t in self._trials if self._number[t.trial_id] < number):
+        brackets = len(getattr(self, "bracket_rungs", [self.rungs]))
+        for earlier in (t for t in self._trials if self._number[t.trial_id] < number
+                        and self._number[t.trial_id] % brackets == number % brackets):
             values = self._values[earlier.trial_id]
             if rung in values:
                 peers.append(values[rung])
@@ -133,6 +145,10 @@ class OrderedASHA(FIFOScheduler):
         cutoff = np.nanpercentile(peers, (1 - 1 / self._rf) * 100)
         below = self._values[trial.trial_id][rung] < cutoff
         return TrialScheduler.STOP if below else TrialScheduler.CONTINUE
+
+    def _rungs_of(self, trial: Trial) -> list[float]:
+        brackets = getattr(self, "bracket_rungs", [self.rungs])  # pickled before brackets
+        return brackets[self._number[trial.trial_id] % len(brackets)]
 
     def _has_ended(self, trial: Trial) -> bool:
         return trial.trial_id in self._ended or trial.status in (Trial.TERMINATED, Trial.ERROR)
@@ -175,6 +191,6 @@ class OrderedASHA(FIFOScheduler):
             self._ended.add(trial.trial_id)
             return
         last = trial.last_result.get(self._time_attr)
-        if last in self.rungs:
+        if last in self._rungs_of(trial):
             self._waiting[trial.trial_id] = last
             trial.set_status(Trial.PAUSED)  # before Tune files it as pending (add_trial)

@@ -206,7 +206,8 @@ def make_scheduler(experiment: Experiment):
     # cracks are not found yet) and ranks the eventual best trials low; val_loss does not.
     return kind(time_attr="epoch", metric=settings.metric,
                 mode=RUNG_METRICS[settings.metric], max_t=settings.max_epochs,
-                grace_period=settings.grace_period, reduction_factor=settings.reduction_factor)
+                grace_period=settings.grace_period, reduction_factor=settings.reduction_factor,
+                brackets=settings.brackets)
 
 
 def trial_resources(experiment: Experiment, candidates: list[dict] | None = None):

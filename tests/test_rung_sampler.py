@@ -94,3 +94,24 @@ def test_the_sweeps_searcher_records_the_rung_metric_per_epoch():
         rungs = trial.user_attrs[RUNG_VALUES_ATTR]
         assert rungs == {str(e): pytest.approx(run["val_loss"][e - 1])
                          for e in range(1, replayed["epochs"] + 1)}
+
+
+def test_hyperband_brackets_compare_a_trial_with_its_own_bracket_only():
+    """OrderedASHA with 3 brackets: trial n is in bracket n % 3, bracket b's first rung is
+    2**b; in the replay, bracket-2 trials (first rung 4) always train past epoch 2, and the
+    search stays invariant under uneven epoch times."""
+    from bench.lc_methods import experiment_for
+    from bench.lc_replay import simulate
+    from sweep.ordered_asha import OrderedASHA
+    from tests.test_lc_search import held_out_table
+
+    scheduler = OrderedASHA(metric="val_dice", mode="max", max_t=6, grace_period=1,
+                            reduction_factor=2, brackets=3)
+    assert scheduler.bracket_rungs == [[1, 2, 4], [2, 4], [4]]
+    table = held_out_table()  # 3 epochs: rungs 1, 2 / 2 / none
+    experiment = experiment_for(table, "random_hyperband", seed=0, concurrency=2, trials=24)
+    trials = simulate(experiment, table).trials
+    by_bracket = [[t["epochs"] for t in trials[b::3]] for b in range(3)]
+    assert min(by_bracket[1]) >= 2 and set(by_bracket[2]) == {3}
+    assert 1 in by_bracket[0]  # bracket 0 stops some at its first rung
+    assert simulate(experiment, table, time_noise=4).trials == trials
