@@ -121,6 +121,16 @@ def load_cached(spec: dict, cache_dir: str = "", n_classes: int = 2, crop: int |
     return data
 
 
+def is_decoded(spec: dict, cache_dir: str = "") -> bool:
+    """Whether the cache already holds ``spec``'s data set: then loading only reads the cache
+    folder, which may be a shared, read-only one."""
+    try:
+        plan = folder_plan(spec) if spec["kind"] == "folder" else synthetic_plan(spec)
+    except DataFolderError:
+        return False  # loading it lists the folder's faults
+    return plan.key is not None and (cache_root(cache_dir) / plan.key / MANIFEST).is_file()
+
+
 def open_ref(ref: CacheRef) -> SegmentationData:
     """A pickled data set arriving in a trial: map the driver's cache if this node sees it
     (shared storage, or the same machine), else find or build this node's own, same content."""

@@ -94,13 +94,20 @@ def size_faults(shapes: list[tuple], names: list[str], crop: int | None) -> list
         more = ", ..." if len(sizes) > 6 else ""
         faults.append(f"images come in {len(sizes)} sizes ({found}{more}): set crop (e.g. "
                       f"crop: {hint} in YAML, --crop {hint}) to train on random crops of one size")
-    if crop:
-        small = [f"{n} {s[1]}x{s[0]}" for s, n in zip(shapes, names) if min(s[:2]) < crop]
-        if small:
-            faults.append(f"{len(small)} image(s) smaller than crop {crop} after scaling "
-                          f"({', '.join(small[:4])}{', ...' if len(small) > 4 else ''}): "
-                          "lower crop or raise scale (small images are refused, not padded)")
+    if crop and (small := smaller_than(crop, f"crop {crop}", shapes, names)):
+        faults.append(f"{small}: lower crop or raise scale (small images are refused, not "
+                      "padded)")
     return faults
+
+
+def smaller_than(side: int, what: str, shapes: list[tuple], names: list[str]) -> str | None:
+    """'N image(s) smaller than WHAT after scaling (NAME WxH, ...)' for the images with a side
+    below ``side``; None when there are none."""
+    small = [f"{n} {s[1]}x{s[0]}" for s, n in zip(shapes, names) if min(s[:2]) < side]
+    if not small:
+        return None
+    return (f"{len(small)} image(s) smaller than {what} after scaling "
+            f"({', '.join(small[:4])}{', ...' if len(small) > 4 else ''})")
 
 
 def pair_files(root: Path, mask_suffix: str) -> tuple[dict, dict, list[str]]:

@@ -60,10 +60,7 @@ class SegNet(nn.Module):
         return self.classifier(x)
 
 
-
-
-
-@register_model("segnet")
+@register_model("segnet", min_side=2 ** len(VGG16_STAGES))  # one pooling per stage
 def build_segnet(n_channels: int = 3, n_classes: int = 2, width: int = 64,
                  bilinear: bool = False) -> SegNet:
     return SegNet(n_channels=n_channels, n_classes=n_classes, width=width, bilinear=bilinear)

@@ -39,7 +39,7 @@ class UNet(nn.Module):
         return self.outc(x)
 
 
-@register_model("unet")
+@register_model("unet", min_side=2 ** 4)  # down1..down4 each halve the image
 def build_unet(n_channels: int = 3, n_classes: int = 2, bilinear: bool = False,
                width: int = 64) -> UNet:
     return UNet(n_channels=n_channels, n_classes=n_classes, bilinear=bilinear, width=width)

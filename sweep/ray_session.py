@@ -16,6 +16,23 @@ from training.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
+# After a Ctrl-C, Tune logs here that the run "has been interrupted, but the most recent state
+# was saved" and how to resume it with Tuner.restore(...); a sweep resumes with `python -m
+# sweep resume`, which the summary names (tests/test_private_apis.py pins the text).
+RAY_RUN_LOGGER = "ray.tune.tune"
+RAY_RESUME_HINT = "has been interrupted, but the most recent state was saved"
+
+
+class DropRayResumeHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return RAY_RESUME_HINT not in record.getMessage()
+
+
+def quiet_ray_resume_hint() -> None:
+    logger = logging.getLogger(RAY_RUN_LOGGER)
+    if not any(isinstance(f, DropRayResumeHint) for f in logger.filters):
+        logger.addFilter(DropRayResumeHint())
+
 
 def start_ray(experiment: Experiment) -> dashboard.RayConnection:
     import ray
@@ -65,6 +82,7 @@ def fit(tuner, run_dir: Path, storage: TrialStorage | None = None, again: str = 
     ``again``: the command the storage line gives (default: resume the sweep). Returns the ids
     of the trials in Tune's results."""
     quiet_disk_full_tracebacks()  # here too: a restored Tuner unpickles its callbacks
+    quiet_ray_resume_hint()
     try:
         return trial_ids(tuner.fit())
     except Exception as error:

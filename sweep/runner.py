@@ -40,6 +40,7 @@ from sweep.rundir import (
     TUNE_DIR,
     TrialRecord,
     TrialStorage,
+    is_uri,
     journal_storage,
     read_statuses,
     read_trial,
@@ -59,6 +60,7 @@ from sweep.speed import fix_speed_knobs
 from sweep.status import TrialStatusLog
 from sweep.wandb_mirror.callback import WandbMirrorCallback
 from sweep.wandb_mirror.integration import mirror_callback
+from training.atomic import check_writable_folder
 from training.errors import error_line
 from training.settings import ConfigError
 
@@ -104,6 +106,7 @@ def sweep_mirror(callbacks: list) -> WandbMirrorCallback | None:
 def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
                    fresh: bool = False) -> RunSummary:
     run_dir = Path(runs_dir) / experiment.name
+    check_writable_places(experiment, run_dir)
     with runlock.hold(run_dir):  # one line naming the live sweep, if there is one
         storage = open_storage(run_dir, experiment)
         if storage.exists(TUNE_DIR):
@@ -112,6 +115,15 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
                                   f"{run_dir}` continues it, --fresh starts over (deletes it)")
             clear_run(run_dir, storage)
         return run_locked(experiment, run_dir, storage)
+
+
+def check_writable_places(experiment: Experiment, run_dir: Path) -> None:
+    """The folders a sweep writes into, each refused in one line before the run directory is
+    made or Ray starts: the run directory, a trial storage on a local path, the data cache."""
+    check_writable_folder(run_dir, "run dir")
+    if experiment.storage and not is_uri(experiment.storage):
+        check_writable_folder(Path(experiment.storage) / experiment.name, "storage")
+    experiment.train.check_cache_dir()
 
 
 def run_locked(experiment: Experiment, run_dir: Path, storage: TrialStorage) -> RunSummary:
@@ -346,12 +358,13 @@ def summary_text(summary: RunSummary) -> str:
     else:
         lines.append("no trial produced a checkpoint")
     run = summary.run_dir
+    lines.append(f"  run dir      {run}")
+    if summary.best_trial:  # finish() wrote best.pth and best_config.yaml
+        lines += [f"  best model   {run / BEST_CHECKPOINT}  (python -m sweep predict -m "
+                  f"{run / BEST_CHECKPOINT} -i IMAGE)",
+                  f"  best config  {run / BEST_CONFIG}  (python -m sweep train --config "
+                  f"{run / BEST_CONFIG})"]
     lines += [
-        f"  run dir      {run}",
-        f"  best model   {run / BEST_CHECKPOINT}  (python -m sweep predict -m "
-        f"{run / BEST_CHECKPOINT} -i IMAGE)",
-        f"  best config  {run / BEST_CONFIG}  (python -m sweep train --config "
-        f"{run / BEST_CONFIG})",
         f"  statuses     {run / STATUS_FILE}",
         f"  study        {run / STUDY_FILE}  (optuna-dashboard {run / STUDY_FILE})",
         f"  report       {summary.report or '(not written)'}  (python -m sweep report {run})",

@@ -3,6 +3,7 @@ out-of-memory trials; issue 15 items 4, 5, 7-9): each is one line and exit 2, or
 verdict, never a traceback. The README's "Bad input" section lists what is refused and how."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -19,6 +20,8 @@ import torch
 from PIL import Image
 
 from sweep.__main__ import main
+from training.config import TrainConfig
+from training.settings import ConfigError
 
 # ---- bad input from a user: one line, exit 2, nothing written (issue 15, items 4, 5, 7-9) -------
 # Each case below was a traceback, a silent wrong result or a runaway allocation once; the README
@@ -531,3 +534,132 @@ def test_a_trial_that_really_runs_out_of_cpu_memory_is_recorded_infeasible(tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     reason = json.loads(done.stdout.strip().splitlines()[-1])["reason"]
     assert reason.startswith("out of memory: ") and "allocate" in reason, reason
+
+
+# ---- places a command cannot write into (issue 24 item 10) --------------------------------------
+@contextlib.contextmanager
+def made_read_only(folder: Path):
+    """``folder`` as one this process cannot write into: mode 555, and for root (whom modes do
+    not stop) a read-only bind mount of it as well; the test is skipped where root may not
+    mount."""
+    folder.chmod(0o555)
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True
+    ).returncode == 0
+    try:
+        if os.geteuid() == 0 and not mounted:
+            pytest.skip("running as root without a read-only mount: no folder it cannot write")
+        yield folder
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    with made_read_only(folder):
+        yield folder
+
+
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "a-file"
+    path.write_text("not a folder\n")
+    return path
+
+
+# name -> (command line with PLACE for the unwritable path, the place: "file" or "read-only")
+UNWRITABLE = {
+    "run: --runs-dir a file": (["run", str(SMOKE), "--runs-dir", "PLACE"], "file"),
+    "run: --runs-dir read-only": (["run", str(SMOKE), "--runs-dir", "PLACE"], "read-only"),
+    "run: storage a file": (["run", str(SMOKE), "--storage=PLACE"], "file"),
+    "run: storage read-only": (["run", str(SMOKE), "--storage=PLACE"], "read-only"),
+    "run: cache_dir a file": (["run", str(SMOKE), "--train.cache_dir=PLACE"], "file"),
+    "run: cache_dir read-only": (["run", str(SMOKE), "--train.cache_dir=PLACE"], "read-only"),
+    "train: --out-dir a file": (["train", *TINY, "--out-dir", "PLACE"], "file"),
+    "train: --out-dir read-only": (["train", *TINY, "--out-dir", "PLACE"], "read-only"),
+    "train: --cache-dir a file": (["train", *TINY, "--cache-dir", "PLACE"], "file"),
+    "train: --cache-dir read-only": (["train", *TINY, "--cache-dir", "PLACE"], "read-only"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNWRITABLE), ids=list(UNWRITABLE))
+def test_an_unwritable_place_is_one_line_before_anything_starts(case, tmp_path, capsys,
+                                                                request):
+    argv, kind = UNWRITABLE[case]
+    place = request.getfixturevalue("a_file" if kind == "file" else "read_only")
+    before = place.read_bytes() if kind == "file" else sorted(place.iterdir())
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    argv = [a.replace("PLACE", str(place)) for a in argv]
+    if argv[0] == "run" and "--runs-dir" not in argv:
+        argv += ["--runs-dir", str(runs)]
+    if argv[0] == "train" and "--out-dir" not in argv:
+        argv += ["--out-dir", str(out)]
+    assert main(argv) == 2
+    err = one_error_line(capsys)
+    assert str(place) in err, err
+    assert ("not a directory" if kind == "file" else "not writable") in err, err
+    assert not runs.exists() and not out.exists()  # refused before Ray or the data started
+    assert (place.read_bytes() if kind == "file" else sorted(place.iterdir())) == before
+
+
+def test_a_read_only_cache_holding_the_data_set_is_read_as_it_is(tmp_path):
+    config = TrainConfig.from_dict({"synthetic_images": 8, "synthetic_size": 32,
+                                    "cache_dir": str(tmp_path / "cache")})
+    config.load_data()  # decoded into the cache once
+    with made_read_only(tmp_path / "cache"):
+        config.check_cache_dir()  # a shared, read-only cache: only read
+        assert len(config.load_data()) == 8
+        with pytest.raises(ConfigError, match="cache_dir .* is not writable"):
+            config.replace(synthetic_seed=1).check_cache_dir()  # would be decoded there
+
+
+# ---- images smaller than the model takes (issue 24 item 11) -------------------------------------
+def tiny_folder(root: Path, side: int) -> Path:
+    """A folder data set of four side x side images; two masks are all crack, two none."""
+    for sub in ("imgs", "masks"):
+        (root / sub).mkdir(parents=True)
+    for name, value in (("a", 255), ("b", 0), ("c", 255), ("d", 0)):
+        Image.fromarray(np.full((side, side, 3), 90, np.uint8)).save(root / "imgs" / f"{name}.png")
+        Image.fromarray(np.full((side, side), value, np.uint8)).save(
+            root / "masks" / f"{name}_mask.png")
+    return root
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--data-dir", "FOLDER8"], ["4 image(s)", "8x8", "unet", "16 px"]),
+    (["--data-dir", "FOLDER1"], ["1x1", "unet", "16 px"]),
+    (["--model", "segnet", "--synthetic-size", "16"], ["16x16", "segnet", "32 px"]),
+    (["--crop", "8"], ["crop = 8", "unet", "16"]),
+], ids=["8 px folder", "1 px folder", "segnet at 16 px", "crop 8"])
+def test_training_on_images_below_the_model_s_minimum_is_one_line(tmp_path, capsys, flags,
+                                                                  words):
+    folders = {f"FOLDER{side}": str(tiny_folder(tmp_path / f"data{side}", side))
+               for side in (1, 8)}
+    out = tmp_path / "out"
+    argv = ["train", *TINY, "-e", "1", *[folders.get(f, f) for f in flags],
+            "--out-dir", str(out)]
+    assert main(argv) == 2
+    err = one_error_line(capsys)
+    for word in words:
+        assert word in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("side, scale, words", [
+    (1, "1", ["1x1", "unet", "16 px"]), (8, "1", ["8x8", "16 px"]),
+    (32, "0.25", ["8x8", "scale 0.25", "16 px"]),
+], ids=["1 px", "8 px", "32 px at scale 0.25"])
+def test_predicting_on_an_image_below_the_model_s_minimum_is_one_line(
+        adamw_checkpoint, tmp_path, capsys, side, scale, words):
+    image = tmp_path / "small.png"
+    Image.fromarray(np.full((side, side, 3), 90, np.uint8)).save(image)
+    assert main(["predict", "-m", str(adamw_checkpoint), "-i", str(image), "-s", scale]) == 2
+    err = one_error_line(capsys)
+    assert str(image) in err
+    for word in words:
+        assert word in err, err
+    assert not (tmp_path / "small_OUT.png").exists()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from models import create_model, list_models
+from models import create_model, list_models, min_input_side
 
 
 def test_registry_lists_both_models():
@@ -56,3 +56,14 @@ def test_forward_backward_at_odd_sizes(name, size):
 def test_single_channel_input_and_binary_output(name):
     model = create_model(name, n_channels=1, n_classes=1, width=4)
     assert model(torch.randn(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_min_input_side_is_the_smallest_side_the_model_takes(name):
+    """train and predict refuse smaller images in one line by this number (issue 24 item 11)."""
+    side = min_input_side(name)
+    model = create_model(name, n_channels=3, n_classes=2, width=4).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, side, side + 3)).shape[-2:] == (side, side + 3)
+        with pytest.raises(RuntimeError, match="too small"):
+            model(torch.zeros(1, 3, side + 3, side - 1))

@@ -446,3 +446,16 @@ def test_wandb_takes_the_experimental_settings_the_writer_passes(name):
         "wandb", f"wandb.Settings({name}=True) ({value!r})",
         "sweep/wandb_mirror/writer.py: one run per trial without a system-metrics thread "
         "or a machine scan each")
+
+
+# ---- Ray Tune's interrupted-run hint: sweep/ray_session.py --------------------------------------
+def test_an_interrupted_tune_run_logs_its_restore_hint_where_the_filter_listens():
+    import importlib
+
+    from sweep.ray_session import RAY_RESUME_HINT, RAY_RUN_LOGGER
+
+    tune_module = importlib.import_module("ray.tune.tune")
+    assert (tune_module.logger.name == RAY_RUN_LOGGER
+            and RAY_RESUME_HINT in inspect.getsource(tune_module.run)), broken(
+        "ray", f"tune.run's {RAY_RESUME_HINT!r} warning on the {RAY_RUN_LOGGER!r} logger",
+        "sweep/ray_session.py drops it: after Ctrl-C the summary says `python -m sweep resume`")

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -77,13 +78,38 @@ def is_disk_full(error: BaseException | None) -> bool:
 
 def free_bytes(path: str | Path) -> int:
     """Free bytes on the file system holding ``path`` (its nearest existing parent)."""
+    try:
+        return shutil.disk_usage(nearest_existing(path)).free
+    except OSError:
+        return 0
+
+
+def nearest_existing(path: str | Path) -> Path:
+    """``path`` made absolute if it exists, else its nearest existing parent."""
     path = Path(path).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
+    return path
+
+
+def check_writable_folder(path: str | Path, what: str, hint: str = "") -> None:
+    """Refuse in one line a folder a command would write into but cannot: a file where it or a
+    parent should be, a read-only mount, no permission. Said before any work starts, rather than
+    a traceback from its first write. A missing folder is judged where it would be created;
+    writing a file there is the one test that sees read-only mounts and root's rights alike."""
+    path = Path(path).expanduser().absolute()
+    existing = nearest_existing(path)
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {path}: cannot write there: {existing} is not a directory"
+                          f"{hint}")
     try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return 0
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        if is_disk_full(error):
+            raise disk_full(existing) from None
+        raise ConfigError(f"{what} {path}: cannot write there: {existing} is not writable "
+                          f"({error.strerror}){hint}") from None
 
 
 def disk_full(path: str | Path) -> DiskFullError:

@@ -5,7 +5,8 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from models import list_models
+from models import list_models, min_input_side
+from training.atomic import check_writable_folder
 from training.settings import ConfigError, build, quote, require, setting
 
 OPTIMIZERS = ("rmsprop", "adamw")
@@ -101,6 +102,17 @@ class TrainConfig:
                          synthetic_size=self.synthetic_size, synthetic_seed=self.synthetic_seed,
                          cache_dir=self.cache_dir, crop=self.crop if check_crop else None)
 
+    def check_cache_dir(self) -> None:
+        """One line now if the data set is still to be decoded and the cache folder cannot take
+        it, rather than a traceback from the decode."""
+        from data_pipeline.cache import ENV_VAR, cache_root, data_spec, is_decoded
+
+        spec = data_spec(self.data_dir, self.scale, self.mask_suffix, self.synthetic_images,
+                         self.synthetic_size, self.synthetic_seed)
+        if not is_decoded(spec, self.cache_dir):
+            check_writable_folder(cache_root(self.cache_dir), "cache_dir",
+                                  f"; set cache_dir (or ${ENV_VAR}) to a folder you can write")
+
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes}, "replace")
 
@@ -117,6 +129,9 @@ class TrainConfig:
             require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
         for key in ("num_workers", "threads", "keep_checkpoints", "crop"):
             require(getattr(self, key) >= 0, source, key, getattr(self, key), "0 or more")
+        side = min_input_side(self.model)  # the model's poolings halve smaller crops to nothing
+        require(self.crop == 0 or self.crop >= side, source, "crop", self.crop,
+                f"0 or at least {side} ({self.model}'s minimum image side)")
         for key, high in UPPER_BOUNDS.items():
             require(getattr(self, key) <= high, source, key, getattr(self, key),
                     f"at most {high}")

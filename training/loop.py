@@ -17,9 +17,9 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from data_pipeline import SegmentationData, split_indices
-from data_pipeline.folder import size_faults
+from data_pipeline.folder import size_faults, smaller_than
 from data_pipeline.loader import SegmentationDataset, make_eval_loader, make_loader
-from models import create_model
+from models import create_model, min_input_side
 from training import checkpoints as ckpt
 from training.atomic import disk_full_guard
 from training.config import TrainConfig
@@ -187,7 +187,14 @@ def check_data(config: TrainConfig, data: SegmentationData) -> None:
     if len(data.mask_values) > max(config.classes, 2):
         raise ConfigError(f"masks hold {len(data.mask_values)} values {data.mask_values[:8]} "
                           f"but classes={config.classes}")
-    faults = size_faults([tuple(image.shape) for image in data.images], data.ids, config.crop)
+    shapes = [tuple(image.shape) for image in data.images]
+    faults = size_faults(shapes, data.ids, config.crop)
+    # Validation scores whole images: one whose side the model's poolings halve to nothing
+    # would fail deep inside it ("Output size is too small").
+    side = min_input_side(config.model)
+    if small := smaller_than(side, f"{config.model}'s minimum side of {side} px", shapes,
+                             data.ids):
+        faults.append(f"{small}: use larger images or a larger scale")
     if faults:
         raise ConfigError("; ".join(faults))
 

@@ -11,10 +11,11 @@ from PIL import Image
 from torch import nn
 
 from data_pipeline.samples import mask_to_values
-from models import create_model, list_models
+from models import create_model, list_models, min_input_side
 from training import checkpoints as ckpt
 from training.determinism import resolve_device
 from training.losses import predict_classes
+from training.settings import ConfigError
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Predictor:
     mask_values: list
     device: torch.device
     description: str
+    name: str  # the model's registered name
 
 
 def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
@@ -37,14 +39,15 @@ def load_predictor(path: str | Path, device: str = "auto") -> Predictor:
                     n_classes=saved["classes"], n_channels=_first_conv(weights, path).shape[1])
     else:
         arch = infer_unet_architecture(weights, path)
-    model = create_model(arch.pop("name"), **arch)
+    name = arch.pop("name")
+    model = create_model(name, **arch)
     ckpt.load_weights(model, weights, path)
     target = resolve_device(device)
     classes = max(2, model.n_classes)
     if len(mask_values) < classes:  # Pytorch-UNet defaults to [0, 1]; extra classes keep k
         mask_values = list(mask_values) + list(range(len(mask_values), classes))
     origin = "this project" if ckpt.is_full_checkpoint(payload) else "Pytorch-UNet"
-    return Predictor(model.to(target).eval(), mask_values, target, f"{path} ({origin})")
+    return Predictor(model.to(target).eval(), mask_values, target, f"{path} ({origin})", name)
 
 
 def _first_conv(weights: dict, path) -> torch.Tensor:
@@ -68,6 +71,25 @@ def infer_unet_architecture(weights: dict, path) -> dict:
                 n_classes=out.shape[0], bilinear="up1.up.weight" not in weights)
 
 
+def input_size(image: Image.Image, scale: float = 1.0) -> tuple[int, int]:
+    """(width, height) of what the model sees: the image resized by ``scale``."""
+    width, height = image.size
+    if scale == 1.0:
+        return width, height
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def check_image_size(predictor: Predictor, image: Image.Image, scale: float, source) -> None:
+    """One line naming the sizes, where the model would fail deep inside ("Output size is too
+    small") on a side its poolings halve to nothing."""
+    width, height = input_size(image, scale)
+    side = min_input_side(predictor.name)
+    if min(width, height) < side:
+        at = f" at scale {scale:g}" if scale != 1.0 else ""
+        raise ConfigError(f"{source}: image is {width}x{height} px{at}, smaller than "
+                          f"{predictor.name}'s minimum side of {side} px")
+
+
 @torch.inference_mode()
 def predict_mask(predictor: Predictor, image: Image.Image, scale: float = 1.0,
                  threshold: float = 0.5) -> np.ndarray:
@@ -76,8 +98,7 @@ def predict_mask(predictor: Predictor, image: Image.Image, scale: float = 1.0,
     n_channels = predictor.model.n_channels
     image = image.convert("L" if n_channels == 1 else "RGB")
     if scale != 1.0:
-        image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))),
-                             Image.BICUBIC)
+        image = image.resize(input_size(image, scale), Image.BICUBIC)
     pixels = np.asarray(image, np.uint8)
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
     batch = torch.from_numpy(pixels.transpose(2, 0, 1).copy())[None].float().div_(255)

@@ -80,10 +80,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from training.atomic import check_writable_folder
     from training.determinism import resolve_device
     from training.loop import train
 
     config = config_from_args(args)
+    check_writable_folder(config.out_dir, "out_dir")  # before the data is decoded
+    config.check_cache_dir()
     resolve_device(config.device)  # a missing GPU fails before the data is decoded
     data = config.load_data()
     log.info("data: %d images %s, model: %s width %d, out: %s", len(data),
@@ -96,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from training.predict import load_predictor, predict_mask, visualise
+    from training.predict import check_image_size, load_predictor, predict_mask, visualise
 
     if args.output and len(args.output) != len(args.input):
         raise ConfigError(f"{len(args.input)} inputs but {len(args.output)} outputs")
@@ -115,6 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
             detail = (str(error).splitlines() or [""])[0][:100]
             raise ConfigError(f"{source}: cannot read image ({type(error).__name__}: "
                               f"{detail})") from None
+        check_image_size(predictor, image, args.scale, source)
         mask = predict_mask(predictor, image, args.scale, args.mask_threshold)
         if not args.no_save:
             Image.fromarray(mask).save(target)
