@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from sweep import sigterm
 from sweep.cli.errors import USER_ERRORS, one_line
 
 # Modules that contribute commands, in the order `--help` lists them.
@@ -36,14 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = unknown
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except USER_ERRORS as error:
         # Bad input is the user's to fix: one line, no traceback, exit 2 (as argparse does).
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (sweep/sigterm.py) outside a Tuner
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    return sigterm.exit_code(code)  # 143 once SIGTERM stopped the command, however it ended
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sweep import dashboard, exposure
+from sweep import dashboard, exposure, sigterm
 from sweep.diskspace import quiet_disk_full_tracebacks, sweep_disk_full
 from sweep.experiment import Experiment
 from sweep.failures import is_storage_error, raised_within
@@ -38,6 +38,7 @@ def start_ray(experiment: Experiment) -> dashboard.RayConnection:
     import ray
 
     connection = dashboard.connect()
+    sigterm.catch()  # again: ray.init replaced the handler with one that aborts
     log.info(dashboard.describe(connection))
     try:
         check_resources(experiment, ray.cluster_resources())

@@ -81,6 +81,8 @@ class RunSummary:
     dashboard_url: str | None = None
     report: Path | None = None
     recovered: list[str] = field(default_factory=list)  # what a resume rebuilt from Ray's results
+    # Stopped by SIGTERM: resumable even between two trials, when none is left running.
+    stopped: bool = False
 
     @property
     def trials(self) -> int:
@@ -368,9 +370,10 @@ def summary_text(summary: RunSummary) -> str:
         f"  statuses     {run / STATUS_FILE}",
         f"  study        {run / STUDY_FILE}  (optuna-dashboard {run / STUDY_FILE})",
         f"  report       {summary.report or '(not written)'}  (python -m sweep report {run})",
-        f"  seed check   python -m sweep confirm {run}",
     ]
-    if counts.get("running"):
+    if summary.best_trial:  # a scored trial to confirm
+        lines.append(f"  seed check   python -m sweep confirm {run}")
+    if counts.get("running") or summary.stopped:
         lines.append(f"  unfinished   python -m sweep resume {run}")
     lines += [f"  recovered    {note}" for note in summary.recovered]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """The fault-injection pass of issue 15 (items 2, 3, 6, 10), made permanent: each case is the
 fault as a user meets it and what must happen instead of a traceback, a lost trial or an open
-port. The long ones (a real full tmpfs) are `slow`: `make fuzz` runs them."""
+port. The long ones (a real full tmpfs, a real SIGTERM) are `slow`: `make fuzz` runs them."""
 from __future__ import annotations
 
 import errno
@@ -30,6 +30,7 @@ from sweep.rundir import (
     TUNE_DIR,
     read_statuses,
 )
+from tests.test_sweep_resume import kill_driver, read_status
 from training.atomic import DiskFullError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -374,3 +375,40 @@ def test_a_sweep_on_a_full_tmpfs_stops_in_one_line_and_resumes(tmp_path):
         assert (mount / "smoke" / "best.pth").is_file()
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+# ---- issue 24 item 8: SIGTERM (systemd, Kubernetes, Slurm, `timeout`) stops as Ctrl-C does ----
+def wait_for_a_running_trial(run_dir: Path, driver: subprocess.Popen, timeout_s: float = 180):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and driver.poll() is None:
+        if any(e["status"] == "running" for e in read_status(run_dir).values()):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no trial started (exit {driver.poll()}): {read_status(run_dir)}")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_sweep_with_the_resume_hint_and_exit_143_then_resume_finishes_it(
+        tmp_path):
+    run_dir, log_path = tmp_path / "smoke", tmp_path / "run.log"
+    with log_path.open("w") as log:
+        driver = subprocess.Popen([sys.executable, "-m", "sweep", "run", str(SMOKE),
+                                   "--runs-dir", str(tmp_path)], cwd=REPO, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_a_running_trial(run_dir, driver)
+            driver.send_signal(signal.SIGTERM)
+            assert driver.wait(timeout=120) == 143, log_path.read_text()[-3000:]
+        finally:
+            kill_driver(driver)  # its process group: nothing outlives a failed test
+    output = log_path.read_text()
+    assert f"unfinished   python -m sweep resume {run_dir}" in output, output[-3000:]
+    for crash in ("SIGTERM received", "logging.cc", "Traceback"):  # Ray's C++ stack dump
+        assert crash not in output, output[-3000:]
+
+    resumed = subprocess.run([sys.executable, "-m", "sweep", "resume", str(run_dir)], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    statuses = read_statuses(run_dir)
+    assert len(statuses) == 6 and all(e["status"] != "running" for e in statuses.values())
+    assert (run_dir / "best.pth").is_file()

@@ -1,12 +1,17 @@
 """After Ctrl-C (issue 24 item 13): a sweep's last lines point at `python -m sweep resume`, never
-at Ray's `Tuner.restore(...)`, and name no best model that was never written."""
+at Ray's `Tuner.restore(...)`, and name no best model that was never written. SIGTERM (item 8)
+stops a sweep the same way and exits 143 (a real one: tests/test_faults.py, `make fuzz`)."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
+from sweep import sigterm
+from sweep.__main__ import main
 from sweep.ray_session import RAY_RUN_LOGGER, fit
 from sweep.runner import RunSummary, summary_text
 
@@ -26,6 +31,7 @@ def test_an_interrupted_sweep_without_a_best_model_names_none(tmp_path):
     assert "best.pth" not in text and "best_config.yaml" not in text, text
     assert f"unfinished   python -m sweep resume {run_dir}" in text
     assert "no trial produced a checkpoint" in text
+    assert "sweep confirm" not in text  # no scored trial: nothing to confirm
 
 
 def test_an_interrupted_sweep_with_a_best_model_still_names_it(tmp_path):
@@ -34,6 +40,7 @@ def test_an_interrupted_sweep_with_a_best_model_still_names_it(tmp_path):
                                     best_params={"lr": 0.01}))
     assert f"best model   {run_dir / 'best.pth'}" in text
     assert f"best config  {run_dir / 'best_config.yaml'}" in text
+    assert f"seed check   python -m sweep confirm {run_dir}" in text
     assert f"python -m sweep resume {run_dir}" in text
 
 
@@ -72,3 +79,58 @@ def test_a_sweep_s_fit_drops_ray_s_restore_hint_and_keeps_its_other_lines(tmp_pa
     assert fit(InterruptedTuner(), tmp_path) == set()
     assert ray_run_log.lines == ["Stop signal received (e.g. via SIGINT/Ctrl+C), ending Ray "
                                  "Tune run."]
+
+
+# ---- SIGTERM (item 8) -------------------------------------------------------------------------
+@pytest.fixture
+def sigterm_caught(monkeypatch):
+    """sweep.sigterm's handler installed; the process's handlers and its flag put back after."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(sigterm, "_received", False)
+    sigterm.catch()
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def test_sigterm_runs_what_sigint_would_while_a_tuner_runs(sigterm_caught):
+    """Tune's SIGINT handler (set while a Tuner runs) stops the sweep after saving its state."""
+    seen = []
+    signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert seen == [signal.SIGINT] and sigterm.received()
+
+
+@pytest.mark.parametrize("sigint", [signal.default_int_handler, signal.SIG_IGN])
+def test_sigterm_outside_a_tuner_is_a_keyboard_interrupt(sigterm_caught, sigint):
+    signal.signal(signal.SIGINT, sigint)  # SIG_IGN: a background job's, none to borrow
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert sigterm.received()
+
+
+def sigterm_to_self(args) -> int:
+    os.kill(os.getpid(), signal.SIGTERM)
+    return 0
+
+
+def test_a_command_sigterm_stopped_exits_143(sigterm_caught, monkeypatch):
+    """While a Tuner runs, Tune's handler stops it and the command ends as usual."""
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    monkeypatch.setattr("sweep.cli.sweep.run_sweep", sigterm_to_self)
+    assert main(["run", "experiments/smoke.yaml"]) == 143
+
+
+def test_sigterm_before_the_tuner_exits_143(sigterm_caught, monkeypatch, capsys):
+    monkeypatch.setattr("sweep.cli.sweep.run_sweep", sigterm_to_self)
+    assert main(["run", "experiments/smoke.yaml"]) == 143
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_a_sweep_sigterm_stopped_between_trials_names_resume(tmp_path):
+    run_dir = tmp_path / "smoke"
+    between_trials = RunSummary("smoke", run_dir, 12.0, {"complete": 2, "pruned": 0,
+                                                         "infeasible": 0, "failed": 0})
+    assert "sweep resume" not in summary_text(between_trials)
+    between_trials.stopped = True
+    assert f"unfinished   python -m sweep resume {run_dir}" in summary_text(between_trials)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -41,8 +45,30 @@ def snapshot(run_dir: Path) -> dict:
             for p in run_dir.rglob("*") if p.is_file()}
 
 
+class Answers(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(404)  # any answer: the server is there
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture
-def fake_wandb_api(monkeypatch):
+def local_server(monkeypatch):
+    """WANDB_BASE_URL: an HTTP server on this machine that answers (wandb-sync checks first
+    that the server answers at all)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setenv("WANDB_BASE_URL", url)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def fake_wandb_api(monkeypatch, local_server):
     """Replaces `wandb sync` and `wandb.sweep`; records what they were given."""
     seen = {}
     real_run = subprocess.run  # `wandb leet inspect` in the tests still runs for real
@@ -50,7 +76,7 @@ def fake_wandb_api(monkeypatch):
     def run(command, **kwargs):
         if command[1:2] != ["sync"]:
             return real_run(command, **kwargs)
-        seen["command"] = command
+        seen["command"], seen["env"] = command, kwargs.get("env")
         return subprocess.CompletedProcess(command, 0, "", "")
 
     def create_sweep(config, project=None, entity=None, prior_runs=None):
@@ -188,3 +214,71 @@ def test_upload_errors_never_echo_the_api_key(monkeypatch):
         sync.create_sweep(plan)
     for message in (str(upload_error.value), str(sweep_error.value)):
         assert key not in message and "***" in message
+
+
+# ---- issue 24 item 12: without a network, a progress line and one line in bounded time -----------
+KEY = "fake-key-never-used"  # fake_wandb_api's
+
+
+def test_sync_says_where_it_uploads_and_bounds_each_request(offline_sweep, fake_wandb_api,
+                                                            local_server, caplog):
+    caplog.set_level("INFO")
+    assert main(["wandb-sync", str(offline_sweep), "--timeout-s", "5"]) == 0
+    assert f"syncing 3 runs to {local_server}" in caplog.text  # 2 trials and the summary run
+    assert fake_wandb_api["env"]["WANDB_HTTP_TIMEOUT"] == "5"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_server_nothing_listens_on_is_one_line_naming_it(offline_sweep, fake_wandb_api,
+                                                           monkeypatch, capsys, caplog):
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("WANDB_BASE_URL", url)
+    caplog.set_level("INFO")
+    assert main(["wandb-sync", str(offline_sweep)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"syncing 3 runs to {url}" in caplog.text
+    assert err.startswith(f"error: cannot reach the W&B server {url} (WANDB_BASE_URL)"), err
+    assert "\n" not in err and "nothing was uploaded" in err
+    assert "command" not in fake_wandb_api and "sweep" not in fake_wandb_api
+    assert KEY not in err + caplog.text
+
+
+@pytest.fixture
+def silent_server(monkeypatch):
+    """WANDB_BASE_URL: a port that accepts connections (the kernel does, from its backlog) and
+    never answers, as a server behind a stalled proxy or a dropping firewall."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        yield url
+
+
+def test_a_server_that_never_answers_is_given_up_on_in_bounded_time(
+        offline_sweep, fake_wandb_api, silent_server, capsys):
+    start = time.monotonic()
+    assert main(["wandb-sync", str(offline_sweep), "--timeout-s", "2"]) == 1
+    assert time.monotonic() - start < 6  # loose: 3x the timeout
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot reach the W&B server {silent_server}"), err
+    assert "no answer within 2 s" in err and "command" not in fake_wandb_api
+
+
+def test_the_server_is_wandb_base_url_else_the_one_wandb_login_saved(tmp_path):
+    settings = tmp_path / "settings"
+    settings.write_text("[default]\nbase_url = https://wandb.example.org/\n")
+    environ = {"WANDB_CONFIG_DIR": str(tmp_path)}
+    assert sync.server_url(environ) == "https://wandb.example.org"
+    assert sync.server_url({**environ, "WANDB_BASE_URL": "http://h:8080"}) == "http://h:8080"
+    assert sync.server_url({"HOME": str(tmp_path)}) == wandb.Settings().base_url
+
+
+def test_a_bad_timeout_is_one_line(offline_sweep, capsys):
+    assert main(["wandb-sync", str(offline_sweep), "--timeout-s", "0"]) == 2
+    assert "--timeout-s = 0.0 should be" in capsys.readouterr().err

@@ -5,6 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from sweep import sigterm
+
 log = logging.getLogger(__name__)
 
 
@@ -58,9 +60,11 @@ def split_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def before_ray() -> None:
-    """First thing in a command that drives Ray: Ray reads RAY_AUTH_MODE when it is imported."""
+    """First thing in a command that drives Ray: Ray reads RAY_AUTH_MODE when it is imported;
+    SIGTERM stops the command as Ctrl-C does (sweep/sigterm.py)."""
     from sweep.dashboard import prepare_to_join_head
 
+    sigterm.catch()
     prepare_to_join_head()
 
 
@@ -71,6 +75,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.experiment, split_overrides(args))
     summary = run_experiment(experiment, args.runs_dir, fresh=args.fresh)
+    summary.stopped = sigterm.received()
     print(summary_text(summary), flush=True)
     return exit_code(summary)
 
@@ -85,6 +90,7 @@ def resume_sweep(args: argparse.Namespace) -> int:
     from sweep.runner import resume_experiment, summary_text
 
     summary = resume_experiment(args.run_dir)
+    summary.stopped = sigterm.received()
     print(summary_text(summary), flush=True)
     return exit_code(summary)
 

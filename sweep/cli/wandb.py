@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from sweep.rundir import WANDB_DIR, WANDB_SWEEP_FILE
-from training.settings import ConfigError
+from sweep.wandb_mirror.sync import DEFAULT_TIMEOUT_S
+from training.settings import ConfigError, require
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ def add_parser(subparsers) -> None:
                       help="print what would be uploaded; upload and write nothing")
     sync.add_argument("--force", action="store_true",
                       help="upload again although an earlier wandb-sync did (a new sweep)")
+    sync.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                      help="give up on a request W&B's server leaves unanswered this long "
+                           "(default: %(default)g)")
     sync.set_defaults(func=run_sync)
 
     view = subparsers.add_parser("wandb-view", help="browse a sweep's W&B runs locally "
@@ -35,8 +39,11 @@ def add_parser(subparsers) -> None:
 def run_sync(args: argparse.Namespace) -> int:
     from sweep.wandb_mirror.sync import SyncError, sync_run_dir
 
+    require(0 < args.timeout_s <= 3600, "command line", "--timeout-s", args.timeout_s,
+            "a positive number of seconds, up to 3600")
     try:
-        done = sync_run_dir(args.run_dir, dry_run=args.dry_run, force=args.force)
+        done = sync_run_dir(args.run_dir, dry_run=args.dry_run, force=args.force,
+                            timeout_s=args.timeout_s)
     except SyncError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

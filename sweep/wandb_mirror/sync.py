@@ -5,12 +5,22 @@ Offline runs carry no sweep id (they are tied by group, config and ``wandb/mirro
 ``wandb sync --project P [--entity E] DIR...`` uploads the run folders unchanged; then
 ``wandb.sweep(config, project=..., entity=..., prior_runs=[run ids])`` creates the W&B sweep
 with the uploaded trial runs attached.
+
+Without a network `wandb sync` retries for ever and prints nothing, so the server is asked
+first, once, for at most ``timeout_s``: an unreachable one is one line naming it.
 """
 from __future__ import annotations
 
+import configparser
+import http.client
 import json
+import logging
+import math
+import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +29,12 @@ import yaml
 from sweep.rundir import MIRROR_FILE, WANDB_SWEEP_FILE, write_json
 from sweep.wandb_mirror.settings import has_api_key
 from sweep.wandb_mirror.writer import described, scrub
+from training.errors import error_line
 from training.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 60.0  # per request: W&B's API answers in seconds when it is reachable
 
 
 class SyncError(RuntimeError):
@@ -38,6 +53,10 @@ class SyncPlan:
     def folders(self) -> list[Path]:
         """Every run folder to upload, in order (a resumed trial's folders one after another)."""
         return [*(d for dirs in self.trial_runs.values() for d in dirs), *self.other_runs]
+
+    @property
+    def run_count(self) -> int:
+        return len(self.trial_runs) + len(self.other_runs)
 
 
 def plan_sync(run_dir: str | Path) -> SyncPlan:
@@ -70,9 +89,11 @@ def plan_sync(run_dir: str | Path) -> SyncPlan:
     return plan
 
 
-def sync_run_dir(run_dir: str | Path, dry_run: bool = False, force: bool = False) -> dict:
+def sync_run_dir(run_dir: str | Path, dry_run: bool = False, force: bool = False,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
     """Upload and create the sweep; returns what was done (also kept in mirror.json).
-    A dry run returns the command and the prior runs, and writes nothing."""
+    A dry run returns the command and the prior runs, and writes nothing. ``timeout_s``: how
+    long one request to W&B's server may go unanswered."""
     plan = plan_sync(run_dir)
     previous = plan.status.get("synced")
     if previous and not force and not dry_run:
@@ -85,7 +106,11 @@ def sync_run_dir(run_dir: str | Path, dry_run: bool = False, force: bool = False
     command = sync_command(plan, include_synced=force)
     if dry_run:
         return {"command": command, "prior_runs": sorted(plan.trial_runs)}
-    upload(command)
+    server = server_url()
+    log.info("syncing %d runs to %s (a request unanswered for %g s fails it)...",
+             plan.run_count, server, timeout_s)
+    check_reachable(server, timeout_s)
+    upload(command, timeout_s)
     sweep_id = create_sweep(plan)
     synced = {"sweep_id": sweep_id, "prior_runs": sorted(plan.trial_runs),
               "project": plan.status["project"], "entity": plan.status["entity"]}
@@ -106,8 +131,61 @@ def sync_command(plan: SyncPlan, include_synced: bool = False) -> list[str]:
     return command + [str(path) for path in plan.folders]
 
 
-def upload(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
+def server_url(environ=os.environ) -> str:
+    """The W&B server uploads go to, found as W&B finds it: WANDB_BASE_URL, else the base_url
+    `wandb login --host` saved in W&B's settings file, else W&B's own default."""
+    saved = configparser.RawConfigParser()
+    try:
+        saved.read(settings_file(environ))
+    except configparser.Error:  # wandb itself warns about a damaged file and skips it
+        pass
+    url = environ.get("WANDB_BASE_URL") or saved.get("default", "base_url", fallback="")
+    if not url:
+        import wandb
+
+        url = wandb.Settings().base_url
+    return url.rstrip("/")
+
+
+def settings_file(environ) -> Path:
+    if environ.get("WANDB_CONFIG_DIR"):
+        return Path(environ["WANDB_CONFIG_DIR"]).expanduser() / "settings"
+    home = environ.get("HOME") or os.path.expanduser("~")
+    return Path(home) / ".config" / "wandb" / "settings"
+
+
+def check_reachable(server: str, timeout_s: float) -> None:
+    """One request to the server, unanswered for at most ``timeout_s`` (a name lookup is
+    bounded by the resolver's own timeout); any HTTP answer will do."""
+    try:
+        urllib.request.urlopen(server, timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
+        raise SyncError(unreachable_line(server, why_unreachable(error, timeout_s))) from None
+
+
+def why_unreachable(error: Exception, timeout_s: float) -> str:
+    reason = getattr(error, "reason", error)  # URLError wraps the socket's error (or a text)
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    return error_line(reason, 120, named=False)  # e.g. [Errno 111] Connection refused
+
+
+def unreachable_line(server: str, why: str) -> str:
+    if os.environ.get("WANDB_BASE_URL"):
+        named, fix = " (WANDB_BASE_URL)", "check that address and this machine's network"
+    else:
+        named, fix = "", ("check this machine's network (for a self-hosted server, set "
+                          "WANDB_BASE_URL to its address)")
+    return scrub(f"cannot reach the W&B server {server}{named}: {why}; nothing was uploaded: "
+                 f"{fix}, then retry")
+
+
+def upload(command: list[str], timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """`wandb sync`, each of its API requests bounded by ``timeout_s`` (whole seconds)."""
+    env = {**os.environ, "WANDB_HTTP_TIMEOUT": str(math.ceil(timeout_s))}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         raise SyncError(scrub(f"wandb sync failed (exit {done.returncode}): "

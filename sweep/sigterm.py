@@ -1,0 +1,40 @@
+"""SIGTERM (what systemd, Kubernetes, Slurm and `timeout` send) stops a sweep command the way
+Ctrl-C does: Tune saves the sweep's state and stops, the summary names `python -m sweep resume`,
+and the command exits 143 (128 + SIGTERM, what a shell shows for a SIGTERMed process).
+
+ray.init replaces Python's SIGTERM handler with one that exits at once, and Ray's C++ core adds
+its own that dumps a stack and aborts (exit 134); so ``catch`` is called again once Ray runs.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+EXIT_CODE = 128 + signal.SIGTERM
+_received = False
+
+
+def catch() -> None:
+    """SIGTERM from now on acts as SIGINT would. Signal handlers belong to the main thread."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+
+
+def stop_like_ctrl_c(signum: int, frame) -> None:
+    """What SIGINT would do now: while a Tuner runs, Tune's handler (stop after saving the
+    sweep's state); otherwise KeyboardInterrupt."""
+    global _received
+    _received = True
+    interrupt = signal.getsignal(signal.SIGINT)
+    if not callable(interrupt):  # SIG_IGN (a background job) or SIG_DFL: none to borrow
+        raise KeyboardInterrupt
+    interrupt(signal.SIGINT, frame)
+
+
+def received() -> bool:
+    return _received
+
+
+def exit_code(otherwise: int) -> int:
+    """143 once SIGTERM stopped the command, else ``otherwise``."""
+    return EXIT_CODE if _received else otherwise
