@@ -185,6 +185,19 @@ def read_progress(path: Path, header: dict) -> dict[str, dict]:
     return {run_key(r["params"], r["seed"]): r for r in lines[1:] if "params" in r}
 
 
+def seed_progress(progress: Path, header: dict, table_path: Path) -> None:
+    """A committed (partial) table of the same settings starts the progress file: a fresh
+    clone resumes a table another machine began, retraining nothing it holds."""
+    table = load_table(table_path)
+    if {"format": table["format"], "settings": table["settings"]} != header:
+        return  # other settings: read_progress refuses nothing, the generator starts over
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    append_line(progress, {"header": header})
+    for config in table["configs"]:
+        for run in config["runs"]:
+            append_line(progress, {"params": config["params"], **run})
+
+
 def append_line(path: Path, row: dict) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(row) + "\n")
@@ -202,6 +215,8 @@ def generate(settings: dict, work_dir: Path, table_path: Path, processes: int = 
     if fresh:
         progress.unlink(missing_ok=True)
     header = {"format": FORMAT, "settings": settings}
+    if not progress.exists() and table_path.exists():
+        seed_progress(progress, header, table_path)
     done = read_progress(progress, header)
     if not progress.exists():
         append_line(progress, {"header": header})

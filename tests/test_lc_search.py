@@ -222,6 +222,10 @@ def test_generator_resumes_and_respects_its_budget(tmp_path):
         assert len(run["val_dice"]) == len(run["val_loss"]) == len(run["epoch_s"]) == 2
     with gzip.open(out, "rt") as handle:
         assert json.load(handle)["complete"] is True
+    # a fresh clone: no progress file, the committed table resumes it and nothing retrains
+    (work / "progress.jsonl").unlink()
+    assert generate(settings, work, out, processes=2, budget_s=1e-9) == done
+    assert len((work / "progress.jsonl").read_text().splitlines()) == 3  # header + 2 runs
     other = {**settings, "max_epochs": 3}
     with pytest.raises(BenchError, match="other generator settings"):
         generate(other, work, out)
