@@ -122,6 +122,9 @@ def test_a_command_sigterm_stopped_exits_143(sigterm_caught, monkeypatch):
 
 
 def test_sigterm_before_the_tuner_exits_143(sigterm_caught, monkeypatch, capsys):
+    # Python's own SIGINT handler, as in a fresh `python -m sweep` (a Tuner run earlier in this
+    # test process may have left Tune's installed)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     monkeypatch.setattr("sweep.cli.sweep.run_sweep", sigterm_to_self)
     assert main(["run", "experiments/smoke.yaml"]) == 143
     assert capsys.readouterr().err.strip() == "interrupted"

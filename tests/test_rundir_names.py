@@ -15,7 +15,9 @@ PATH_CALLS = {"Path", "joinpath", "join", "glob", "rglob", "path", "where", "exi
               "upload", "download", "has", "RunConfig"}
 
 # Module constants that spell a folder's name but are no path.
-NOT_PATHS = {"IMAGE_KEY"}  # wandb_mirror/records.py: the result key of a panel's path
+# wandb_mirror/records.py: the result key of a panel's path; wandb_mirror/sync.py: W&B's own
+# ~/.config folder and command
+NOT_PATHS = {"IMAGE_KEY", "USER_CONFIG_FOLDER"}
 
 
 def run_dir_names() -> dict[str, str]:

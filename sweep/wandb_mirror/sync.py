@@ -122,7 +122,7 @@ def sync_command(plan: SyncPlan, include_synced: bool = False) -> list[str]:
     """``wandb sync`` naming the run folders themselves (nothing is copied or rewritten).
     ``wandb sync`` marks what it uploaded (``run-ID.wandb.synced``) and skips it next time
     (so a retry after a failed sweep creation uploads nothing twice); ``--force`` includes it."""
-    wandb_cli = str(Path(sys.executable).with_name("wandb"))
+    wandb_cli = str(Path(sys.executable).with_name(WANDB_COMMAND))
     command = [wandb_cli, "sync", "--project", plan.status["project"]]
     if plan.status.get("entity"):
         command += ["--entity", plan.status["entity"]]
@@ -147,11 +147,16 @@ def server_url(environ=os.environ) -> str:
     return url.rstrip("/")
 
 
+# W&B's own folder under ~/.config (where `wandb login --host` saves base_url) and its command
+# beside the interpreter: W&B's names, not a run dir's wandb/ folder
+USER_CONFIG_FOLDER = WANDB_COMMAND = "wandb"
+
+
 def settings_file(environ) -> Path:
     if environ.get("WANDB_CONFIG_DIR"):
         return Path(environ["WANDB_CONFIG_DIR"]).expanduser() / "settings"
     home = environ.get("HOME") or os.path.expanduser("~")
-    return Path(home) / ".config" / "wandb" / "settings"
+    return Path(home) / ".config" / USER_CONFIG_FOLDER / "settings"
 
 
 def check_reachable(server: str, timeout_s: float) -> None:
