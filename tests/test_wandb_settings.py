@@ -71,6 +71,11 @@ def test_search_space_metric_and_asha_translate_to_a_wandb_sweep(tmp_path):
     assert "Optuna (TPE)" in config["description"]
     shipped = build_sweep_config("quickstart", space, "val_dice", "max", sampler="random")
     assert shipped["method"] == "random" and "RandomSampler" in shipped["description"]
+    from sweep.experiment import SAMPLERS
+
+    for sampler in SAMPLERS:  # every sampler an experiment may name has a W&B sweep config
+        mirrored = build_sweep_config("quickstart", space, "val_dice", "max", sampler=sampler)
+        assert mirrored["method"] in ("random", "bayes") and "Optuna (" in mirrored["description"]
     assert config["metric"] == {"name": "val_dice", "goal": "maximize"}
     assert config["early_terminate"] == {"type": "hyperband", "min_iter": 2, "eta": 3}
     assert config["parameters"] == {

@@ -19,8 +19,9 @@ CATEGORICAL = ("choice", "categorical", "values")
 
 
 # Optuna's sampler -> W&B's method: W&B has no TPE or GP of its own; `bayes` is the closest.
-WANDB_METHOD = {"random": "random", "tpe": "bayes", "gp": "bayes"}
-SAMPLER_NAME = {"random": "RandomSampler", "tpe": "TPE", "gp": "GPSampler"}
+WANDB_METHOD = {"random": "random", "tpe": "bayes", "gp": "bayes", "bohb": "bayes"}
+SAMPLER_NAME = {"random": "RandomSampler", "tpe": "TPE", "gp": "GPSampler",
+                "bohb": "TPE fitted on ASHA's rungs"}
 
 
 def build_sweep_config(name: str, search_space: dict, metric: str, mode: str,
