@@ -20,11 +20,23 @@ every budget the inner TPE samples at random (its start-up).
 """
 from __future__ import annotations
 
+import logging
+
 import optuna
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import TrialState
 
 RUNG_VALUES_ATTR = "rung_values"  # {epoch as str: the rung metric's value}, per trial
+
+
+class _NoViewNotices(logging.Filter):
+    """Optuna logs every in-memory study it creates; the sampler makes one per suggestion."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "created in memory" not in record.getMessage()
+
+
+logging.getLogger("optuna.storages._in_memory").addFilter(_NoViewNotices())
 
 
 class RungTPESampler(BaseSampler):
