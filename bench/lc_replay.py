@@ -172,9 +172,6 @@ class SimTrial:
         self.path = None
         self.epoch = 0  # epochs trained (a paused trial resumes after it)
 
-    def set_status(self, status: str) -> None:
-        self.status = status
-
 
 class SimController:
     """The part of Tune's TuneController a scheduler calls back (OrderedASHA stops a paused
@@ -234,6 +231,8 @@ def _drive(searcher, scheduler, table: Table, concurrency: int, epoch_budget, ma
 
     from ray.tune.schedulers import TrialScheduler
 
+    from sweep.trials import trial_number
+
     jitter = random.Random(time_noise) if time_noise is not None else None
     trace, clock, spent = Trace(), 0.0, 0
     queue: list[tuple[float, int]] = []  # (epoch ends at, trial number)
@@ -271,7 +270,7 @@ def _drive(searcher, scheduler, table: Table, concurrency: int, epoch_budget, ma
             trial = scheduler.choose_trial_to_run(controller)
             if trial is None:
                 return
-            train_epoch(int(trial.experiment_tag.split("_")[0]) - 1)
+            train_epoch(trial_number(trial))
 
     while True:
         if within_budget():
