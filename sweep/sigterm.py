@@ -7,6 +7,7 @@ its own that dumps a stack and aborts (exit 134); so ``catch`` is called again o
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -18,6 +19,19 @@ def catch() -> None:
     """SIGTERM from now on acts as SIGINT would. Signal handlers belong to the main thread."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+
+
+def _default_in_forked_child() -> None:
+    """A forked child (a multiprocessing pool's or a DataLoader's worker) is not the sweep
+    command: SIGTERM ends it, as it would without us. Inheriting the handler, it borrowed the
+    SIGINT handler it was forked with, and Tune's (which a finished Tuner leaves installed)
+    swallows a first signal: Pool.terminate() then waited forever on a worker it had stopped
+    (seen in the test suite: a crack folder written by a fork pool after a sweep)."""
+    if signal.getsignal(signal.SIGTERM) is stop_like_ctrl_c:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_in_forked_child)
 
 
 def stop_like_ctrl_c(signum: int, frame) -> None:

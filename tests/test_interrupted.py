@@ -4,8 +4,10 @@ stops a sweep the same way and exits 143 (a real one: tests/test_faults.py, `mak
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,31 @@ def test_sigterm_outside_a_tuner_is_a_keyboard_interrupt(sigterm_caught, sigint)
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGTERM)
     assert sigterm.received()
+
+
+def ready_then_sleep(ready) -> None:
+    ready.send(True)
+    time.sleep(60)
+
+
+def test_a_forked_child_ends_on_sigterm_even_when_the_parent_would_not(sigterm_caught):
+    """Pool.terminate() sends each worker one SIGTERM and waits for it; a worker that borrowed
+    the parent's handler ran Tune's SIGINT handler, which swallows the first signal, and the
+    wait never ended."""
+    signal.signal(signal.SIGINT, lambda signum, frame: None)  # as Tune's, for a first signal
+    parent_end, child_end = multiprocessing.Pipe()
+    child = multiprocessing.get_context("fork").Process(target=ready_then_sleep,
+                                                        args=(child_end,))
+    child.start()
+    try:
+        assert parent_end.poll(30) and parent_end.recv()
+        child.terminate()
+        child.join(timeout=10)
+        assert child.exitcode == -signal.SIGTERM
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
 
 
 def sigterm_to_self(args) -> int:
