@@ -16,9 +16,12 @@ names, mask values, fingerprint and a hash of index.npy.
 - build: into ``<key>.partial-<host>-<pid>/``, renamed to ``<key>/`` when complete; a lock file
   makes other processes of a node wait instead of building it twice. Ctrl-C, a crash or a full
   disk leave no ``<key>/``; space is reserved up front (fallocate), so a full disk fails at once.
-- open: manifest, headers, lengths and index hash are checked (no pixel is read); a cache that
-  fails is moved aside and rebuilt, never read. A flipped bit inside the pixels is not caught
-  (that would mean reading them all at every open).
+- open: manifest, headers, lengths and index hash are checked; a cache that fails is moved
+  aside and rebuilt, never read. Where a command loads the data set (the driver, once per run
+  or resume) the pixel files are also checked against their sha256 in the manifest: a cache
+  file edited in place is rebuilt rather than trained on (an out-of-range mask value from such
+  an edit used to end in a traceback). A trial mapping the driver's checked cache reads no
+  pixel to open it. A cache written before the checksums existed has none: it is rebuilt once.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ import numpy as np
 
 from data_pipeline import synthetic
 from data_pipeline.data import SegmentationData
+from data_pipeline.digests import file_sha256, files_sha256
 from data_pipeline.folder import (
     DataFolderError,
     class_faults,
@@ -288,7 +292,9 @@ def write_manifest(folder: Path, plan: Plan, index: np.ndarray, digests: list[st
                 "files": plan.names, "mask_values": plan.mask_values,
                 "source": plan.source_info, "images": len(plan.ids),
                 "image_bytes": image_bytes, "mask_bytes": mask_bytes,
-                "index_sha256": hashlib.sha256((folder / INDEX).read_bytes()).hexdigest()}
+                "index_sha256": hashlib.sha256((folder / INDEX).read_bytes()).hexdigest(),
+                # Read back once (the pages are still cached): what open(verify=True) checks.
+                "pixels_sha256": {name: file_sha256(folder / name) for name in (IMAGES, MASKS)}}
     with open(folder / MANIFEST, "w") as handle:
         json.dump(manifest, handle)
         handle.flush()
@@ -382,7 +388,7 @@ def open_or_none(path: Path, spec: dict, cache_dir: str) -> SegmentationData | N
     if not path.exists():
         return None
     try:
-        return open_cache(path, spec, cache_dir)
+        return open_cache(path, spec, cache_dir, verify=True)
     except CacheInvalid as error:
         log.warning("cache %s is unusable (%s): rebuilding it", path, error)
         aside = path.with_name(f"{path.name}.corrupt-{socket.gethostname()}-{os.getpid()}")
@@ -392,8 +398,10 @@ def open_or_none(path: Path, spec: dict, cache_dir: str) -> SegmentationData | N
         return None
 
 
-def open_cache(path: Path, spec: dict, cache_dir: str = "") -> SegmentationData:
-    """Map a complete cache read-only; CacheInvalid if any check fails."""
+def open_cache(path: Path, spec: dict, cache_dir: str = "",
+               verify: bool = False) -> SegmentationData:
+    """Map a complete cache read-only; CacheInvalid if any check fails. ``verify``: also hash
+    the pixel files against the manifest (one read of the cache)."""
     try:
         manifest = json.loads((path / MANIFEST).read_text())
         if manifest.get("format") != FORMAT_VERSION:
@@ -413,6 +421,8 @@ def open_cache(path: Path, spec: dict, cache_dir: str = "") -> SegmentationData:
                                    f"uint8 ({length},)")
         if index.shape != (n, 5) or len(manifest["ids"]) != n:
             raise CacheInvalid(f"index of shape {index.shape} for {n} images")
+        if verify:
+            check_pixels(path, manifest)
     except CacheInvalid:
         raise
     except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
@@ -424,6 +434,17 @@ def open_cache(path: Path, spec: dict, cache_dir: str = "") -> SegmentationData:
         mask_values=manifest["mask_values"], ids=manifest["ids"],
         source={**manifest["source"], "images": n, "cache": str(path)},
         cache=ref)
+
+
+def check_pixels(path: Path, manifest: dict) -> None:
+    """The pixel files as they were written, by their sha256 in the manifest."""
+    expected = manifest.get("pixels_sha256")
+    if not isinstance(expected, dict):
+        raise CacheInvalid("no checksums of its pixel files (written by an older version)")
+    names = [IMAGES, MASKS]
+    for name, digest in zip(names, files_sha256([path / n for n in names], "checking cache")):
+        if digest != expected.get(name):
+            raise CacheInvalid(f"{name} differs from what was decoded (edited in place?)")
 
 
 def views(flat: np.ndarray, index: np.ndarray, image: bool):

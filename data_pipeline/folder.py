@@ -196,7 +196,7 @@ def decode_pair(image_path: Path, mask_path: Path, scale: float, mask_values: li
     image = image.convert("RGB") if image.mode not in ("L", "RGB") else image
     pixels = np.asarray(image, np.uint8)
     pixels = pixels[..., None] if pixels.ndim == 2 else pixels
-    return pixels, class_indices(np.asarray(mask), mask_values), digest.hexdigest()
+    return pixels, class_indices(np.asarray(mask), mask_values, mask_path), digest.hexdigest()
 
 
 def open_bytes(data: bytes, path: Path) -> Image.Image:
@@ -235,10 +235,23 @@ def sorted_unique_values(per_mask: list[np.ndarray]) -> list:
     return [list(map(int, c)) for c in colours]
 
 
-def class_indices(mask: np.ndarray, mask_values: list) -> np.ndarray:
+def class_indices(mask: np.ndarray, mask_values: list, path: Path) -> np.ndarray:
+    """Each pixel's class: the rank of its value among ``mask_values``. A value the folder check
+    did not find (the file changed since) is a fault naming the file: silently it would become
+    a wrong class, or one past the last, which training meets as an index error."""
+    values = np.asarray(mask_values)
     if mask.ndim == 2:  # sorted values, each present: the class is the value's rank
-        return np.searchsorted(np.asarray(mask_values), mask).astype(np.uint8)
-    out = np.zeros(mask.shape[:2], np.uint8)
-    for index, value in enumerate(mask_values):
-        out[(mask == np.asarray(value)).all(-1)] = index
-    return out
+        out = np.searchsorted(values, mask)
+        known = values[np.minimum(out, len(values) - 1)] == mask
+    else:
+        out, known = np.zeros(mask.shape[:2], np.intp), np.zeros(mask.shape[:2], bool)
+        for index, value in enumerate(mask_values):
+            match = (mask == np.asarray(value)).all(-1)
+            out[match] = index
+            known |= match
+    if not known.all():
+        unknown = mask[~known][0].tolist()
+        raise DataFolderError(path.parent.parent, [
+            f"{path}: holds the value {unknown}, not among the mask values {mask_values[:8]} "
+            f"found when the folder was checked (did it change during decoding?): run again"])
+    return out.astype(np.uint8)

@@ -16,6 +16,7 @@ import yaml
 from sweep import runlock
 from sweep.diskspace import StopWhenDiskFull
 from sweep.experiment import Experiment, load_saved_experiment
+from sweep.fingerprint import check_same_start, record_start, recorded_storage, sweep_already_in
 from sweep.outage import StopWhenStorageUnreachable
 from sweep.outcome import TrialOutcomes
 from sweep.ray_session import fit, start_ray, stop_ray
@@ -111,11 +112,13 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
     check_writable_places(experiment, run_dir)
     with runlock.hold(run_dir):  # one line naming the live sweep, if there is one
         storage = open_storage(run_dir, experiment)
-        if storage.exists(TUNE_DIR):
+        # Whatever storage the earlier sweep used: a new --storage must not hide it.
+        if earlier := sweep_already_in(run_dir, storage):
             if not fresh:
-                raise ConfigError(f"{run_dir} already holds a sweep: `python -m sweep resume "
-                                  f"{run_dir}` continues it, --fresh starts over (deletes it)")
-            clear_run(run_dir, storage)
+                raise ConfigError(f"{run_dir} already holds a sweep ({earlier}): `python -m "
+                                  f"sweep resume {run_dir}` continues it, --fresh starts over "
+                                  f"(deletes it)")
+            clear_run(run_dir, storage, recorded_storage(run_dir))
         return run_locked(experiment, run_dir, storage)
 
 
@@ -137,6 +140,7 @@ def run_locked(experiment: Experiment, run_dir: Path, storage: TrialStorage) -> 
                                                              sort_keys=False))
         data = load_data_for(experiment)
         experiment = fix_speed_knobs_once(experiment, run_dir, data)
+        record_start(run_dir, experiment)  # what a resume must find unchanged
         outcomes = trial_outcomes(experiment, storage)  # the searcher's and the callbacks'
         callbacks = sweep_callbacks(experiment, run_dir, storage, outcomes, data)
         known = fit(build_tuner(experiment, run_dir, storage, data, outcomes, callbacks),
@@ -161,10 +165,15 @@ def resume_locked(run_dir: Path) -> RunSummary:
     if not storage.is_dir(TUNE_DIR):
         raise ConfigError(f"{run_dir}: no sweep to resume here (no {TUNE_DIR}/ folder at "
                           f"{storage.where(TUNE_DIR)})")
+    # An edited experiment.yaml or changed data would be applied in part: refused, nothing
+    # written yet. A run dir from before the records existed gets them once it passes.
+    recorded = check_same_start(run_dir, experiment)
     # Damage a resume would hide (rerun or dropped trials): repaired from Ray's results and
     # said, or refused in one line before Ray starts.
     recovered = check_before_resume(run_dir, experiment.scheduler.max_epochs,
                                     experiment.name, storage)
+    if not recorded:
+        record_start(run_dir, experiment, missing_only=True)
     for note in recovered:
         log.warning("recovered: %s", note)
     finished = frozenset(trial_id for trial_id, entry in read_statuses(run_dir).items()
@@ -239,11 +248,14 @@ def open_storage(run_dir: Path, experiment: Experiment) -> TrialStorage:
                           f"({error_line(error, 200, named=False)})") from None
 
 
-def clear_run(run_dir: Path, storage: TrialStorage) -> None:
-    """--fresh: the trial folders in the storage, then the driver's files: everything in the
-    run directory but the lock we hold (a new file would be a second, free lock)."""
-    for folder in (TUNE_DIR, CONFIRM_DIR, INFEASIBLE_DIR):
-        storage.delete(folder)
+def clear_run(run_dir: Path, storage: TrialStorage, recorded: TrialStorage | None) -> None:
+    """--fresh: the trial folders in the storage (and in the one the earlier sweep recorded,
+    if another: none is left orphaned), then the driver's files: everything in the run
+    directory but the lock we hold (a new file would be a second, free lock)."""
+    for place in (storage, recorded):
+        for folder in (TUNE_DIR, CONFIRM_DIR, INFEASIBLE_DIR):
+            if place is not None:
+                place.delete(folder)
     if not run_dir.is_dir():
         return
     for path in run_dir.iterdir():
