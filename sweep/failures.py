@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -154,3 +155,70 @@ OUT_OF_MEMORY_TEXT = ("out of memory", "outofmemoryerror", "can't allocate memor
 def is_out_of_memory(text: str) -> bool:
     text = text.lower()
     return any(pattern in text for pattern in OUT_OF_MEMORY_TEXT)
+
+
+# ---- a worker killed for memory: no Python error, only Ray's word for how it died -------------
+# Ray 2.60's texts (its raylet and core worker), the error's last lines in the trial's error.txt:
+# - its memory monitor killed the worker: exit type NODE_OUT_OF_MEMORY, "... killed due to the
+#   node running low on memory. Memory on the node (IP: ..., ID: ...) was 7.50GB used / 7.70GB
+#   limit (0.974)" (a task: ray.exceptions.OutOfMemoryError; an actor, as a trial is:
+#   ActorDiedError);
+# - the worker process vanished without a word (SIGKILL: a container's memory limit is enforced
+#   by the kernel's OOM killer): exit type SYSTEM_ERROR, "Worker unexpectedly exits with a
+#   connection error code 2. End of file. Some common causes include: (1) the process was
+#   killed by the OOM killer ...". Ray cannot tell a SIGKILL from a segfault or os._exit there
+#   (measured: signals 9, 11, 6 and os._exit(1) give the same text), and neither can we; a
+#   native crash of the same config would come back on a retry as surely.
+MEMORY_MONITOR_TEXT = ("node_out_of_memory", "running low on memory", "outofmemoryerror")
+VANISHED_WORKER_TEXT = "worker unexpectedly exits with a connection error code"
+NODE_MEMORY = re.compile(r"was ([\d.]+\s*GB) used / ([\d.]+\s*GB) limit")
+# Ray's error file holds every failure of a trial ("Failure # 2 (occurred at ...)"); the last
+# one is the one being handled.
+FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at [^)]*\)$", re.MULTILINE)
+
+
+def memory_kill_reason(error_text: str) -> str | None:
+    """One line (starting "out of memory", as any infeasible trial's reason does) when the
+    trial's last failure is its worker killed for memory; None for any other error."""
+    last = FAILURE_HEADER.split(error_text)[-1]
+    text = last.lower()
+    if any(word in text for word in MEMORY_MONITOR_TEXT):
+        usage = NODE_MEMORY.search(last)
+        where = f" ({usage.group(1)} used of {usage.group(2)})" if usage else ""
+        return f"out of memory: Ray's memory monitor killed its worker{where}"
+    if VANISHED_WORKER_TEXT in text:
+        return ("out of memory: its worker process was killed without a Python error (SIGKILL, "
+                "as the kernel's OOM killer does at a container's memory limit)")
+    return None
+
+
+def failure_reason(error_text: str) -> str:
+    """A failed trial's reason: what killed its worker when memory did (infeasible, see
+    outcome.verdict), else its error's last line."""
+    return memory_kill_reason(error_text) or error_reason(error_text)
+
+
+# Ray logs every failed trial task with its traceback here (~25 lines for a killed worker:
+# the actor's death, its pid, Ray's advice), before any callback runs.
+RAY_TRIAL_LOGGER = "ray.tune.execution.tune_controller"
+
+
+class OneLineMemoryKills(logging.Filter):
+    """Ray's record of a trial task that failed because its worker was killed for memory,
+    said as one line of ours instead (the trial is infeasible and not retried:
+    TrialOutcomes.retry)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        reason = memory_kill_reason(str(error)) if error is not None else None
+        if reason is None:
+            return True
+        trial = record.getMessage().rsplit(" ", 1)[-1]  # "Trial task failed for trial NAME"
+        log.warning("trial %s: %s; infeasible, not retried", trial, reason)
+        return False
+
+
+def quiet_memory_kill_tracebacks() -> None:
+    logger = logging.getLogger(RAY_TRIAL_LOGGER)
+    if not any(isinstance(f, OneLineMemoryKills) for f in logger.filters):
+        logger.addFilter(OneLineMemoryKills())

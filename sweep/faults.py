@@ -1,5 +1,6 @@
 """Fault injection, a test seam: the sweep's failure paths (a trial out of memory, a trial that
-crashes and is retried from its checkpoint) run on CPU without real failures.
+crashes and is retried from its checkpoint, a trial's worker killed as the kernel's OOM killer
+kills it, a trial checkpoint damaged on disk) run on CPU without real failures.
 
 Not a user setting, so not part of the experiment file: the tests set ``CRACK_SWEEP_FAULTS``
 to JSON (tests/README.md), e.g. ``{"oom_when": {"batch_size": 2}}``. It is read on the driver
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 from dataclasses import dataclass, field
 
 import torch
@@ -26,11 +28,19 @@ ENV_VAR = "CRACK_SWEEP_FAULTS"
 class Faults:
     """Trials whose config matches every item of ``oom_when`` run out of memory at epoch
     ``oom_epoch``; those matching ``error_when`` crash at epoch ``error_epoch`` unless resumed
-    from a checkpoint (so a retry gets past it)."""
+    from a checkpoint (so a retry gets past it); those matching ``kill_when`` SIGKILL their own
+    worker process at epoch ``kill_epoch``, as a container's memory limit does (no Python
+    error; resumed or not, as a real memory kill would come again); those matching
+    ``damage_when`` hand Tune a damaged checkpoint at epoch ``damage_epoch`` (unless resumed),
+    one whose bytes no longer match their checksum, as a disk or a copy can leave it."""
     oom_when: dict = field(default_factory=dict)
     oom_epoch: int = 1
     error_when: dict = field(default_factory=dict)
     error_epoch: int = 2
+    kill_when: dict = field(default_factory=dict)
+    kill_epoch: int = 1
+    damage_when: dict = field(default_factory=dict)  # the checkpoint of damage_epoch, damaged
+    damage_epoch: int = 1
 
 
 def faults_from_env(environ=os.environ) -> Faults | None:
@@ -44,25 +54,33 @@ def faults_from_env(environ=os.environ) -> Faults | None:
         raise ConfigError(f"{ENV_VAR}: not valid JSON ({error.msg}, char {error.pos})") from None
     faults = build(Faults, values, ENV_VAR)
     require(faults.oom_epoch >= 1, ENV_VAR, "oom_epoch", faults.oom_epoch, "at least 1")
+    require(faults.kill_epoch >= 1, ENV_VAR, "kill_epoch", faults.kill_epoch, "at least 1")
+    require(faults.damage_epoch >= 1, ENV_VAR, "damage_epoch", faults.damage_epoch,
+            "at least 1")
     require(faults.error_epoch >= 2, ENV_VAR, "error_epoch", faults.error_epoch,
             "2 or more (a retry resumes after an earlier epoch)")
     settings = {f.name for f in dataclasses.fields(TrainConfig)}
-    for section in ("oom_when", "error_when"):
+    for section in ("oom_when", "error_when", "kill_when", "damage_when"):
         for key in set(getattr(faults, section)) - settings:
             raise ConfigError(f"{ENV_VAR}: {section}.{key} names no training setting")
     return faults
 
 
 def fault_injector(faults: Faults | None, params: dict, resumed: bool):
-    """A function of the epoch that raises where ``faults`` says, for the trial of ``params``."""
+    """A function of the epoch that raises where ``faults`` says, for the trial of ``params``;
+    it returns True where the epoch's checkpoint is to be damaged (``damage_file``)."""
     faults = faults or Faults()
 
     def matches(when: dict) -> bool:
         return bool(when) and all(params.get(k) == v for k, v in when.items())
 
     oom, crash = matches(faults.oom_when), matches(faults.error_when) and not resumed
+    kill = matches(faults.kill_when)
+    damage = matches(faults.damage_when) and not resumed
 
-    def inject(epoch: int) -> None:
+    def inject(epoch: int) -> bool:
+        if kill and epoch == faults.kill_epoch:
+            os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer sends
         if oom and epoch == faults.oom_epoch:
             # A real allocation failure, not a raised class: torch's CPU allocator refuses 4 EiB
             # at once (nothing is used) with the plain RuntimeError a real CPU OOM gives.
@@ -70,8 +88,20 @@ def fault_injector(faults: Faults | None, params: dict, resumed: bool):
         if crash and epoch == faults.error_epoch:
             raise RuntimeError(f"injected by {ENV_VAR} error_when={faults.error_when} at epoch "
                                f"{epoch}")
+        return damage and epoch == faults.damage_epoch
 
     return inject
+
+
+def damage_file(path) -> None:
+    """Flip bytes in the middle of ``path``, a fresh file (never the hard-linked original): its
+    size and zip layout stay, the CRC-32 of an entry no longer matches."""
+    data = bytearray(open(path, "rb").read())
+    middle = len(data) // 2
+    data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])
+    os.unlink(path)
+    with open(path, "wb") as file:
+        file.write(data)
 
 
 # The other test hook: per-epoch sleeps by trial number (JSON list of seconds), read on the

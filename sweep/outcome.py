@@ -8,15 +8,35 @@ Light on purpose (no ray): resume's recovery and the report apply the same rule 
 """
 from __future__ import annotations
 
-from sweep.failures import NO_ERROR_TEXT, error_reason, is_out_of_memory, trial_error_text
-from sweep.rundir import COMPLETE, FAILED, INFEASIBLE, PRUNED, TrialStorage, infeasible_reason
+import logging
+
+from sweep.failures import (
+    NO_ERROR_TEXT,
+    failure_reason,
+    is_out_of_memory,
+    memory_kill_reason,
+    trial_error_text,
+)
+from sweep.rundir import (
+    COMPLETE,
+    FAILED,
+    INFEASIBLE,
+    PRUNED,
+    TrialStorage,
+    infeasible_reason,
+    record_infeasible,
+)
+from training.errors import error_line
+
+log = logging.getLogger(__name__)
 
 
 def verdict(last_result: dict | None, *, errored: bool, max_epochs: int,
             infeasible: str | None = None, error_text: str = "",
             budget: bool = False) -> tuple[str, str]:
     """(status, reason) of a trial that ended. ``infeasible`` is the reason the trainable
-    recorded (``infeasible_reason``); an error whose text says out-of-memory counts too."""
+    recorded (``infeasible_reason``); an error whose text says out-of-memory counts too (a
+    worker killed for memory: failures.memory_kill_reason)."""
     if infeasible:
         return INFEASIBLE, infeasible
     if errored:
@@ -69,6 +89,24 @@ class TrialOutcomes:
         decided anew."""
         self.decided.pop(trial_id, None)
 
+    def retry(self, trial) -> str | None:
+        """Tune is retrying ``trial`` after an error. A worker killed for memory would only be
+        killed again: the trial is decided infeasible now and recorded so where the trainable
+        looks first (infeasible/), so Tune's retry ends at once without training. Returns that
+        reason; None for any other error, whose retry is a real one (``forget``)."""
+        reason = memory_kill_reason(trial_error_text(trial))
+        if reason is None:
+            self.forget(trial.trial_id)
+            return None
+        self.decided[trial.trial_id] = (INFEASIBLE, reason)
+        try:
+            record_infeasible(self.storage, trial.trial_id, reason)
+        except Exception as error:  # noqa: BLE001 - raised in a Tune callback it would fail
+            # the sweep's bookkeeping (issue 12); unrecorded, the retry trains again.
+            log.warning("trial %s: not recorded infeasible (%s); Tune retries it",
+                        trial.trial_id, error_line(error))
+        return reason
+
     def of_trial(self, trial, errored: bool) -> tuple[str, str]:
         """The outcome of a Tune trial that ended (``errored``: it raised)."""
         return self.decide(trial.trial_id, trial.last_result, errored, trial)
@@ -78,7 +116,7 @@ class TrialOutcomes:
         if trial_id not in self.decided:
             trial = trial or next((t for t in self.trials if t.trial_id == trial_id), None)
             # Without Tune's trial (a searcher driven alone) an error has no text to read.
-            error_text = error_reason(trial_error_text(trial)) if errored and trial else ""
+            error_text = failure_reason(trial_error_text(trial)) if errored and trial else ""
             self.decided[trial_id] = verdict(
                 last_result, errored=errored, max_epochs=self.max_epochs,
                 infeasible=infeasible_reason(self.storage, trial_id), error_text=error_text,

@@ -9,7 +9,7 @@ from pathlib import Path
 from sweep import dashboard, exposure, sigterm
 from sweep.diskspace import quiet_disk_full_tracebacks, sweep_disk_full
 from sweep.experiment import Experiment
-from sweep.failures import is_storage_error, raised_within
+from sweep.failures import is_storage_error, quiet_memory_kill_tracebacks, raised_within
 from sweep.outage import StorageUnreachable, unreachable
 from sweep.rundir import TrialStorage
 from training.settings import ConfigError
@@ -83,6 +83,7 @@ def fit(tuner, run_dir: Path, storage: TrialStorage | None = None, again: str = 
     ``again``: the command the storage line gives (default: resume the sweep). Returns the ids
     of the trials in Tune's results."""
     quiet_disk_full_tracebacks()  # here too: a restored Tuner unpickles its callbacks
+    quiet_memory_kill_tracebacks()
     quiet_ray_resume_hint()
     try:
         return trial_ids(tuner.fit())

@@ -9,17 +9,23 @@ finished trials or drops some.
   rows and ``verdict()``, with Ray's own record of which trials were still going.
 - ``study.journal`` torn in its last record (a kill mid-write): that record is cut off.
 - Refused: Ray's experiment state or searcher state missing or unreadable (Ray would start the
-  sweep over), a journal missing or damaged before its end (TPE's history and Ray's searcher
-  state would no longer agree).
+  sweep over), a journal missing or damaged before its end, or one that lacks whole records
+  Ray's searcher state refers to (cut short, not torn by a kill): TPE's history and the
+  searcher would no longer agree, and the resumed searcher would fail on the first trial
+  the study has lost.
 """
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
 import logging
+import pickle
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweep.failures import error_reason
+from sweep.failures import failure_reason
 from sweep.outcome import verdict
 from sweep.rundir import (
     ENDED,
@@ -58,7 +64,7 @@ def check_before_resume(run_dir: Path, max_epochs: int, study_name: str = "",
     storage = storage or TrialStorage(run_dir)
     ray_status = ray_trial_statuses(storage)  # first: refuse before touching anything
     check_searcher_state(storage)
-    notes = repair_journal(run_dir)
+    notes = repair_journal(run_dir, storage)
     notes += repair_result_files(storage)
     # Ray's snapshot may predate a trial's end; the study was told at once (status, reason).
     told = study_verdicts(run_dir, study_name) if study_name else {}
@@ -117,8 +123,81 @@ def check_searcher_state(storage: TrialStorage) -> None:
                          f"the sweep over; nothing was changed")
 
 
+# ---- what Ray's searcher state knows of the study --------------------------------------------
+@dataclass
+class SearcherFacts:
+    """What the saved OptunaSearch (SweepSearch) will expect of the study once restored: each
+    trial's number by Ray trial id, the trials it told, the last epoch it reported of each."""
+    study_name: str = ""
+    numbers: dict[str, int] = field(default_factory=dict)
+    told: set[str] = field(default_factory=set)
+    reported: dict[str, int] = field(default_factory=dict)
+
+
+class Opaque:
+    """Whatever the searcher state pickles beyond plain data (optuna, numpy, ray and sweep
+    objects): kept as the state it was pickled with, nothing imported and nothing run. So the
+    check neither opens the pickled JournalStorage (which would read the journal, at the path
+    of the run it was made in) nor trusts the file's code."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        self.args = args
+
+    def __setstate__(self, state) -> None:
+        self.state = state[0] if isinstance(state, tuple) and len(state) == 2 else state
+
+    def get(self, key: str, default=None):
+        return self.state.get(key, default) if isinstance(getattr(self, "state", None), dict) \
+            else default
+
+
+PLAIN = {"dict", "list", "set", "frozenset", "tuple", "int", "float", "str", "bytes", "bool"}
+
+
+class PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        import builtins
+
+        return getattr(builtins, name) if module == "builtins" and name in PLAIN else Opaque
+
+
+def read_searcher_facts(storage: TrialStorage) -> SearcherFacts | None:
+    """The newest searcher state's facts (check_searcher_state has read it whole); None for a
+    state that is no OptunaSearch's (nothing to hold the journal to)."""
+    name = newest(storage, SEARCHER_STATE)
+    try:
+        state = PlainUnpickler(io.BytesIO(storage.read_bytes(TUNE_DIR, name))).load()
+    except Exception:  # noqa: BLE001 - Ray's own restore judges a state we cannot read
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get("_ot_trials"), dict):
+        return None
+    numbers = {trial_id: frozen_number(trial) for trial_id, trial in state["_ot_trials"].items()}
+    numbers = {trial_id: n for trial_id, n in numbers.items() if n is not None}
+    # Reproducible mode holds tells back (``_ended``): those trials are not told yet.
+    held = {outcome[0] for outcome in (state.get("_ended") or {}).values()
+            if isinstance(outcome, tuple) and outcome}
+    told = {t for t in state.get("_completed_trials") or () if t in numbers and t not in held}
+    metric = state.get("_metric")
+    reported = {trial_id: result["epoch"] for trial_id, result in (state.get("_last") or {}).items()
+                if trial_id in numbers and trial_id not in held and isinstance(result, dict)
+                and isinstance(result.get("epoch"), int) and result.get(metric) is not None}
+    return SearcherFacts(state.get("_study_name") or "", numbers, told, reported)
+
+
+def frozen_number(trial) -> int | None:
+    """An optuna Trial's number, from the FrozenTrial it caches (pickled with it)."""
+    frozen = trial.get("_cached_frozen_trial") if isinstance(trial, Opaque) else None
+    number = frozen.get("_number") if isinstance(frozen, Opaque) else None
+    return number if isinstance(number, int) else None
+
+
 # ---- study.journal ---------------------------------------------------------------------------
-def repair_journal(run_dir: Path) -> list[str]:
+def repair_journal(run_dir: Path, storage: TrialStorage | None = None) -> list[str]:
+    """Cut off a torn last record, once the rest is known to hold everything Ray's searcher
+    state refers to; refuse (nothing changed) a journal damaged before its end or cut short."""
     path = run_dir / STUDY_FILE
     if not path.is_file():
         raise DamagedRun(f"{path}: the Optuna study is missing, so the searcher cannot continue "
@@ -126,13 +205,64 @@ def repair_journal(run_dir: Path) -> list[str]:
                          f"reads the trials)")
     lines = path.read_bytes().split(b"\n")
     bad = [index for index, line in enumerate(lines) if line.strip() and not json_line(line)]
-    if not bad:
-        return []
-    if bad != [len(lines) - 1]:  # damage before the end: records after it depend on it
+    if bad and bad != [len(lines) - 1]:  # damage before the end: records after it depend on it
         raise DamagedRun(f"{path}: record {bad[0] + 1} of the Optuna study is damaged; nothing "
                          f"was changed (`python -m sweep report {run_dir}` still reads the trials)")
-    write_text(path, b"\n".join(lines[:-1]).decode("utf-8") + "\n")
+    kept = lines[:-1] if bad else lines
+    facts = read_searcher_facts(storage or TrialStorage(run_dir))
+    if facts is not None:
+        check_journal_holds(path, b"\n".join(kept), facts, run_dir)
+    if not bad:
+        return []
+    write_text(path, b"\n".join(kept).decode("utf-8") + "\n")
     return [f"{path}: cut off a torn last record (a write the stopped driver never finished)"]
+
+
+def check_journal_holds(path: Path, journal: bytes, facts: SearcherFacts, run_dir: Path) -> None:
+    """DamagedRun unless ``journal`` holds every trial, tell and reported epoch that Ray's
+    searcher state refers to. Ray saves that state at the same moments as its experiment state,
+    after the journal records it refers to were written: a kill mid-write tears only a record
+    written later. A journal that lacks older records was cut short (or replaced), and the
+    resumed searcher would fail on the first trial the study lost (IndexError) or leave a
+    finished trial RUNNING in Optuna for good."""
+    lost = journal_gaps(journal, facts)
+    if lost:
+        raise DamagedRun(f"{path}: the Optuna study lacks {lost}, which Ray's searcher state "
+                         f"refers to (whole records are missing, not only a torn last one); "
+                         f"nothing was changed (put back a complete copy of it to resume; "
+                         f"`python -m sweep report {run_dir}` still reads the trials)")
+
+
+def journal_gaps(journal: bytes, facts: SearcherFacts) -> str:
+    """What the searcher knows that ``journal`` does not ('' when nothing): the study is read
+    from a copy, so the run directory stays untouched."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    with tempfile.TemporaryDirectory(prefix="journal-check-") as folder:
+        copy = Path(folder) / STUDY_FILE
+        copy.write_bytes(journal.rstrip(b"\n") + b"\n" if journal.strip() else b"")
+        storage = JournalStorage(JournalFileBackend(str(copy)))
+        try:
+            names = [facts.study_name] if facts.study_name else \
+                optuna.get_all_study_names(storage)
+            trials = optuna.load_study(study_name=names[0], storage=storage).get_trials(
+                deepcopy=False) if names else []
+        except Exception as error:  # noqa: BLE001 - a journal optuna cannot replay
+            return f"a readable study ({type(error).__name__})"
+    missing = sorted(trial_id for trial_id, number in facts.numbers.items()
+                     if number >= len(trials))
+    if missing:
+        more = ", ..." if len(missing) > 3 else ""
+        return f"{len(missing)} trial(s) ({', '.join(missing[:3])}{more})"
+    unfinished = sorted(trial_id for trial_id in facts.told
+                        if not trials[facts.numbers[trial_id]].state.is_finished())
+    if unfinished:
+        return f"the end of {len(unfinished)} finished trial(s) ({', '.join(unfinished[:3])})"
+    steps = sorted(f"{trial_id} epoch {step}" for trial_id, step in facts.reported.items()
+                   if step not in trials[facts.numbers[trial_id]].intermediate_values)
+    return f"reported epochs ({', '.join(steps[:3])})" if steps else ""
 
 
 def json_line(line: bytes) -> bool:
@@ -206,7 +336,7 @@ def status_from_rows(storage: TrialStorage, record, ray_status: dict[str, str], 
         status, reason = RUNNING, "interrupted: `resume` continues it"
     elif ray == "ERROR" or (not ray and record.has(ERROR_FILE)):
         status, reason = verdict(last, errored=True, max_epochs=max_epochs, infeasible=infeasible,
-                                 error_text=error_reason(record.error_text()))
+                                 error_text=failure_reason(record.error_text()))
     elif ray == "TERMINATED" or infeasible:
         status, reason = verdict(last, errored=False, max_epochs=max_epochs,
                                  infeasible=infeasible)

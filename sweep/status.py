@@ -74,8 +74,9 @@ class TrialStatusLog(tune.Callback):
         self.progress()
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
-        self.outcomes.forget(trial.trial_id)
-        self.update(trial, RUNNING, "retrying from its last checkpoint after an error")
+        killed = self.outcomes.retry(trial)  # a worker killed for memory: no real retry
+        self.update(trial, RUNNING, f"{killed}; ending" if killed
+                    else "retrying from its last checkpoint after an error")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if METRIC in result:

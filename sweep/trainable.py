@@ -5,12 +5,14 @@ Each epoch becomes ``tune.report(metrics, checkpoint=...)``; a restarted trial r
 (``tune.with_parameters``) as a reference to its decoded disk cache, which the trial maps. A
 trial that runs out of memory is recorded as infeasible (a small file in the trial storage,
 infeasible/, that the driver reads) instead of being retried: the same config would only run
-out of memory again.
+out of memory again. A trial whose worker was killed for memory (no Python error) is recorded
+so by the driver (TrialOutcomes.retry), and Tune's retry of it returns at once.
 """
 from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import shutil
 import tempfile
@@ -23,7 +25,7 @@ from ray import tune
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
 from sweep.failures import is_out_of_memory, ride_out
-from sweep.faults import Faults, fault_injector
+from sweep.faults import Faults, damage_file, fault_injector
 from sweep.rundir import (
     CHECKPOINT_DIRS,
     CHECKPOINT_FILE,
@@ -33,6 +35,7 @@ from sweep.rundir import (
     REPORTED_AT_KEY,
     SEED_CHECKPOINT,
     TrialStorage,
+    infeasible_reason,
     read_result_rows,
     record_infeasible,
 )
@@ -42,6 +45,8 @@ from training.checkpoints import CheckpointError, load_checkpoint
 from training.errors import error_line
 from training.loop import EpochState
 from training.replicates import train_replicates
+
+log = logging.getLogger(__name__)
 
 OUT_OF_MEMORY = (torch.OutOfMemoryError, MemoryError)  # what always means out of memory
 
@@ -67,6 +72,8 @@ def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment,
     trial_id = context.get_trial_id()
     if trial_id in finished:
         return  # finished before the driver died, after Ray's last snapshot: never rerun
+    if infeasible_reason(storage, trial_id):
+        return  # the driver's verdict on a worker killed for memory: a retry would die again
     params = trial_params(config, candidates)
     number = number_from_name(context.get_trial_name())
     delay = epoch_delays[number] if number is not None and number < len(epoch_delays) else 0.0
@@ -98,6 +105,8 @@ def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
     with contextlib.ExitStack() as stack:
         work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-")))
         folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
+        if folder is not None:
+            folder = readable_checkpoint(folder, seeds, tune.get_context().get_trial_id())
         if (folder is not None and storage is not None
                 and trained_epochs(resume_file(folder, seeds[0] if len(seeds) > 1 else None))
                 >= experiment.scheduler.max_epochs):
@@ -123,6 +132,33 @@ def resume_file(folder: Path, seed: int | None = None) -> Path:
         return folder / name
     newer = sorted(folder.parent.glob(f"{CHECKPOINT_DIRS}/{name}"))
     return newer[-1] if newer else folder / name  # none: the load error names it
+
+
+def readable_checkpoint(folder: Path, seeds: list[int], trial_id: str = "") -> Path | None:
+    """The checkpoint folder to resume from: Tune's, unless one of its files cannot be read
+    (damaged in the trial storage); then the newest other one of the trial's that can, else
+    None: the trial trains from scratch, which with the same seed gives the same metrics (the
+    loop's randomness is a function of the seed and the epoch). One line says which."""
+    keys = [None] if len(seeds) == 1 else seeds
+    damage = unreadable(folder, keys)
+    if damage is None:
+        return folder
+    others = sorted((p for p in folder.parent.glob(CHECKPOINT_DIRS) if p != folder), reverse=True)
+    fallback = next((other for other in others if unreadable(other, keys) is None), None)
+    instead = (f"restarting from {fallback.name} (epoch {trained_epochs(resume_file(fallback))})"
+               if fallback else "restarting from scratch (same seed: same metrics)")
+    log.warning("trial %s: its checkpoint cannot be read (%s); %s", trial_id, damage, instead)
+    return fallback
+
+
+def unreadable(folder: Path, keys: list[int | None]) -> str | None:
+    """Why a checkpoint folder's files (one per seed) cannot be loaded; None when they can."""
+    for key in keys:
+        try:
+            load_checkpoint(str(resume_file(folder, key)))
+        except CheckpointError as error:
+            return str(error)
+    return None
 
 
 def trained_epochs(checkpoint_file: Path) -> int:
@@ -169,7 +205,7 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
 
     def report(metrics: dict, states: list[EpochState]) -> None:
         nonlocal first_epoch
-        inject_faults(states[0].epoch)
+        damage = inject_faults(states[0].epoch)  # True: a damaged checkpoint (tests only)
         time.sleep(delay)  # 0 outside tests
         if first_epoch is None:
             first_epoch = states[0].epoch
@@ -189,6 +225,8 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
                 for state in states:
                     link_or_copy(state.checkpoint_path,
                                  Path(folder) / SEED_CHECKPOINT.format(seed=state.config.seed))
+            if damage:
+                damage_file(Path(folder) / CHECKPOINT_FILE)
             # Ray copies the folder into the trial's storage before report returns.
             publish = lambda: tune.report(  # noqa: E731
                 metrics, checkpoint=tune.Checkpoint.from_directory(folder))
