@@ -35,8 +35,10 @@ from bench.lc_table import PROBLEMS, generate, load_table, problem_settings, pro
 from bench.registry import Context, Outcome
 
 # ---- the split (fixed before the held-out tables were scored) ---------------------------------
-DEVELOPMENT_TABLES = ("unet_thin", "unet_crop")
-HELDOUT_TABLES = ("unet_crisp",)
+# unet_crop was first named for development; the default was chosen on unet_thin alone, before
+# unet_crop's table existed, so it joined the held-out side unseen (2026-12-03).
+DEVELOPMENT_TABLES = ("unet_thin",)
+HELDOUT_TABLES = ("unet_crisp", "unet_crop")
 DEVELOPMENT_SEARCH_SEEDS = tuple(range(0, 50))
 HELDOUT_SEARCH_SEEDS = tuple(range(1000, 1050))
 assert set(DEVELOPMENT_TABLES) | set(HELDOUT_TABLES) == set(PROBLEMS)
@@ -371,7 +373,8 @@ def run(ctx: Context) -> Outcome:
     s = SETUP["tiny" if ctx.tiny else "full"]
     shipped = shipped_name()
     methods = tuple(dict.fromkeys((*HELDOUT_METHODS, shipped)))
-    tables = tables_for(ctx, HELDOUT_TABLES)
+    # A held-out table still being made is left out and named (`missing_tables`), never guessed.
+    tables, missing = available_tables(ctx, HELDOUT_TABLES)
     seeds = HELDOUT_SEARCH_SEEDS[:s["seeds"]]
     limited = {m: v for m, v in {**s["limited"], **HELDOUT_CONTEXT}.items() if m != shipped}
     began = time.perf_counter()
@@ -384,11 +387,12 @@ def run(ctx: Context) -> Outcome:
     plot = ctx.work_dir.parent / "search_curves.png" if ctx.tiny else PLOT_FILE
     draw_regret(summary, tables, methods, s["concurrency"], plot, shipped)
     return heldout_outcome(summary, tables, methods, shipped, seeds, s, agreement, plot,
-                           {"replay_s": round(replay_s, 1), "ray_check_s": round(ray_s, 1)})
+                           {"replay_s": round(replay_s, 1), "ray_check_s": round(ray_s, 1)},
+                           missing)
 
 
 def heldout_outcome(summary, tables, methods, shipped, seeds, s, agreement, plot,
-                    timing) -> Outcome:
+                    timing, missing: dict | None = None) -> Outcome:
     names, conc, horizon = list(tables), s["concurrency"], s["horizon"]
     vs_random = ratio_between(summary, names, BASELINE, shipped, conc, "top5", horizon)
     vs_asha = ratio_between(summary, names, STOPPING_BASELINE, shipped, conc, "top5", horizon)
@@ -396,6 +400,7 @@ def heldout_outcome(summary, tables, methods, shipped, seeds, s, agreement, plot
     regret_asha = regret_at(summary, names, STOPPING_BASELINE, conc, QUICKSTART_TRAININGS)
     heldout = {"tables": len(DEVELOPMENT_TABLES) + len(names), "heldout_tables": len(names),
                "heldout_table_names": names, "development_tables": list(DEVELOPMENT_TABLES),
+               "missing_tables": dict(missing or {}),
                "seeds": len(seeds), "search_seeds": [seeds[0], seeds[-1]],
                "ratio_vs_random": vs_random["ratio"], "ratio_vs_random_ci90": vs_random["ci90"],
                "ratio_vs_random_asha": vs_asha["ratio"],
@@ -414,7 +419,8 @@ def heldout_outcome(summary, tables, methods, shipped, seeds, s, agreement, plot
     met = (vs_random["ratio"] >= GOALS["ratio_vs_random"]
            and vs_random["ci90"][0] >= GOALS["ratio_vs_random_ci90_lo"]
            and vs_asha["ratio"] >= GOALS["ratio_vs_random_asha"]
-           and regret_shipped <= regret_asha)
+           and regret_shipped <= regret_asha
+           and not missing)  # a goal is judged on every held-out table
     return Outcome(
         ratio=vs_random["ratio"], met=met,
         headline=f"held out ({', '.join(names)}): {shipped} reaches the top-5 % target in "
@@ -426,7 +432,8 @@ def heldout_outcome(summary, tables, methods, shipped, seeds, s, agreement, plot
                      n: thresholds(t) for n, t in tables.items()},
                  "best_heldout_mean": {n: max(t.heldout.values()) for n, t in tables.items()}},
         notes=[f"{len(seeds)} held-out search seeds per method, concurrency {list(conc)}, "
-               f"reproducible mode, horizon {horizon} trainings",
+               f"reproducible mode, horizon {horizon} trainings"
+               + "".join(f"; left out: {m}" for m in (missing or {}).values()),
                f"the simulated Tune loop gave the same trials as a real Tuner on "
                f"{agreement['same']} of {agreement['searches']} searches (concurrency 2)",
                f"replay {timing['replay_s']} s, Ray check {timing['ray_check_s']} s"])
