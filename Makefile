@@ -76,12 +76,17 @@ settings-doc: install
 # ARGS, e.g. make sweep EXP=crack_unet ARGS="--search.trials=20 --fresh".
 EXP ?= quickstart
 RUN ?= runs/$(EXP)
-.PHONY: sweep resume confirm dashboard dashboard-stop
+.PHONY: sweep resume extend confirm dashboard dashboard-stop
 sweep: install
 	$(PY) -m sweep run experiments/$(EXP).yaml $(ARGS)
 
 resume: install
 	$(PY) -m sweep resume $(RUN)
+
+# More trials for a sweep, same study and run dir: make extend RUN=runs/quickstart TRIALS=24
+# (TRIALS: the new total).
+extend: install
+	$(PY) -m sweep extend $(RUN) --trials $(TRIALS)
 
 confirm: install
 	$(PY) -m sweep confirm $(RUN) $(ARGS)

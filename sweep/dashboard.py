@@ -78,6 +78,7 @@ def connect(include_dashboard: bool = True) -> RayConnection:
     if os.environ.get("RAY_ADDRESS"):
         context, where = join(os.environ["RAY_ADDRESS"]), os.environ["RAY_ADDRESS"]
     elif head:
+        exposure.keep_on_loopback()  # the head's node is 127.0.0.1: so must this driver's be
         # By address, not "auto": "auto" may pick any other Ray running on this machine.
         context, where = ray.init(address=head["address"], log_to_driver=False), head["address"]
     else:
@@ -208,7 +209,8 @@ def is_our_head(state: dict) -> bool:
 
 def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD_PORT,
                extra_args: tuple[str, ...] = (), timeout_s: float = 90) -> dict:
-    """Start a Ray head with the dashboard on 127.0.0.1 and token auth; sweeps then join it.
+    """Start a Ray head on 127.0.0.1 (every port loopback, README "exposure") with the dashboard
+    and token auth; sweeps on this machine then join it.
     ``ray start --block`` in its own session: stopping that one process stops the node."""
     state = read_head_state()
     if state:
@@ -219,10 +221,13 @@ def start_head(port: int = DEFAULT_PORT, dashboard_port: int = DEFAULT_DASHBOARD
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "ray-head.log"
     ensure_token()
+    # Node address 127.0.0.1 (kept so by loopback_head_env): every server of the head listens
+    # on loopback only; a node on another machine cannot join it (`ray up` makes clusters).
     command = [ray_executable(), "start", "--head", "--block", f"--port={port}",
-               "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-               "--include-dashboard=true", "--disable-usage-stats", *extra_args]
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+               "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+               f"--dashboard-port={dashboard_port}", "--include-dashboard=true",
+               "--disable-usage-stats", *extra_args]
+    env = exposure.loopback_head_env()
     keep_secrets_out_of_ray_logs(env)
     with log_file.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,

@@ -33,9 +33,11 @@ EXPERIMENT_FILE = "experiment.yaml"  # the resolved experiment (after --key=valu
 TUNE_DIR = "tune"  # Ray Tune's experiment: tune/<trial_id>/{params.json,result.json,checkpoint_*}
 # Ray's own state in tune/ (and confirm/), one file per snapshot, the time in the name.
 EXPERIMENT_STATE, SEARCHER_STATE = "experiment_state-*.json", "searcher-state-*.pkl"
+SEARCH_GEN_STATE = "search_gen_state-*.json"  # Ray's trial count (a cloudpickle, despite .json)
 STUDY_FILE = "study.journal"  # Optuna's journal storage
 EXPERIMENT_FINGERPRINT_FILE = "experiment_fingerprint.json"  # the experiment the sweep began
 DATA_FINGERPRINT_FILE = "data_fingerprint.json"  # the data set it began on (sweep/fingerprint.py)
+EXTENSIONS_FILE = "extensions.json"  # each `extend`: [{from_trials, to_trials, at}, ...]
 SPEED_PROBE_FILE = "speed_probe.json"  # the speed probe's table and the knobs every trial got
 STATUS_FILE = "trial_status.json"  # {trial_id: {status, reason, epochs, config, best_val_dice}}
 BEST_CHECKPOINT = "best.pth"

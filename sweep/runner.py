@@ -16,6 +16,7 @@ import yaml
 from sweep import runlock
 from sweep.diskspace import StopWhenDiskFull
 from sweep.experiment import Experiment, load_saved_experiment
+from sweep.extend import prepare_extension
 from sweep.fingerprint import check_same_start, record_start, recorded_storage, sweep_already_in
 from sweep.outage import StopWhenStorageUnreachable
 from sweep.outcome import TrialOutcomes
@@ -39,6 +40,7 @@ from sweep.rundir import (
     STATUS_FILE,
     STUDY_FILE,
     TUNE_DIR,
+    WANDB_SWEEP_FILE,
     TrialRecord,
     TrialStorage,
     is_uri,
@@ -159,6 +161,18 @@ def resume_experiment(run_dir: str | Path) -> RunSummary:
         return resume_locked(run_dir)
 
 
+def extend_experiment(run_dir: str | Path, trials: int) -> RunSummary:
+    """`extend`: the sweep in ``run_dir`` raised to ``trials`` trials in all (sweep/extend.py),
+    then resumed; a RunSummary of the whole sweep."""
+    run_dir = Path(run_dir)
+    if not (run_dir / EXPERIMENT_FILE).is_file():
+        raise ConfigError(f"{run_dir}: no sweep to extend here (no {EXPERIMENT_FILE})")
+    with runlock.hold(run_dir):
+        experiment = load_saved_experiment(run_dir / EXPERIMENT_FILE)
+        prepare_extension(run_dir, open_storage(run_dir, experiment), trials)
+        return resume_locked(run_dir)
+
+
 def resume_locked(run_dir: Path) -> RunSummary:
     experiment = load_saved_experiment(run_dir / EXPERIMENT_FILE)
     storage = open_storage(run_dir, experiment)
@@ -185,8 +199,9 @@ def resume_locked(run_dir: Path) -> RunSummary:
         data = load_data_for(experiment)
         # Its callbacks (and the searcher, and their one outcome owner) are the interrupted
         # sweep's, unpickled by Tune.
-        tuner = restore_tuner(experiment, storage, data, finished)
+        tuner = restore_tuner(experiment, run_dir, storage, data, finished)
         rebind_restored(restored_callbacks(tuner), experiment, run_dir, storage)
+        retarget_restored(restored_callbacks(tuner), experiment, run_dir)
         known = fit(tuner, run_dir, storage)
     finally:
         stop_ray(connection)
@@ -201,7 +216,8 @@ def rebind_restored(callbacks: list, experiment: Experiment, run_dir: Path,
                     storage: TrialStorage) -> None:
     """The callbacks Tune unpickled for a resume write into this run directory (a copied or
     moved one writes into itself, not into the original) and share one outcome owner: those of
-    a sweep saved before sweep/outcome.py existed have none."""
+    a sweep saved before sweep/outcome.py existed have none. (The searcher's study and new
+    trials: search.ResumedSearch.)"""
     owner = next((c.outcomes for c in callbacks if getattr(c, "outcomes", None)), None)
     owner = owner or trial_outcomes(experiment, storage)
     for callback in callbacks:
@@ -209,6 +225,26 @@ def rebind_restored(callbacks: list, experiment: Experiment, run_dir: Path,
             if getattr(callback, "outcomes", None) is None:
                 callback.outcomes = owner
             callback.relocate(run_dir, storage)
+        elif isinstance(callback, (StopWhenDiskFull, StopWhenStorageUnreachable)):
+            callback.run_dir, callback.storage = run_dir, storage  # the folders its line names
+
+
+def retarget_restored(callbacks: list, experiment: Experiment, run_dir: Path) -> None:
+    """The callbacks Tune unpickled count to the trial total experiment.yaml records now, not
+    the one they were built with: an extended sweep (sweep/extend.py) shows its progress out
+    of the new total, and its W&B sweep config caps that many runs. A plain resume changes
+    nothing (the totals agree)."""
+    from sweep.wandb_mirror.sweep_config import write_sweep_yaml
+
+    total = experiment.search.trials
+    for callback in callbacks:
+        if isinstance(callback, TrialStatusLog):
+            callback.total = total
+    mirror = sweep_mirror(callbacks)
+    config = mirror.plan.get("sweep_config") if mirror is not None else None
+    if config and config.get("run_cap") not in (None, total):
+        mirror.plan = {**mirror.plan, "sweep_config": {**config, "run_cap": total}}
+        write_sweep_yaml(run_dir / WANDB_SWEEP_FILE, mirror.plan["sweep_config"])
 
 
 def fix_speed_knobs_once(experiment: Experiment, run_dir: Path, data) -> Experiment:

@@ -21,8 +21,7 @@ import os
 from pathlib import Path
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from data_pipeline import SegmentationData
@@ -30,6 +29,7 @@ from sweep.experiment import RUNG_METRICS, Experiment, SchedulerSettings, Search
 from sweep.faults import faults_from_env, injected_epoch_delays
 from sweep.ordered_asha import OrderedASHA, rung_levels
 from sweep.outcome import TrialOutcomes
+from sweep.resumed_asha import ResumedASHA
 from sweep.rundir import COMPLETE, METRIC, MODE, PRUNED, TUNE_DIR, TrialStorage, journal_storage
 from sweep.rung_sampler import RUNG_VALUES_ATTR, RungTPESampler
 from sweep.trainable import train_trial
@@ -52,6 +52,9 @@ class SweepSearch(OptunaSearch):
         self._order: dict[str, int] = {}  # Ray trial id -> trial number (order of asks)
         self._ended: dict[int, tuple] = {}  # finished, not told yet: number -> outcome
         self._told = 0  # trials 0.._told-1 are told (reproducible mode)
+        # Tells released past the lag rule because the last trial was asked (number -> outcome):
+        # what an extension takes back (searcher_state.take_back_early_tells).
+        self._released_early: dict[int, tuple] = {}
         self._last: dict[str, dict] = {}  # last result per trial (a paused trial's stop has none)
         super().__init__(**kwargs)
 
@@ -64,6 +67,17 @@ class SweepSearch(OptunaSearch):
         # A searcher saved before sweep/outcome.py existed kept the rule's settings itself.
         self._outcomes = outcomes or TrialOutcomes(self._trial_storage, self._max_epochs,
                                                    self._budget)
+
+    def use_journal_of(self, run_dir: Path) -> None:
+        """After a restore: the study is the journal file of ``run_dir``, where the resume runs.
+        The saved state holds the absolute path of the journal the sweep started with (a copy
+        would tell the original's study; a moved run directory has none). The unpickled study,
+        every asked trial and this searcher share one storage object, so giving it the new file
+        moves them all; nothing has read it since it was unpickled (it replays on first use)."""
+        from optuna.storages import JournalStorage
+
+        if isinstance(self._storage, JournalStorage):  # an in-memory study has no path
+            self._storage._backend = journal_storage(run_dir)._backend
 
     def suggest(self, trial_id: str):
         asked = len(self._order)
@@ -102,7 +116,11 @@ class SweepSearch(OptunaSearch):
         asked = len(self._order)
         limit = asked - self._lag if asked < self._total else asked
         while self._told in self._ended and self._told <= limit:
-            self._tell_outcome(*self._ended.pop(self._told))
+            outcome = self._ended.pop(self._told)
+            if self._told > asked - self._lag:  # only because no more asks come: an
+                # extension asks more, so it must be able to take this tell back
+                self.__dict__.setdefault("_released_early", {})[self._told] = outcome
+            self._tell_outcome(*outcome)
             self._told += 1
 
     def _tell_outcome(self, trial_id: str, result: dict | None, error: bool) -> None:
@@ -201,7 +219,9 @@ def make_searcher(experiment: Experiment, run_dir: Path, storage: TrialStorage |
 def make_scheduler(experiment: Experiment):
     settings = experiment.scheduler
     # time_attr="epoch": the loop's own count, which survives a resume unchanged.
-    kind = OrderedASHA if reproducible(experiment) else ASHAScheduler
+    # Both rebuild their rungs from a restored trial's results (Ray saves no scheduler state):
+    # a resumed or extended sweep prunes against every trial, not only the ones after it.
+    kind = OrderedASHA if reproducible(experiment) else ResumedASHA
     # The rung metric may differ from the objective: early val_dice is mostly 0 (the thin
     # cracks are not found yet) and ranks the eventual best trials low; val_loss does not.
     return kind(time_attr="epoch", metric=settings.metric,
@@ -330,17 +350,63 @@ def build_tuner(experiment: Experiment, run_dir: Path, storage: TrialStorage,
                                             experiment.search.max_failures))
 
 
-def restore_tuner(experiment: Experiment, storage: TrialStorage, data: SegmentationData,
-                  finished: frozenset) -> tune.Tuner:
-    """The interrupted sweep with its searcher state, read back from the trial storage. Errored
-    trials stay failed (Optuna was told so); trials recorded as finished return at once if
-    Ray's snapshot predates them."""
+def restore_tuner(experiment: Experiment, run_dir: Path, storage: TrialStorage,
+                  data: SegmentationData, finished: frozenset) -> tune.Tuner:
+    """The interrupted sweep with its searcher state, read back from the trial storage, run
+    where the resume runs (``run_dir``, ``storage``) even if the sweep started elsewhere (see
+    ResumedSearch). Errored trials stay failed (Optuna was told so); trials recorded as
+    finished return at once if Ray's snapshot predates them."""
     quiet_tune()
-    return tune.Tuner.restore(storage.path(TUNE_DIR),
-                              storage_filesystem=storage.ray_storage()["storage_filesystem"],
-                              trainable=make_trainable(experiment, storage, data,
-                                                       finished=finished),
-                              resume_unfinished=True, resume_errored=False)
+    tuner = tune.Tuner.restore(storage.path(TUNE_DIR),
+                               storage_filesystem=storage.ray_storage()["storage_filesystem"],
+                               trainable=make_trainable(experiment, storage, data,
+                                                        finished=finished),
+                               resume_unfinished=True, resume_errored=False)
+    # Tune wraps a plain searcher in a SearchGenerator itself; handing it ours instead is the
+    # one way in (Tuner.restore takes no search algorithm): TunerInternal._tune_config.
+    tune_settings = tuner._local_tuner._tune_config
+    tune_settings.search_alg = ResumedSearch(tune_settings.search_alg, run_dir, storage)
+    return tuner
+
+
+class ResumedSearch(SearchGenerator):
+    """Ray's SearchGenerator for a resumed sweep, writing where the resume runs.
+
+    Ray 2.60 moves the trials it restores to the directory Tuner.restore was given, but not
+    what the generator saved: its Tune experiment keeps the storage path the sweep started
+    in, and every trial created after the resume (its folder, result.json, checkpoints) went
+    there: into the original of a copied run directory. The searcher's Optuna journal is saved
+    by absolute path too. Once Ray has restored both, they are pointed at this run."""
+
+    def __init__(self, searcher, run_dir: Path, storage: TrialStorage):
+        super().__init__(searcher)
+        self._run_dir, self._trial_storage = Path(run_dir), storage
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        forget_other_runs_state(dirpath, self._trial_storage)
+        super().restore_from_dir(dirpath)
+        # In place, as Ray's TuneController._restore_trials moves a restored trial's storage:
+        # the experiment's spec holds the same object, and each new trial copies it.
+        context = self._experiment.storage
+        context.storage_filesystem = self._trial_storage.fs
+        context.storage_fs_path = self._trial_storage.root
+        context.experiment_dir_name = TUNE_DIR
+        searcher = self.searcher
+        while hasattr(searcher, "searcher"):  # the ConcurrencyLimiter's SweepSearch
+            searcher = searcher.searcher
+        if isinstance(searcher, SweepSearch):
+            searcher.use_journal_of(self._run_dir)
+
+
+def forget_other_runs_state(staging_dir: str, storage: TrialStorage) -> None:
+    """Before Ray reads the searcher state from its driver staging folder: only the files this
+    run's tune/ holds. Ray names that folder by the Ray session and the sweep's first start, so
+    a copy and its original resumed in one Ray session (a `make dashboard` head, the tests)
+    share it, and Ray would restore (and upload) the state of whichever saved last."""
+    ours = set(storage.listdir(TUNE_DIR))
+    for path in Path(staging_dir).iterdir() if Path(staging_dir).is_dir() else ():
+        if path.is_file() and path.name not in ours:
+            path.unlink()
 
 
 def restored_callbacks(tuner: tune.Tuner) -> list:

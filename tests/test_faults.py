@@ -108,8 +108,8 @@ def test_deleted_status_file_is_rebuilt_from_rays_results(run_copy):
 
 def test_a_copied_run_resumes_into_itself_not_the_original(smoke_run, run_copy):
     """Tune unpickles the status log and the W&B mirror with the original's absolute paths:
-    a resumed copy wrote its trial_status.json and W&B runs there (issue 24: the searcher's
-    journal still does, see the README's fault table)."""
+    a resumed copy wrote its trial_status.json and W&B runs there (the searcher's journal and
+    the trials made after the resume: tests/test_copied_run.py)."""
     from sweep.runner import resume_experiment
 
     originals = {name: (smoke_run / name).read_bytes()

@@ -112,7 +112,7 @@ def test_sweep_search_shares_only_the_names_it_means_to(optuna_search):
     from sweep.search import SweepSearch
 
     shared = private_names(SweepSearch) & set(dir(optuna_search.search))
-    meant = {"_ot_trials", "_ot_study", "_completed_trials"}
+    meant = {"_ot_trials", "_ot_study", "_completed_trials", "_storage"}  # _storage: read only
     assert shared <= meant, broken(
         "ray", f"OptunaSearch's {sorted(shared - meant)}", "sweep/search.py: SweepSearch's "
         "names too; rename ours, or add a contract if we mean to use Ray's", change="is new")
@@ -174,6 +174,35 @@ def test_the_search_generator_counts_trials_in_its_saved_state():
     assert state.get("counter") == 0, broken(
         "ray", "SearchGenerator.get_state()['counter']",
         "sweep/trials.py: trial numbers continue from it after a resume")
+
+
+def test_asha_keeps_a_bracket_per_trial_that_records_replayed_results():
+    """ResumedASHA replays a restored trial's result.json into the bracket ASHA gave it, with
+    ASHA's own sign and time attribute: no public way feeds results that are not live."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from sweep.resumed_asha import ResumedASHA
+
+    asha = ASHAScheduler(time_attr="epoch", metric="val_loss", mode="min", max_t=4,
+                         grace_period=1, reduction_factor=2)
+    old, new = SimpleNamespace(trial_id="old"), SimpleNamespace(trial_id="new")
+    for trial in (old, new):
+        asha.on_trial_add(None, trial)
+    try:
+        bracket = asha._trial_info["old"]
+        bracket.on_result(old, 1, asha._metric_op * 0.1)
+        fields = (asha._time_attr, asha._metric, asha._metric_op)
+    except (AttributeError, KeyError, TypeError) as error:
+        bracket, fields = None, repr(error)
+    assert fields == ("epoch", "val_loss", -1.0) and asha.on_trial_result(
+        None, new, {"epoch": 1, "val_loss": 0.9}) == TrialScheduler.STOP, broken(
+        "ray", "ASHAScheduler._trial_info[trial_id] (a _Bracket: on_result(trial, time, signed "
+               "value)), _time_attr, _metric, _metric_op",
+        "sweep/resumed_asha.py: a restored trial's rung values are replayed there")
+    shared = private_names(ResumedASHA) & set(dir(asha))
+    assert shared <= {"_trial_info", "_time_attr", "_metric", "_metric_op"}, broken(
+        "ray", f"ASHAScheduler's {sorted(shared)}", "sweep/resumed_asha.py: ResumedASHA's names "
+        "too; rename ours, or add a contract if we mean to use Ray's", change="is new")
 
 
 def test_asha_needs_nothing_of_a_trial_but_its_id():
@@ -324,6 +353,69 @@ def test_a_restored_tuner_gives_back_the_callbacks_it_ran_with(tune_run):
         "sweep/search.py restored_callbacks: the runner finishes a resumed sweep's W&B mirror")
 
 
+def test_a_restored_tuner_runs_the_search_algorithm_of_its_tune_config(tune_run, tmp_path):
+    """Tuner.restore takes no search algorithm: a resume hands Tune its own SearchGenerator
+    through the TunerInternal's tune config, and Ray 2.60 restores the generator's saved Tune
+    experiment with the storage path the sweep started in (the restored trials are moved, it
+    is not), where new trials would be made. The spec holds that same storage object."""
+    import shutil
+
+    from ray import tune
+    from ray.tune.search.search_generator import SearchGenerator
+
+    moved = tmp_path / "moved" / "tune"
+    shutil.copytree(tune_run.tune_dir, moved)
+    tuner = tune.Tuner.restore(str(moved), trainable=failing_trial)
+    seen = {}
+
+    class Spy(SearchGenerator):
+        def restore_from_dir(self, dirpath):
+            super().restore_from_dir(dirpath)
+            seen["experiment"], seen["staging"] = self._experiment, Path(dirpath)
+
+    try:
+        settings = tuner._local_tuner._tune_config
+        settings.search_alg = Spy(settings.search_alg)
+    except AttributeError:
+        settings = None
+    try:
+        tuner.fit()
+    finally:
+        # Every restore of tune_run in this Ray session shares Ray's driver staging folder
+        # (named by session and first start): the state this fit saved there would be the
+        # newest one the next test's restore reads.
+        kept = {path.name for path in tune_run.tune_dir.iterdir()}
+        for path in seen.get("staging", Path("/nonexistent")).glob("*"):
+            if path.is_file() and path.name not in kept:
+                path.unlink()
+    assert settings is not None and "experiment" in seen, broken(
+        "ray", "Tuner._local_tuner._tune_config.search_alg run by a restored Tuner's fit",
+        "sweep/search.py restore_tuner: a resume runs its ResumedSearch")
+    context = getattr(seen["experiment"], "storage", None)
+    assert all(hasattr(context, name) for name in (
+        "storage_filesystem", "storage_fs_path", "experiment_dir_name")) and \
+        seen["experiment"].spec.get("storage") is context, broken(
+        "ray", "SearchGenerator._experiment.storage (a StorageContext, the spec's 'storage')",
+        "sweep/search.py ResumedSearch: trials made after a resume go where it runs")
+    assert context.storage_fs_path == str(tune_run.tune_dir.parent), broken(
+        "ray", "a restored SearchGenerator's experiment keeping the saved storage path",
+        "sweep/search.py ResumedSearch moves it; it may no longer need to",
+        change="is now moved by Ray itself")
+
+
+def test_resumed_search_shares_only_the_names_it_means_to():
+    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.search.search_generator import SearchGenerator
+
+    from sweep.search import ResumedSearch
+
+    shared = private_names(ResumedSearch) & set(dir(SearchGenerator(OptunaSearch())))
+    meant = {"_experiment"}
+    assert shared <= meant, broken(
+        "ray", f"SearchGenerator's {sorted(shared - meant)}", "sweep/search.py: ResumedSearch's "
+        "names too; rename ours, or add a contract if we mean to use Ray's", change="is new")
+
+
 def test_the_experiment_state_lists_each_trial_and_its_status(tune_run):
     names = sorted(p.name for p in tune_run.tune_dir.glob("experiment_state-*.json"))
     # The timestamp in the name sorts by time: recover.py takes the last name as the newest.
@@ -344,6 +436,40 @@ def test_the_searcher_state_is_a_whole_pickle(tune_run):
     assert files and files[-1].read_bytes().endswith(b"."), broken(
         "ray", "tune/searcher-state-<time>.pkl (a pickle: ends with its STOP opcode)",
         "sweep/recover.py tells a torn searcher state by its last byte")
+
+
+def test_a_restored_run_takes_its_trial_count_from_the_saved_search_generator(tune_run,
+                                                                              tmp_path):
+    """`extend` raises the count Ray restores: Tune never re-adds the experiment on a resume, so
+    TuneConfig.num_samples is ignored and the newest search_gen_state-<time>.json (a cloudpickle
+    of SearchGenerator.get_state()) decides; the searcher state beside it is a plain pickle of
+    OptunaSearch's __dict__, which extend rewrites with SweepSearch's raised total."""
+    import pickle
+    import shutil
+
+    from ray import cloudpickle, tune
+
+    copy = tmp_path / "tune"
+    shutil.copytree(tune_run.tune_dir, copy)
+    names = sorted(p.name for p in copy.glob("search_gen_state-*.json"))
+    state = cloudpickle.loads((copy / names[-1]).read_bytes()) if names else {}
+    assert state.get("total_samples") == 1 and "finished" in state, broken(
+        "ray", f"tune/search_gen_state-<time>.json with total_samples and finished (found "
+               f"{names}: {sorted(state)})", "sweep/extend.py raises the trial count there")
+    searchers = sorted(copy.glob("searcher-state-*.pkl"))
+    assert isinstance(pickle.loads(searchers[-1].read_bytes()).get("_ot_trials"), dict), broken(
+        "ray", "tune/searcher-state-<time>.pkl (pickle.dumps of OptunaSearch.__dict__)",
+        "sweep/extend.py raises SweepSearch's total and takes tells back there")
+    state.update(total_samples=2, finished=False)
+    (copy / names[-1]).write_bytes(cloudpickle.dumps(state))
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the new trial runs
+    try:
+        results = tune.Tuner.restore(str(copy), trainable=failing_trial).fit()
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert len(results) == 2, broken(
+        "ray", "a restored Tuner making trials up to the saved SearchGenerator total_samples",
+        "sweep/extend.py: an extended sweep gets its new trials that way")
 
 
 def test_a_trial_folder_holds_ray_s_files_by_the_names_we_read(tune_run):
@@ -431,6 +557,85 @@ def test_the_study_journal_is_one_json_record_per_line(tmp_path):
     assert [t.number for t in trials] == [0, 1], broken(
         "optuna", "a journal without its last record still loading",
         "sweep/recover.py cuts a torn last record off and resumes the study")
+
+
+def test_a_trial_added_running_to_a_new_journal_is_told_through_the_old_trial(tmp_path):
+    """`extend` rewinds the study (sweep/extend.py rewind_study): a new journal, renamed over
+    the old, holds the same trials in the same order with some RUNNING again (add_trial of a
+    RUNNING create_trial). The searcher then tells them through the optuna Trial objects it
+    pickled, which address a trial by its storage id: the new journal must give each trial the
+    id it had. (The pickled file backend remembers byte offsets of the old file: a resume gives
+    the unpickled storage a fresh backend, SweepSearch.use_journal_of, and so does this test.)"""
+    import pickle
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path, space = tmp_path / "study.journal", {"x": FloatDistribution(0.0, 1.0)}
+    study = optuna.create_study(study_name="contract", direction="maximize",
+                                storage=JournalStorage(JournalFileBackend(str(path))))
+    asked = [study.ask(space) for _ in range(2)]
+    for trial in asked:
+        study.tell(trial, 0.5)
+    saved = pickle.dumps(asked[1])  # as the searcher state holds it, with its study
+    old = study.get_trials(deepcopy=True)
+    rewritten = optuna.create_study(
+        study_name="contract", direction="maximize",
+        storage=JournalStorage(JournalFileBackend(str(tmp_path / "new.journal"))))
+    rewritten.add_trial(old[0])
+    rewritten.add_trial(optuna.trial.create_trial(
+        state=TrialState.RUNNING, params=old[1].params, distributions=old[1].distributions,
+        intermediate_values={1: 0.25}))
+    os.replace(tmp_path / "new.journal", path)
+    trial = pickle.loads(saved)
+    trial.study._storage._backend = JournalFileBackend(str(path))  # as use_journal_of does
+    try:
+        trial.study.tell(trial, 0.75)
+        trials = optuna.load_study(study_name="contract", storage=JournalStorage(
+            JournalFileBackend(str(path)))).get_trials()
+    except Exception as error:  # noqa: BLE001 - any failure is the contract's
+        trials = [error]
+    assert [(t.number, t.state, t.value, t.intermediate_values) for t in trials] == [
+        (0, TrialState.COMPLETE, 0.5, {}), (1, TrialState.COMPLETE, 0.75, {1: 0.25})], broken(
+        "optuna", f"add_trial(RUNNING) keeping trial ids, told via an unpickled Trial ({trials})",
+        "sweep/extend.py rewind_study: the searcher tells the rewound trials again")
+
+
+def test_a_journal_storage_moves_with_its_backend_after_unpickling(tmp_path):
+    """A resumed searcher's study was pickled with the absolute path of its journal: the
+    study, its asked trials and the searcher share one unpickled JournalStorage, and giving it
+    another file's backend makes all of them write there."""
+    import pickle
+    import shutil
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    first, second = tmp_path / "first.journal", tmp_path / "second.journal"
+    storage = JournalStorage(JournalFileBackend(str(first)))
+    study = optuna.create_study(study_name="contract", storage=storage, direction="maximize")
+    saved = pickle.dumps({"storage": storage, "study": study, "trial": study.ask()})
+    shutil.copy(first, second)
+    before = first.read_bytes()
+    state = pickle.loads(saved)
+    try:
+        state["storage"]._backend = JournalFileBackend(str(second))
+        state["trial"].report(0.5, 1)
+        state["study"].tell(state["trial"], 0.5)
+    except (AttributeError, KeyError) as error:
+        pytest.fail(broken("optuna", f"JournalStorage._backend ({error})",
+                           "sweep/search.py SweepSearch.use_journal_of"))
+    moved = optuna.load_study(study_name="contract",
+                              storage=JournalStorage(JournalFileBackend(str(second))))
+    assert first.read_bytes() == before and moved.trials[0].value == 0.5, broken(
+        "optuna", "JournalStorage._backend (the file an unpickled study writes to)",
+        "sweep/search.py SweepSearch.use_journal_of: a copied run's resume tells its own study")
 
 
 # ---- W&B's x_ settings: sweep/wandb_mirror/writer.py ---------------------------------------------

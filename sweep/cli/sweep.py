@@ -1,4 +1,4 @@
-"""`run`, `resume`, `confirm` and `dashboard`: the sweep commands."""
+"""`run`, `resume`, `extend`, `confirm` and `dashboard`: the sweep commands."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +28,17 @@ def add_parser(subparsers) -> None:
                                                "continue from their last checkpoint.")
     resume.add_argument("run_dir", type=Path, help="runs/NAME")
     resume.set_defaults(func=resume_sweep)
+
+    extend = subparsers.add_parser(
+        "extend", help="add trials to a sweep (same study, searcher and run dir)",
+        description="Raise a sweep's total to N trials: the same Optuna study, searcher "
+                    "state, ASHA rungs, trial numbering and W&B sweep; nothing finished runs "
+                    "again, unfinished trials continue first. In reproducible mode the N "
+                    "trials are those one sweep of N would give.")
+    extend.add_argument("run_dir", type=Path, help="runs/NAME")
+    extend.add_argument("--trials", type=int, required=True, metavar="N",
+                        help="the new total (above the sweep's current one)")
+    extend.set_defaults(func=extend_sweep)
 
     confirm = subparsers.add_parser(
         "confirm", help="rerun the top configurations with new seeds",
@@ -90,6 +101,16 @@ def resume_sweep(args: argparse.Namespace) -> int:
     from sweep.runner import resume_experiment, summary_text
 
     summary = resume_experiment(args.run_dir)
+    summary.stopped = sigterm.received()
+    print(summary_text(summary), flush=True)
+    return exit_code(summary)
+
+
+def extend_sweep(args: argparse.Namespace) -> int:
+    before_ray()
+    from sweep.runner import extend_experiment, summary_text
+
+    summary = extend_experiment(args.run_dir, args.trials)
     summary.stopped = sigterm.received()
     print(summary_text(summary), flush=True)
     return exit_code(summary)
