@@ -21,6 +21,7 @@ from sweep.faults import ENV_VAR as FAULTS_ENV
 from sweep.faults import Faults, faults_from_env
 from sweep.outcome import TrialOutcomes, verdict
 from sweep.rundir import INFEASIBLE, TUNE_DIR, TrialStorage, infeasible_reason, journal_storage
+from tests.helpers import TINY_DATA
 
 SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 
@@ -143,7 +144,8 @@ def test_a_sigkilled_trial_is_infeasible_not_retried_and_the_sweep_goes_on(
 
     # Set after Ray started: the driver reads it (sweep/faults.py), the workers never see it.
     monkeypatch.setenv(FAULTS_ENV, json.dumps({"kill_when": {"batch_size": 2}}))
-    experiment = load_experiment(SMOKE, ["--search.trials=3", "--scheduler.max_epochs=1"])
+    experiment = load_experiment(SMOKE, ["--search.trials=3", "--scheduler.max_epochs=1",
+                                         *TINY_DATA])
     with caplog.at_level(logging.INFO):
         summary = run_experiment(experiment, tmp_path)
     status = json.loads((summary.run_dir / "trial_status.json").read_text())
@@ -165,3 +167,24 @@ def test_a_sigkilled_trial_is_infeasible_not_retried_and_the_sweep_goes_on(
     assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.ERROR]
     lines = [r.getMessage() for r in caplog.records if "not retried" in r.getMessage()]
     assert len(lines) == len(killed), lines
+
+
+@pytest.mark.slow
+def test_a_real_memory_monitor_kill_is_infeasible(tmp_path):
+    """Ray's own memory monitor, not a fault hook: a sweep whose Ray kills any worker above 1 %
+    of the machine's memory (RAY_memory_usage_threshold, read when Ray starts: so its own
+    process, not the suite's shared session). `make fuzz`."""
+    import os
+    import subprocess
+
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+           "RAY_memory_usage_threshold": "0.01", "RAY_memory_monitor_refresh_ms": "100"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep", "run", str(SMOKE), "--runs-dir", str(tmp_path),
+         "--search.trials=1", "--scheduler.max_epochs=1", "--wandb.enabled=false", *TINY_DATA],
+        cwd=SMOKE.parents[1], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (entry,) = json.loads((tmp_path / "smoke" / "trial_status.json").read_text()).values()
+    assert entry["status"] == "infeasible", entry
+    assert entry["reason"].startswith("out of memory: Ray's memory monitor killed its worker")
+    assert "infeasible, not retried" in done.stdout + done.stderr
