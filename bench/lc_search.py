@@ -488,13 +488,24 @@ def ray_check(table: Table, s: dict, work_dir: Path) -> dict:
 STYLES = {"random": ("black", "--"), "random_asha": ("tab:orange", "-"),
           "tpe": ("tab:green", ":"), "tpe_asha": ("tab:red", "-"), "gp_asha": ("tab:purple", "-"),
           "bohb": ("tab:cyan", "-")}
+SHIPPED_STYLE = ("tab:blue", "-")  # the shipped method, whichever it is, stands out
 
 
-def draw_regret(summary: dict, tables: dict, methods, concurrencies, path: Path,
+def regret_quartiles(entry: dict, budget: int) -> list[float]:
+    """25th, 50th and 75th percentile of held-out regret at ``budget`` trainings: from the
+    per-seed values of a fresh summary, or the quartiles results.json keeps (``compact``)."""
+    import numpy as np
+
+    if "regret_q" in entry:
+        return entry["regret_q"][str(budget)]
+    return list(np.percentile(entry["regret"][str(budget)], [25, 50, 75]))
+
+
+def draw_regret(summary: dict, tables, methods, concurrencies, path: Path,
                 shipped: str) -> None:
     """Held-out regret (best held-out mean - the returned configuration's) against full
     trainings spent, median and quartile band over search seeds; one panel per table and
-    concurrency."""
+    concurrency, one legend for every method drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -502,26 +513,52 @@ def draw_regret(summary: dict, tables: dict, methods, concurrencies, path: Path,
     import numpy as np
 
     cells = [(n, c) for n in tables for c in concurrencies]
-    figure, axes = plt.subplots(1, len(cells), figsize=(5.2 * len(cells), 4.4), sharey=True,
+    figure, axes = plt.subplots(1, len(cells), figsize=(5.2 * len(cells), 4.6), sharey=True,
                                 squeeze=False)
     x = list(ANYTIME_TRAININGS)
+    legend = {}
     for axis, (name, concurrency) in zip(axes[0], cells):
         for method in methods:
             entry = summary.get(f"{name}/{method}@{concurrency}")
             if entry is None:
                 continue
-            q = np.array([np.percentile(entry["regret"][str(b)], [25, 50, 75]) for b in x])
-            color, style = STYLES.get(method, ("0.6", "-"))
+            q = np.array([regret_quartiles(entry, b) for b in x])
+            color, style = SHIPPED_STYLE if method == shipped else STYLES.get(method, ("0.6", "-"))
             width = 2.6 if method == shipped else 1.3
-            axis.plot(x, q[:, 1], color=color, ls=style, lw=width,
-                      label=method + (" (shipped)" if method == shipped else ""))
+            (line,) = axis.plot(x, q[:, 1], color=color, ls=style, lw=width)
+            legend.setdefault(method + (" (shipped)" if method == shipped else ""), line)
             axis.fill_between(x, q[:, 0], q[:, 2], color=color, alpha=0.10)
         axis.set(xlabel="full trainings spent (trial-epochs / max_epochs)",
                  title=f"{name}, concurrency {concurrency}")
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("held-out regret, val_dice (median, quartiles)")
-    axes[0][-1].legend(fontsize=7)
-    figure.tight_layout()
+    figure.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend),
+                  fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def redraw_from_results(results_file: Path = REPO_ROOT / "bench" / "results.json",
+                        path: Path = PLOT_FILE) -> Path:
+    """bench/search_curves.png again from the `search` entry results.json keeps (its regret
+    quartiles), without replaying: ``python -m bench.lc_search --redraw``."""
+    import json
+
+    figures = json.loads(results_file.read_text())["benchmarks"]["search"]["figures"]
+    heldout = figures["heldout"]
+    methods = dict.fromkeys(m for key in figures["summary"] for m in [key.split("/")[1]
+                                                                        .split("@")[0]])
+    draw_regret(figures["summary"], heldout["heldout_table_names"], methods,
+                heldout["concurrency"], path, heldout["shipped"])
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--redraw"]:
+        sys.exit("usage: python -m bench.lc_search --redraw   (the benchmarks: python -m bench "
+                 "search-dev | search)")
+    print(redraw_from_results())
