@@ -34,6 +34,7 @@ from sweep.rundir import (
     FAILED,
     RESULT_FILE,
     RUNNING,
+    SEARCH_GEN_STATE,
     SEARCHER_STATE,
     STATUS_FILE,
     STUDY_FILE,
@@ -121,6 +122,14 @@ def check_searcher_state(storage: TrialStorage) -> None:
         what = storage.where(TUNE_DIR, name or SEARCHER_STATE)
         raise DamagedRun(f"{what}: the searcher's state is missing or torn, so Ray would start "
                          f"the sweep over; nothing was changed")
+    # Ray's trial count beside it (a pickle too): written atomically in Ray's staging folder but
+    # copied into tune/ without a rename, so a kill mid-copy tears it, and Ray then logs "Failed
+    # to restore the run state" and starts the sweep over, rerunning finished trials.
+    generator = newest(storage, SEARCH_GEN_STATE)
+    if generator is not None and not storage.read_bytes(TUNE_DIR, generator).endswith(b"."):
+        raise DamagedRun(f"{storage.where(TUNE_DIR, generator)}: Ray's search generator state "
+                         f"is torn (a kill while Ray copied it), so Ray would start the sweep "
+                         f"over; nothing was changed")
 
 
 # ---- what Ray's searcher state knows of the study --------------------------------------------

@@ -147,7 +147,7 @@ def test_torn_journal_tail_is_cut_and_said(run_copy):
 
 @pytest.mark.parametrize("damage", ["journal deleted", "journal torn inside",
                                     "experiment state torn", "experiment state deleted",
-                                    "searcher state emptied"])
+                                    "searcher state emptied", "search generator state torn"])
 def test_damage_a_resume_cannot_repair_is_refused_in_one_line(run_copy, damage, capsys):
     journal = run_copy / STUDY_FILE
     state = sorted((run_copy / TUNE_DIR).glob("experiment_state-*.json"))[-1]
@@ -160,8 +160,11 @@ def test_damage_a_resume_cannot_repair_is_refused_in_one_line(run_copy, damage, 
         state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     elif damage == "experiment state deleted":
         state.unlink()
-    else:
+    elif damage == "searcher state emptied":
         sorted((run_copy / TUNE_DIR).glob("searcher-state-*.pkl"))[-1].write_bytes(b"")
+    else:  # a kill while Ray copied it into tune/ (seen in test_sweep_resume's SIGKILL test)
+        generator = sorted((run_copy / TUNE_DIR).glob("search_gen_state-*.json"))[-1]
+        generator.write_bytes(generator.read_bytes()[: generator.stat().st_size // 2])
     untouched = {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
     with pytest.raises(DamagedRun):
         check_before_resume(run_copy, max_epochs=3)
