@@ -326,6 +326,7 @@ class TrialRecord:
 
 
 NODE_KEY = "node_id"  # the trainable adds the Ray node id of each epoch to its result row
+NOTICE_KEY = "notice"  # a line a trial sends the driver with its first result (trainable.py)
 
 
 def read_trials(storage: TrialStorage, folder: str = TUNE_DIR) -> list[TrialRecord]:

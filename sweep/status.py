@@ -16,6 +16,7 @@ from sweep.rundir import (
     FINISHED,
     FIRST_STEP_KEY,
     METRIC,
+    NOTICE_KEY,
     PARAMS_FILE,
     RESULT_FILE,
     RUNNING,
@@ -28,7 +29,7 @@ from sweep.rundir import (
     tally,
     write_statuses,
 )
-from sweep.trials import trial_number
+from sweep.trials import trial_name, trial_number
 from training.errors import error_line
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class TrialStatusLog(tune.Callback):
                     else "retrying from its last checkpoint after an error")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if result.get(NOTICE_KEY):  # e.g. a damaged checkpoint it restarted without
+            log.warning("%s: %s", trial_name(trial), result[NOTICE_KEY])
         if METRIC in result:
             self.best = max(self.best, (float(result[METRIC]), trial.trial_id))
         self.clock_result(trial, result)

@@ -32,6 +32,7 @@ from sweep.rundir import (
     FIRST_STEP_KEY,
     METRIC,
     NODE_KEY,
+    NOTICE_KEY,
     REPORTED_AT_KEY,
     SEED_CHECKPOINT,
     TrialStorage,
@@ -105,8 +106,11 @@ def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
     with contextlib.ExitStack() as stack:
         work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trial-")))
         folder = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
+        notice = ""
         if folder is not None:
-            folder = readable_checkpoint(folder, seeds, tune.get_context().get_trial_id())
+            folder, notice = checkpoint_to_resume(folder, seeds)
+            if notice:  # the worker's log; the driver prints it from the first result
+                log.warning("trial %s: %s", tune.get_context().get_trial_id(), notice)
         if (folder is not None and storage is not None
                 and trained_epochs(resume_file(folder, seeds[0] if len(seeds) > 1 else None))
                 >= experiment.scheduler.max_epochs):
@@ -118,7 +122,7 @@ def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
             load=str(resume_file(folder, seed if len(seeds) > 1 else None)) if folder else "",
             keep_checkpoints=1) for seed in seeds]
         report = make_reporter(experiment, params, data, resumed=checkpoint is not None,
-                               faults=faults, delay=delay, storage=storage)
+                               faults=faults, delay=delay, storage=storage, notice=notice)
         train_replicates(configs, data, report=report)
 
 
@@ -135,20 +139,28 @@ def resume_file(folder: Path, seed: int | None = None) -> Path:
 
 
 def readable_checkpoint(folder: Path, seeds: list[int], trial_id: str = "") -> Path | None:
+    """The checkpoint folder to resume from (checkpoint_to_resume), its line logged here."""
+    chosen, notice = checkpoint_to_resume(folder, seeds)
+    if notice:
+        log.warning("trial %s: %s", trial_id, notice)
+    return chosen
+
+
+def checkpoint_to_resume(folder: Path, seeds: list[int]) -> tuple[Path | None, str]:
     """The checkpoint folder to resume from: Tune's, unless one of its files cannot be read
     (damaged in the trial storage); then the newest other one of the trial's that can, else
     None: the trial trains from scratch, which with the same seed gives the same metrics (the
-    loop's randomness is a function of the seed and the epoch). One line says which."""
+    loop's randomness is a function of the seed and the epoch). With it, the line that says
+    which ("" when Tune's was sound)."""
     keys = [None] if len(seeds) == 1 else seeds
     damage = unreadable(folder, keys)
     if damage is None:
-        return folder
+        return folder, ""
     others = sorted((p for p in folder.parent.glob(CHECKPOINT_DIRS) if p != folder), reverse=True)
     fallback = next((other for other in others if unreadable(other, keys) is None), None)
     instead = (f"restarting from {fallback.name} (epoch {trained_epochs(resume_file(fallback))})"
                if fallback else "restarting from scratch (same seed: same metrics)")
-    log.warning("trial %s: its checkpoint cannot be read (%s); %s", trial_id, damage, instead)
-    return fallback
+    return fallback, f"its checkpoint cannot be read ({damage}); {instead}"
 
 
 def unreadable(folder: Path, keys: list[int | None]) -> str | None:
@@ -190,11 +202,13 @@ def is_loop_key(key: str) -> bool:
 
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
                   resumed: bool = False, faults: Faults | None = None, delay: float = 0.0,
-                  storage: TrialStorage | None = None):
+                  storage: TrialStorage | None = None, notice: str = ""):
     """``report(metrics, states)`` for training.loop.train. ``storage``: the trial storage; a
     URI one is waited for while it is unreachable (failures.ride_out) before and while Ray
     uploads the epoch's checkpoint, so a short outage does not fail the trial (which Tune
-    would then retry from its last checkpoint, downloading it from that same storage)."""
+    would then retry from its last checkpoint, downloading it from that same storage).
+    ``notice``: a line for the user, sent with the first result (NOTICE_KEY): Ray does not
+    forward a trial's log to the driver."""
     inject_faults = fault_injector(faults, params, resumed)
     first_epoch = None
     node_id = this_node()
@@ -212,6 +226,8 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
             # When this run of the trial took its first training step (the epoch's clock
             # starts just before it): the driver measures start-up from placement to here.
             metrics[FIRST_STEP_KEY] = time.time() - metrics["epoch_seconds"]
+            if notice:
+                metrics[NOTICE_KEY] = notice
         metrics["gpu_ids"] = gpu_ids  # the report's throughput per GPU
         metrics[REPORTED_AT_KEY] = time.time()  # when the epoch ended, finer than Ray's stamp
         metrics[NODE_KEY] = node_id  # which node trained this epoch

@@ -79,7 +79,7 @@ def last_rows_by_number(run_dir: Path) -> dict[int, dict]:
 
 
 def test_a_trial_retried_from_a_damaged_checkpoint_restarts_and_ends_as_undamaged(
-        smoke_run, tmp_path, monkeypatch):
+        smoke_run, tmp_path, monkeypatch, caplog):
     """Trials with batch_size 4 hand Tune a damaged epoch-1 checkpoint, then crash at epoch 2:
     Tune's retry cannot read that checkpoint, the trial trains again from scratch, and every
     trial of the sweep ends with the metrics of the undamaged smoke sweep."""
@@ -88,7 +88,8 @@ def test_a_trial_retried_from_a_damaged_checkpoint_restarts_and_ends_as_undamage
     monkeypatch.setenv(FAULTS_ENV, json.dumps({
         "damage_when": {"batch_size": 4}, "damage_epoch": 1,
         "error_when": {"batch_size": 4}, "error_epoch": 2}))
-    summary = run_experiment(load_experiment(SMOKE), tmp_path)
+    with caplog.at_level(logging.WARNING, logger="sweep.status"):
+        summary = run_experiment(load_experiment(SMOKE), tmp_path)
     status = json.loads((summary.run_dir / STATUS_FILE).read_text())
     expected = json.loads((smoke_run / STATUS_FILE).read_text())
     assert {e["number"]: (e["status"], e["epochs"]) for e in status.values()} == \
@@ -96,4 +97,9 @@ def test_a_trial_retried_from_a_damaged_checkpoint_restarts_and_ends_as_undamage
     assert summary.counts["failed"] == 0
     retried = [e for e in status.values() if e["config"]["batch_size"] == 4 and e["epochs"] > 1]
     assert retried  # the case happened: a damaged checkpoint was resumed from
+    # ... and the driver said so, one line per restart (Ray keeps a trial's own log to itself)
+    said = [r.getMessage() for r in caplog.records if r.name == "sweep.status"
+            and "its checkpoint cannot be read" in r.getMessage()]
+    assert len(said) == len(retried), said
+    assert all(line.startswith("trial_") and "restarting from" in line for line in said), said
     assert last_rows_by_number(summary.run_dir) == last_rows_by_number(smoke_run)
