@@ -24,6 +24,11 @@ REPO = Path(__file__).resolve().parents[1]
 # smoke.yaml two at a time (one per 1-CPU node), 4 epochs, no early stop before epoch 2.
 SWEEP = [sys.executable, "-m", "sweep", "run", "experiments/smoke.yaml", "--search.trials=6",
          "--search.concurrency=2", "--scheduler.max_epochs=4", "--scheduler.grace_period=2"]
+# The node-loss test: 4 of them (trials left after the loss run one at a time on the head, and
+# 4 are enough to have trials on both nodes, one finished before the loss and one after it).
+LOSS_TRIALS = 4
+LOSS_SWEEP = [f"--search.trials={LOSS_TRIALS}" if arg.startswith("--search.trials=") else arg
+              for arg in SWEEP]
 
 
 @contextlib.contextmanager
@@ -85,7 +90,7 @@ def test_two_node_sweep_survives_losing_the_worker_node_mid_epoch(tmp_path):
         head, worker = (node["node_id"] for node in cluster["nodes"])
         sweep_log = tmp_path / "sweep.log"
         with sweep_log.open("w") as out:
-            sweep = subprocess.Popen(SWEEP + ["--runs-dir", str(tmp_path)], cwd=REPO,
+            sweep = subprocess.Popen(LOSS_SWEEP + ["--runs-dir", str(tmp_path)], cwd=REPO,
                                      env={**env, "RAY_ADDRESS": cluster["address"]},
                                      stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -104,7 +109,8 @@ def test_two_node_sweep_survives_losing_the_worker_node_mid_epoch(tmp_path):
     assert sweep.returncode == 0, output[-4000:]
 
     after = read_statuses(run_dir)
-    assert len(after) == 6 and {e["status"] for e in after.values()} <= {"complete", "pruned"}
+    assert len(after) == LOSS_TRIALS and {e["status"] for e in after.values()} <= {"complete",
+                                                                              "pruned"}
     records = {r.trial_id: r for r in read_trials(storage_of(run_dir))}
     # The killed trial went on on the head from its last checkpoint. Tune logs a result before
     # it asks the actor for that epoch's checkpoint (tune_controller: on_trial_result, then a
@@ -142,7 +148,7 @@ def test_two_node_sweep_survives_losing_the_worker_node_mid_epoch(tmp_path):
     csv = (run_dir / "trials.csv").read_text()
     for record in records.values():
         assert " > ".join(n[:8] for n in record.nodes()) in csv
-    wall = re.search(r"sweep smoke: 6 trials in (\d+) s", output)
+    wall = re.search(rf"sweep smoke: {LOSS_TRIALS} trials in (\d+) s", output)
     print(f"two-node smoke sweep (worker lost mid-sweep): {wall and wall.group(1)} s")
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from sweep import dashboard
 from sweep.rundir import read_statuses
+from tests.helpers import TINY_DATA
 from tests.test_dashboard import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,8 @@ def test_ray_job_submit_runs_a_sweep_on_the_dashboard_head(tmp_path):
         assert refused.returncode != 0, refused.stdout[-2000:]
         try:
             job = subprocess.run(
-                submit_command(url, tmp_path, "--search.trials=2", "--scheduler.max_epochs=2"),
+                submit_command(url, tmp_path, "--search.trials=2", "--scheduler.max_epochs=2",
+                               *TINY_DATA),
                 cwd=REPO, env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
                 timeout=600)
         except subprocess.TimeoutExpired as error:

@@ -17,6 +17,7 @@ import torch
 
 from sweep import failures, rundir
 from sweep.rundir import TrialStorage, read_trials, storage_of
+from tests.helpers import TINY_DATA
 from tests.s3 import BUCKET, S3Server
 from tests.test_sweep_resume import kill_driver, read_status, wait_for_mid_sweep
 from training.settings import ConfigError
@@ -135,7 +136,7 @@ def test_a_sweep_with_s3_storage_keeps_only_the_drivers_files_locally(ray_sessio
         uri = f"s3://{BUCKET}/fast?endpoint_override=127.0.0.1:{server.port}&scheme=http"
         experiment = load_experiment(REPO / "experiments" / "smoke.yaml", [
             f"--storage={uri}", "--name=s3fast", "--search.trials=2",
-            "--scheduler.max_epochs=2"])
+            "--scheduler.max_epochs=2", *TINY_DATA])
         summary = run_experiment(experiment, tmp_path)
         run_dir = summary.run_dir
         assert summary.counts["complete"] + summary.counts["pruned"] == 2

@@ -10,6 +10,7 @@ from pathlib import Path
 from sweep.confirm import confirm_run
 from sweep.rundir import CONFIRM_DIR, read_trials, storage_of
 from sweep.wandb_mirror.inspect import read_run
+from tests.helpers import TINY_DATA
 from tests.s3 import BUCKET, S3Server
 from tests.test_sweep_resume import read_status
 
@@ -29,7 +30,8 @@ def test_panels_and_confirm_go_through_the_bucket(ray_session, tmp_path, monkeyp
         uri = f"s3://{BUCKET}/panels?endpoint_override=127.0.0.1:{server.port}&scheme=http"
         experiment = load_experiment(REPO / "experiments" / "smoke.yaml", [
             f"--storage={uri}", "--name=s3panels", "--search.trials=2",
-            "--scheduler.max_epochs=2", "--wandb.mode=offline", "--wandb.image_count=2"])
+            "--scheduler.max_epochs=2", "--wandb.mode=offline", "--wandb.image_count=2",
+            *TINY_DATA])
         summary = run_experiment(experiment, tmp_path)
         run_dir = summary.run_dir
         keys = server.keys(prefix="panels/s3panels/tune/")

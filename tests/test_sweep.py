@@ -17,6 +17,7 @@ from sweep.experiment import load_experiment
 from sweep.faults import ENV_VAR as FAULTS_ENV
 from sweep.rundir import journal_storage, read_trials, storage_of
 from sweep.runner import run_experiment
+from tests.helpers import TINY_DATA
 from training.config import TrainConfig
 from training.predict import load_predictor, predict_mask
 
@@ -78,7 +79,8 @@ def test_out_of_memory_trial_is_infeasible_and_the_sweep_goes_on(ray_session, tm
                                                                  monkeypatch):
     # Set after Ray started: the driver reads it (sweep/faults.py), the workers never see it.
     monkeypatch.setenv(FAULTS_ENV, json.dumps({"oom_when": {"batch_size": 2}}))
-    experiment = load_experiment(SMOKE, ["--search.trials=3", "--scheduler.max_epochs=2"])
+    experiment = load_experiment(SMOKE, ["--search.trials=3", "--scheduler.max_epochs=2",
+                                         *TINY_DATA])
     summary = run_experiment(experiment, tmp_path)
     status = statuses(summary.run_dir)
     infeasible = {t for t, e in status.items() if e["status"] == "infeasible"}
@@ -117,7 +119,7 @@ def test_a_crashed_trial_is_retried_from_its_last_checkpoint(ray_session, tmp_pa
                                                             monkeypatch):
     monkeypatch.setenv(FAULTS_ENV, json.dumps({"error_when": {"batch_size": 2},
                                                "error_epoch": 2}))
-    experiment = load_experiment(SMOKE, ["--search.trials=2",
+    experiment = load_experiment(SMOKE, ["--search.trials=2", *TINY_DATA,
                                          "--scheduler.grace_period=3"])  # no pruning here
     summary = run_experiment(experiment, tmp_path)
     status = statuses(summary.run_dir)

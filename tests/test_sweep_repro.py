@@ -86,11 +86,11 @@ def test_reproducible_sweep_ignores_the_order_trials_finish_in(runs, monkeypatch
 
 
 def test_reproducible_random_search_tells_as_trials_end_and_still_agrees(runs, monkeypatch):
-    """The shipped sampler (random) asks without waiting (its draws never depend on results)
-    and Optuna is told as trials end; OrderedASHA still orders the pruning decisions."""
-    shipped = ("--search.sampler=random", "--scheduler.metric=val_loss")
-    first = sweep("reproducible", "forward", runs / "random", monkeypatch, *shipped)
-    second = sweep("reproducible", "backward", runs / "random", monkeypatch, *shipped)
+    """The random sampler asks without waiting (its draws never depend on results) and
+    Optuna is told as trials end; OrderedASHA still orders the pruning decisions."""
+    random = ("--search.sampler=random", "--scheduler.metric=val_loss")
+    first = sweep("reproducible", "forward", runs / "random", monkeypatch, *random)
+    second = sweep("reproducible", "backward", runs / "random", monkeypatch, *random)
     for number in range(5):
         assert first["trials"][number] == second["trials"][number], f"trial {number}"
     assert first["study"] == second["study"] and first["best"] == second["best"]

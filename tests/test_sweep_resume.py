@@ -15,11 +15,14 @@ import optuna
 
 from sweep.rundir import journal_storage, read_trials, storage_of
 from sweep.runner import resume_experiment
+from tests.helpers import TINY_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-# Longer trials than smoke (5 epochs, stopped no earlier than 2) so one is caught mid-way.
+# Longer trials than smoke (5 epochs, stopped no earlier than 2) so one is caught mid-way; tiny
+# data, as what is checked is which epochs run again, not what they learn.
 RUN = [sys.executable, "-m", "sweep", "run", "experiments/smoke.yaml", "--search.trials=6",
-       "--search.concurrency=2", "--scheduler.max_epochs=5", "--scheduler.grace_period=2"]
+       "--search.concurrency=2", "--scheduler.max_epochs=5", "--scheduler.grace_period=2",
+       *TINY_DATA]
 
 
 def read_status(run_dir: Path) -> dict:

@@ -16,6 +16,7 @@ from sweep.wandb_mirror.inspect import read_run
 from sweep.wandb_mirror.records import metric_row
 from sweep.wandb_mirror.sweep_config import build_sweep_config
 from sweep.wandb_mirror.val_images import val_panel_reporter
+from tests.helpers import TINY_DATA
 from training.config import TrainConfig
 
 FAKE_KEY = "fakekey-0123456789abcdef0123456789abcdef"
@@ -189,7 +190,7 @@ def test_the_product_path_writes_the_api_key_nowhere(ray_session, tmp_path, monk
     smoke = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
     experiment = load_experiment(smoke, ["--search.trials=2", "--search.startup_trials=2",
                                          "--confirm.top_k=1", "--confirm.seeds=1",
-                                         "--wandb.mode=offline"])
+                                         "--wandb.mode=offline", *TINY_DATA])
     run_dir = run_experiment(experiment, tmp_path / "runs").run_dir
     output = capfd.readouterr()
     files = [p for p in run_dir.rglob("*") if p.is_file()]
