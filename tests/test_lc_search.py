@@ -234,7 +234,7 @@ def test_generator_resumes_and_respects_its_budget(tmp_path):
 # ---- the benchmarks' tiny mode ----------------------------------------------------------------
 def test_search_benchmarks_tiny_replay_every_method_in_the_shipped_mode(ray_session, tmp_path):
     from bench.lc_methods import METHODS
-    from bench.lc_search import SETUP, run, run_development
+    from bench.lc_search import DEVELOPMENT_TABLES, HELDOUT_TABLES, SETUP, run, run_development
     from bench.registry import Context
 
     work = tmp_path / "out" / "tiny" / "search"
@@ -250,7 +250,9 @@ def test_search_benchmarks_tiny_replay_every_method_in_the_shipped_mode(ray_sess
                 "ratio_vs_random_asha", "modes", "concurrency", "shipped"):
         assert key in figures, key
     assert "reproducible" in figures["modes"] and figures["concurrency"] == list(s["concurrency"])
-    assert figures["seeds"] == s["seeds"] and figures["heldout_tables"] == 1
+    assert figures["seeds"] == s["seeds"] and figures["heldout_tables"] == len(HELDOUT_TABLES)
+    assert figures["tables"] == len(DEVELOPMENT_TABLES) + len(HELDOUT_TABLES)
+    assert figures["missing_tables"] == {}  # tiny mode makes its one table for every name
     check = held.figures["ray_check"]
     assert check["same"] == check["searches"] >= 1
     assert (tmp_path / "out" / "tiny" / "search_curves.png").stat().st_size > 1000
