@@ -36,7 +36,8 @@ lock:
 
 # The suite in TEST_WORKERS processes (pytest-xdist; each has its own Ray session): its sweeps
 # wait on Ray and on the epoch delays of the ordering tests part of the time (measured on 2
-# cores: 2 workers 690 s, 4 workers 776 s; one process took 841 s on a fresh clone).
+# cores: 2 workers 690 s, 4 workers 776 s; one process took 841 s on a fresh clone; 2 workers,
+# 609 tests, 601 s on 2026-12-03).
 # worksteal: a worker that runs out of tests takes some of a busy one's, so the long sweeps
 # do not queue behind each other. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
