@@ -548,8 +548,8 @@ def redraw_from_results(results_file: Path = REPO_ROOT / "bench" / "results.json
 
     figures = json.loads(results_file.read_text())["benchmarks"]["search"]["figures"]
     heldout = figures["heldout"]
-    methods = dict.fromkeys(m for key in figures["summary"] for m in [key.split("/")[1]
-                                                                        .split("@")[0]])
+    # summary keys are "<table>/<method>@<concurrency>"
+    methods = dict.fromkeys(key.split("/")[1].split("@")[0] for key in figures["summary"])
     draw_regret(figures["summary"], heldout["heldout_table_names"], methods,
                 heldout["concurrency"], path, heldout["shipped"])
     return path

@@ -20,8 +20,8 @@ names, mask values, fingerprint and a hash of index.npy.
   aside and rebuilt, never read. Where a command loads the data set (the driver, once per run
   or resume) the pixel files are also checked against their sha256 in the manifest: a cache
   file edited in place is rebuilt rather than trained on (an out-of-range mask value from such
-  an edit used to end in a traceback). A trial mapping the driver's checked cache reads no
-  pixel to open it. A cache written before the checksums existed has none: it is rebuilt once.
+  an edit used to end in a traceback). A trial reads no pixel to open a cache, the driver's
+  checked one or its node's own. A cache written before the checksums existed has none: it is rebuilt once.
 """
 from __future__ import annotations
 
@@ -100,19 +100,20 @@ def data_spec(data_dir: str = "", scale: float = 1.0, mask_suffix: str = "auto",
 
 
 def load_cached(spec: dict, cache_dir: str = "", n_classes: int = 2, crop: int | None = None,
-                expect: str | None = None) -> SegmentationData:
+                expect: str | None = None, verify: bool = True) -> SegmentationData:
     """The data set ``spec`` names, from its cache (built first if missing or invalid). Faults
-    of the folder, and of classes and crop against it, are raised all at once."""
+    of the folder, and of classes and crop against it, are raised all at once. ``verify``: hash
+    an existing cache's pixel files (a command loading its data); a trial does not."""
     if cache_dir:  # what travels to trials (CacheRef.cache_dir) must not depend on their cwd
         cache_dir = str(Path(cache_dir).expanduser().absolute())
     root = cache_root(cache_dir)
     plan = folder_plan(spec) if spec["kind"] == "folder" else synthetic_plan(spec)
     if plan.key is None:  # the folder's files do not pair up: report every fault
         scan_folder(plan.source, spec["scale"], spec["mask_suffix"], n_classes, crop)
-    data = open_or_none(root / plan.key, spec, cache_dir)
+    data = open_or_none(root / plan.key, spec, cache_dir, verify)
     if data is None:
         with build_lock(root, plan.key):
-            data = open_or_none(root / plan.key, spec, cache_dir)  # built while we waited?
+            data = open_or_none(root / plan.key, spec, cache_dir, verify)  # built meanwhile?
             if data is None:
                 plan.prepare(n_classes, crop)  # checks every file first
                 write_cache(root, plan)
@@ -142,7 +143,10 @@ def open_ref(ref: CacheRef) -> SegmentationData:
         data = open_cache(Path(ref.path), ref.spec, ref.cache_dir)
         if data.fingerprint() == ref.fingerprint:
             return data
-    return load_cached(ref.spec, ref.cache_dir, n_classes=1 << 30, expect=ref.fingerprint)
+    # A node without the driver's cache: its own, unhashed (every trial starting here would
+    # read the whole cache again; the driver checked its copy once).
+    return load_cached(ref.spec, ref.cache_dir, n_classes=1 << 30, expect=ref.fingerprint,
+                       verify=False)
 
 
 def check_against(data: SegmentationData, source, n_classes: int, crop: int | None) -> None:
@@ -383,12 +387,13 @@ def alive(pid: int) -> bool:
 
 # ---- opening ---------------------------------------------------------------------------------
 
-def open_or_none(path: Path, spec: dict, cache_dir: str) -> SegmentationData | None:
+def open_or_none(path: Path, spec: dict, cache_dir: str,
+                 verify: bool = True) -> SegmentationData | None:
     """The cache at ``path``, or None; an invalid one is moved aside (then deleted)."""
     if not path.exists():
         return None
     try:
-        return open_cache(path, spec, cache_dir, verify=True)
+        return open_cache(path, spec, cache_dir, verify=verify)
     except CacheInvalid as error:
         log.warning("cache %s is unusable (%s): rebuilding it", path, error)
         aside = path.with_name(f"{path.name}.corrupt-{socket.gethostname()}-{os.getpid()}")

@@ -78,3 +78,11 @@ def smoke_run(ray_session, tmp_path_factory):
             summary = run_experiment(load_experiment(experiment), shared / "smoke-runs")
             done.write_text(json.dumps({"run_dir": str(summary.run_dir)}))
     return Path(json.loads(done.read_text())["run_dir"])
+
+
+@pytest.fixture
+def run_copy(smoke_run, tmp_path):
+    """A copy of the shared smoke run, for a test that changes or damages it."""
+    copy = tmp_path / "smoke"
+    shutil.copytree(smoke_run, copy)
+    return copy

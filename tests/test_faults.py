@@ -82,13 +82,6 @@ def test_a_lock_left_by_a_killed_process_never_blocks(live_holder):
 
 
 # ---- 3. corrupt state on resume ---------------------------------------------------------------
-@pytest.fixture
-def run_copy(smoke_run, tmp_path):
-    copy = tmp_path / "smoke"
-    shutil.copytree(smoke_run, copy)
-    return copy
-
-
 def best_trial(run_dir: Path) -> str:
     return max((e.get("best_val_dice", -1), t) for t, e in read_statuses(run_dir).items())[1]
 

@@ -3,7 +3,6 @@ refused before anything changes, in one line; a torn last record (a kill mid-wri
 off and the sweep resumes with Optuna, Ray and trial_status.json agreeing."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import optuna
@@ -12,13 +11,6 @@ import pytest
 from sweep.__main__ import main
 from sweep.recover import DamagedRun, check_before_resume, read_searcher_facts
 from sweep.rundir import LOCK_FILE, STUDY_FILE, TrialStorage, journal_storage, read_statuses
-
-
-@pytest.fixture
-def run_copy(smoke_run, tmp_path):
-    copy = tmp_path / "smoke"
-    shutil.copytree(smoke_run, copy)
-    return copy
 
 
 def snapshot(run_dir: Path) -> dict:

@@ -131,13 +131,6 @@ def test_changed_keys_names_sections_and_keys():
     assert changed_keys({"train": {"crop": 0}}, {"train": {"crop": 0.0}}) == ["train.crop"]
 
 
-@pytest.fixture
-def run_copy(smoke_run, tmp_path):
-    copy = tmp_path / "smoke"
-    shutil.copytree(smoke_run, copy)
-    return copy
-
-
 def test_a_run_records_its_fingerprints_and_an_unchanged_resume_passes(run_copy, no_ray):
     assert (run_copy / EXPERIMENT_FINGERPRINT_FILE).is_file()
     assert (run_copy / DATA_FINGERPRINT_FILE).is_file()
