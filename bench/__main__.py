@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
-from bench.registry import BENCHMARKS
+from bench.registry import BENCHMARKS, COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,7 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run benchmarks (default: every CPU one) and write their figures, each with "
                     "the machine it came from, to a JSON file and a Markdown table beside it.")
     bench.add_argument("names", nargs="*", metavar="NAME",
-                       help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all but gpu)")
+                       help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all but "
+                            f"gpu); or a command: {', '.join(COMMANDS)} (`python -m bench docs "
+                            f"--help`)")
     bench.add_argument("--tiny", action="store_true",
                        help="tiny sizes: proves the code runs in seconds; figures mean nothing")
     bench.add_argument("--results", type=Path,
@@ -27,13 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     return bench
 
 
-def run_bench(args: argparse.Namespace) -> int:
+def run_bench(args: argparse.Namespace, command: str | None = None) -> int:
     from bench.registry import select
     from training.settings import ConfigError
 
     if args.list:
         for b in BENCHMARKS.values():
             print(f"{b.name:9} goal {b.goal:38} {b.what}")
+        for name, (_, what) in COMMANDS.items():
+            print(f"{name:9} (command) {what}")
         return 0
     if args.repeats is not None and args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
@@ -45,13 +50,22 @@ def run_bench(args: argparse.Namespace) -> int:
     results_path = args.results or (Path("bench/out/tiny/results.json") if args.tiny
                                     else Path("bench/results.json"))
     results, failed = run_benchmarks(args.names, args.tiny, results_path,
-                                     args.scratch / mode, args.repeats)
+                                     args.scratch / mode, args.repeats, command)
     print(markdown_table(results), end="")
-    print(f"\nwrote {results_path} and {results_path.with_suffix('.md')}")
+    from bench.docs import DOC, RESULTS
+
+    page = DOC if results_path.resolve() == RESULTS.resolve() else \
+        results_path.with_suffix(".md")
+    print(f"\nwrote {results_path} and {page}")
     return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:  # `python -m bench docs ...`: a command, not a benchmark
+        target, _ = COMMANDS[argv[0]]
+        module, _, function = target.partition(":")
+        return getattr(importlib.import_module(module), function)(argv[1:])
     import logging
 
     from sweep.cli.errors import USER_ERRORS, one_line
@@ -59,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return run_bench(args)
+        return run_bench(args, " ".join(["python -m bench", *argv]))
     except USER_ERRORS as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2

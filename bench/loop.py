@@ -92,7 +92,7 @@ def summarise(runs: dict, spec: dict, size: LoopSize, folder_bytes: int) -> Outc
                  f"checkpoints), reference {share['reference']:.0%} (5 passes per epoch)")
     if speedup < GOAL:
         notes.append(f"goal missed by {GOAL / speedup - 1:.0%}: on a CPU both loops are bound "
-                     f"by the convolutions; see the README's Benchmarks section for the profile")
+                     f"by the convolutions (docs/BENCHMARKS.md, loop)")
     lr = figures["final_lr"]
     if lr["reference"] < lr["ours"]:
         notes.append(f"the reference ends at lr {lr['reference']:.1e} (ours {lr['ours']:.1e}): "

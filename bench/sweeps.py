@@ -53,8 +53,9 @@ def sweep_side(ctx: Context, values: dict, tag: str, env: dict | None = None) ->
 
 
 # ---- overhead -------------------------------------------------------------------------------
+# Every timing at least 3 repeats in one run (issue 22): a spread of 2 says nothing of noise.
 OVERHEAD = {"full": dict(images=160, size=128, width=8, batch=4, epochs=4, trials=8,
-                         concurrency=2, repeats=2),
+                         concurrency=2, repeats=3),
             "tiny": dict(images=16, size=32, width=4, batch=4, epochs=1, trials=2,
                          concurrency=2, repeats=1)}
 OVERHEAD_GOAL = 1.10
@@ -321,7 +322,7 @@ def modes_values(tiny: bool, mode: str) -> dict:
 
 
 def run_modes(ctx: Context) -> Outcome:
-    repeats = ctx.repeats or (1 if ctx.tiny else 2)
+    repeats = ctx.repeats or (1 if ctx.tiny else 3)
 
     def side(mode: str):
         return lambda repeat: sweep_side(ctx, modes_values(ctx.tiny, mode), f"{mode}{repeat}")

@@ -1,6 +1,6 @@
 """Bad input from a user (experiment and settings files, overrides, checkpoints, images,
 out-of-memory trials; issue 15 items 4, 5, 7-9): each is one line and exit 2, or the right
-verdict, never a traceback. The README's "Bad input" section lists what is refused and how."""
+verdict, never a traceback. docs/BAD_INPUT.md lists what is refused and how."""
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +24,8 @@ from training.config import TrainConfig
 from training.settings import ConfigError
 
 # ---- bad input from a user: one line, exit 2, nothing written (issue 15, items 4, 5, 7-9) -------
-# Each case below was a traceback, a silent wrong result or a runaway allocation once; the README
-# section "Bad input" lists what is refused and how.
+# Each case below was a traceback, a silent wrong result or a runaway allocation once;
+# docs/BAD_INPUT.md lists what is refused and how.
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "experiments" / "smoke.yaml"

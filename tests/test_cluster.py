@@ -166,7 +166,8 @@ def run_on_cluster(tmp_path: Path, nodes: int, cpus: int) -> float:
 
 @pytest.mark.slow
 def test_two_nodes_against_one_node_wall_time(tmp_path):
-    """The README's figure: the same sweep on one node of 2 CPUs and on two nodes of 1 CPU."""
+    """docs/CLUSTER.md points here: the same sweep on one node of 2 CPUs and on two nodes of 1
+    CPU (printed; no committed result holds the figures)."""
     one = run_on_cluster(tmp_path, nodes=1, cpus=2)
     two = run_on_cluster(tmp_path, nodes=2, cpus=1)
     print(f"smoke sweep wall time: one node x 2 CPUs {one:.0f} s, two nodes x 1 CPU {two:.0f} s")

@@ -1,8 +1,8 @@
 """Every port a sweep's own Ray and `python -m sweep dashboard start` open (issue 24 item 9):
-each listens on 127.0.0.1, answers /metrics without the token only where the README's exposure
-table says so (UNGUARDED below), and no process of the session outlives a killed driver or a
-stopped head (the Ray agents rename themselves, so a reaper that looks for the session name on
-command lines misses them)."""
+each listens on 127.0.0.1, answers /metrics without the token only where the exposure table
+of docs/EXPOSURE.md says so (UNGUARDED below), and no process of the session outlives a killed
+driver or a stopped head (the Ray agents rename themselves, so a reaper that looks for the
+session name on command lines misses them)."""
 from __future__ import annotations
 
 import os
@@ -22,7 +22,7 @@ from sweep import dashboard, exposure
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 
-# The README's exposure table: the Prometheus servers that answer /metrics without the token
+# docs/EXPOSURE.md's port table: the Prometheus servers that answer /metrics without the token
 # (Ray 2.60 starts them whatever RAY_enable_metrics_collection says, on a fixed port, on
 # 127.0.0.1 for a node whose address is loopback), by the script the process runs.
 UNGUARDED = {"ray/autoscaler/_private/monitor.py": 44217, "ray/dashboard/dashboard.py": 44227}

@@ -85,3 +85,18 @@ def test_gpu_loop_without_cuda_says_so(tmp_path, capsys):
         pytest.skip("this machine has a GPU")
     assert gpu_loop.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_mfu_is_given_over_the_training_part_and_over_the_whole_epoch():
+    """Issue 22: validation and the checkpoint count in a sweep's epoch, so the result holds MFU
+    over the whole epoch (epoch_seconds) beside the training part's."""
+    rows = [{"samples_per_s": 50.0, "train_samples": 100, "epoch_seconds": 4.0},
+            {"samples_per_s": 100.0, "train_samples": 100, "epoch_seconds": 2.0}]
+    figures = {"epochs": rows}
+    gpu_loop.summarise(figures, "loop", flops=10.0, peak=1000.0)
+    assert rows[1]["mfu"] == pytest.approx(1.0)  # 100 samples/s x 10 FLOP / 1000
+    assert rows[1]["mfu_whole_epoch"] == pytest.approx(0.5)  # 100 samples in 2 s of the epoch
+    assert figures["steady_mfu_whole_epoch"] == pytest.approx(0.5)
+    loader = {"epochs": [{"samples_per_s": 80.0, "seconds": 1.0}]}
+    gpu_loop.summarise(loader, "loader", flops=10.0, peak=1000.0)
+    assert loader["epochs"][0]["mfu_whole_epoch"] is None  # no epoch to speak of

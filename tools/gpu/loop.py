@@ -226,16 +226,23 @@ def run_variant(kind: str, config, data, device) -> dict:
 
 
 def summarise(figures: dict, kind: str, flops: float, peak: float | None) -> None:
-    """Per epoch MFU, and the steady epochs' (2 onwards: the first pays the compile and the
-    workers' start) mean samples/s."""
+    """Per epoch MFU over the training part (the loop's timed window) and over the whole epoch
+    (validation and the checkpoint in: what a sweep's epoch costs, issue 22), and the steady
+    epochs' (2 onwards: the first pays the compile and the workers' start) means."""
     rows = figures.get("epochs", [])
     for row in rows:
         row["mfu"] = row["samples_per_s"] * flops / peak if peak and kind != "loader" else None
+        samples = row.get("train_samples") or row.get("samples")
+        row["mfu_whole_epoch"] = (samples * flops / row["epoch_seconds"] / peak
+                                  if peak and samples and row.get("epoch_seconds") else None)
     steady = rows[1:] or rows
     if steady:
         figures["steady_samples_per_s"] = sum(r["samples_per_s"] for r in steady) / len(steady)
         figures["steady_mfu"] = (figures["steady_samples_per_s"] * flops / peak
                                  if peak and kind != "loader" else None)
+        whole = [r["mfu_whole_epoch"] for r in steady]
+        figures["steady_mfu_whole_epoch"] = (sum(whole) / len(whole)
+                                             if None not in whole else None)
 
 
 def measure(device_name: str, tiny: bool, budget_s: float, work: Path, emit) -> dict:
@@ -317,16 +324,17 @@ def markdown(head: dict) -> str:
              f"images, compile {sizes['compile']}, deterministic; "
              f"{head['flops_per_image'] / 1e9:.1f} GFLOP per image; data ready in "
              f"{fmt(head.get('data_s'), 1)} s.\n",
-             "| variant | epoch | samples/s | MFU | train s | iter + first batch s | waits s | "
-             "copy s | steps s | other s | GPU idle s | step img/s | val s | checkpoint s | "
-             "epoch s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| variant | epoch | samples/s | MFU | MFU whole epoch | train s | iter + first "
+             "batch s | waits s | copy s | steps s | other s | GPU idle s | step img/s | val s | "
+             "checkpoint s | epoch s |", "|---|" + "---|" * 15]
     for label, figures in head["variants"].items():
         if "error" in figures:
-            lines.append(f"| {label} | - | {figures['error'][:120]} |" + " - |" * 12)
+            lines.append(f"| {label} | - | {figures['error'][:120]} |" + " - |" * 13)
             continue
         for row in figures["epochs"]:
             lines.append("| " + " | ".join([
                 label, str(row["epoch"]), fmt(row["samples_per_s"], 1), fmt(row.get("mfu"), -1),
+                fmt(row.get("mfu_whole_epoch"), -1),
                 fmt(row.get("train_s", row.get("seconds"))),
                 fmt(row["iter_s"] + row["first_batch_s"]) if "iter_s" in row
                 else fmt(row.get("first_batch_s")),
