@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from training.config import TrainConfig
+from training.cost_keys import LOAD_DEPENDENT
 
-TIMING_KEYS = {"epoch_seconds", "samples_per_s", "gpu_peak_mem_mb"}
+# Wall-clock and machine-load metrics: left out of exact comparisons (params and flops stay in).
+TIMING_KEYS = {"epoch_seconds", "samples_per_s", "gpu_peak_mem_mb", *LOAD_DEPENDENT}
 # experiments/smoke.yaml's data and model made ~20x cheaper an epoch (UNet width 4 on 40 images of
 # 32 px, 8 validated), for sweeps whose point is the sweep's machinery, not what trials learn.
 TINY_DATA = ["--train.width=4", "--train.synthetic_images=40", "--train.synthetic_size=32",

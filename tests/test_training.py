@@ -9,6 +9,7 @@ import torch
 from data_pipeline import load_data
 from tests.helpers import results_only, tiny_config
 from training.checkpoints import CheckpointError
+from training.cost_keys import COST_KEYS
 from training.loop import train
 
 
@@ -22,6 +23,9 @@ def test_same_seed_gives_identical_metrics(tmp_path, data):
     second = train(tiny_config(tmp_path / "b"), data)
     assert results_only(first.history) == results_only(second.history)
     assert len(first.history) == 2 and first.history[0]["epoch"] == 1
+    # The cost metrics are measured all the same; the counted ones take part in the comparison.
+    assert set(COST_KEYS) <= set(first.history[0])
+    assert {"params", "flops"} <= set(results_only(first.history)[0])
 
 
 def test_another_seed_gives_different_metrics(tmp_path, data):
@@ -53,7 +57,7 @@ def test_metrics_checkpoints_and_report_callback(tmp_path, data):
                    report=lambda metrics, state: heard.append((metrics, state.epoch)))
     assert [epoch for _, epoch in heard] == [1, 2, 3]
     expected = {"epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr",
-                "epoch_seconds", "samples_per_s", "train_samples"}
+                "epoch_seconds", "samples_per_s", "train_samples", *COST_KEYS}
     if torch.cuda.is_available():  # device "auto" trains on the GPU there
         expected.add("gpu_peak_mem_mb")
     assert set(heard[0][0]) == expected

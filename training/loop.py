@@ -2,6 +2,7 @@
 each epoch (the Ray Tune trainable turns it into ``tune.report``)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -23,6 +24,7 @@ from models import create_model, min_input_side
 from training import checkpoints as ckpt
 from training.atomic import disk_full_guard
 from training.config import TrainConfig
+from training.costs import BUDGET, CostMeter, ForwardTimer
 from training.determinism import (
     configure_determinism,
     nondeterministic_ops,
@@ -103,6 +105,10 @@ def train_epochs(config: TrainConfig, data: SegmentationData
     train_idx, val_idx = split_indices(len(data), config.val_percent, config.split_seed)
     train_loader, val_loader = make_loaders(config, data, train_idx, val_idx,
                                             pin=config.pin_memory and device.type == "cuda")
+    # What the model costs to run (training/costs.py): counted once, timed after each epoch's
+    # validation; it draws no random numbers, so the run learns what it would without it.
+    meter = CostMeter(model, data.channels, training_side(config, data, train_idx), device,
+                      amp_dtype, memory_format)
 
     # ---- epochs ---------------------------------------------------------------------------
     history = read_history(out_dir / "metrics.jsonl", before_epoch=start_epoch)
@@ -110,8 +116,7 @@ def train_epochs(config: TrainConfig, data: SegmentationData
     next_batches = None  # the next epoch's batches, already being built by the workers
     for epoch in range(start_epoch, config.epochs + 1):
         epoch_start = time.perf_counter()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        meter.start_epoch()  # the epoch's peak memory starts here
         lr = optimizer.param_groups[0]["lr"]
         if next_batches is None:
             train_loader.sampler.set_epoch(epoch)
@@ -126,9 +131,12 @@ def train_epochs(config: TrainConfig, data: SegmentationData
             # as the iterator starts, so the epoch is set first and the batches are the same.
             train_loader.sampler.set_epoch(epoch + 1)
             next_batches = iter(train_loader)
+        timer = ForwardTimer(device)  # validation's forward passes: the eval-batch latency
         val_loss, val_dice, val_iou = evaluate(net, val_loader, config, device, amp_dtype,
-                                               memory_format)
+                                               memory_format, timer)
         step_scheduler(scheduler, val_dice)
+        with record_function("costs"):  # ~1 % of the epoch (BUDGET); in epoch_seconds
+            costs = meter.measure(timer, budget_s=BUDGET * (time.perf_counter() - epoch_start))
         with record_function("checkpoint"):
             last_checkpoint = ckpt.save_checkpoint(
                 out_dir / "checkpoints" / f"checkpoint_epoch{epoch}.pth",
@@ -142,10 +150,10 @@ def train_epochs(config: TrainConfig, data: SegmentationData
             "val_dice": val_dice, "val_iou": val_iou, "lr": lr,
             "epoch_seconds": time.perf_counter() - epoch_start,
             "samples_per_s": len(train_idx) / train_seconds,
-            "train_samples": len(train_idx),
+            "train_samples": len(train_idx), **costs,
         }
-        if device.type == "cuda":
-            metrics["gpu_peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        if device.type == "cuda":  # the name reports and benchmarks read since before costs
+            metrics["gpu_peak_mem_mb"] = costs["peak_mem_mb"]
         history.append(metrics)
         append_jsonl(out_dir / "metrics.jsonl", metrics)
         log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_dice %.4f  val_iou %.4f  "
@@ -197,6 +205,14 @@ def check_data(config: TrainConfig, data: SegmentationData) -> None:
         faults.append(f"{small}: use larger images or a larger scale")
     if faults:
         raise ConfigError("; ".join(faults))
+
+
+def training_side(config: TrainConfig, data: SegmentationData, train_idx) -> tuple[int, int]:
+    """(height, width) of what a training step sees: the crop, else the training images' one
+    size (check_data made sure there is one)."""
+    if config.crop:
+        return config.crop, config.crop
+    return tuple(data.images[int(train_idx[0])].shape[:2])
 
 
 def make_loaders(config: TrainConfig, data: SegmentationData, train_idx, val_idx, pin: bool):
@@ -412,14 +428,17 @@ def train_step(model, images, masks, optimizer, scaler, grad_clip: float,
 
 @profiled
 @torch.inference_mode()
-def evaluate(model, loader, config, device, amp_dtype, memory_format) -> tuple[float, float, float]:
+def evaluate(model, loader, config, device, amp_dtype, memory_format,
+             timer: ForwardTimer | None = None) -> tuple[float, float, float]:
+    """Validation loss, Dice and IoU; ``timer`` (if given) times each forward pass."""
     model.eval()
+    timed = timer.batch if timer is not None else lambda images: contextlib.nullcontext()
     counts = torch.zeros((max(config.classes, 2), 3), dtype=torch.long, device=device)
     loss_sum, seen = torch.zeros((), device=device), 0
     for images, masks in loader:
         images, masks = to_device(images, masks, device, memory_format)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+        with timed(len(images)), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                                enabled=amp_dtype is not None):
             logits = model(images)
         loss_sum += segmentation_loss(logits, masks) * len(images)
         seen += len(images)

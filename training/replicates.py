@@ -13,9 +13,11 @@ from collections.abc import Callable
 from data_pipeline import SegmentationData
 from training.checkpoints import restore_rng_state, rng_state
 from training.config import TrainConfig
+from training.cost_keys import LOAD_INDEPENDENT
 from training.loop import EpochState, TrainResult, train_epochs
 
-AVERAGED = ("train_loss", "val_loss", "val_dice", "val_iou", "lr", "samples_per_s")
+AVERAGED = ("train_loss", "val_loss", "val_dice", "val_iou", "lr", "samples_per_s",
+            "latency_ms", "latency_eval_ms", "latency_ms_spread", "cpu_load")
 SPREAD = ("val_dice", "val_iou")  # <key>_std, and <key>_seed<S> per seed
 
 ReplicateReport = Callable[[dict, list[EpochState]], None]
@@ -59,6 +61,10 @@ def combine(per_seed: list[dict], seeds: list[int]) -> dict:
         metrics[f"{key}_std"] = statistics.stdev(m[key] for m in per_seed)
         for seed, m in zip(seeds, per_seed):
             metrics[f"{key}_seed{seed}"] = m[key]
-    if all("gpu_peak_mem_mb" in m for m in per_seed):
-        metrics["gpu_peak_mem_mb"] = max(m["gpu_peak_mem_mb"] for m in per_seed)
+    for key in ("gpu_peak_mem_mb", "peak_mem_mb"):  # the most any seed needed
+        if all(key in m for m in per_seed):
+            metrics[key] = max(m[key] for m in per_seed)
+    for key in LOAD_INDEPENDENT:  # one architecture: every seed counts the same
+        if key in per_seed[0]:
+            metrics[key] = per_seed[0][key]
     return metrics
