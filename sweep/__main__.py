@@ -16,8 +16,8 @@ from sweep import sigterm
 from sweep.cli.errors import USER_ERRORS, one_line
 
 # Modules that contribute commands, in the order `--help` lists them.
-COMMAND_MODULES = ["sweep.cli.train", "sweep.cli.sweep", "sweep.cli.report", "sweep.cli.wandb",
-                   "sweep.cli.settings"]
+COMMAND_MODULES = ["sweep.cli.train", "sweep.cli.sweep", "sweep.cli.pick", "sweep.cli.report",
+                   "sweep.cli.wandb", "sweep.cli.settings"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,13 @@ def rung_levels(grace_period: float, reduction_factor: float, max_t: float) -> l
     return [level for level in levels if level < max_t]
 
 
+def quantile_keeps(value: float, peers: list[float], reduction_factor: float) -> bool:
+    """ASHA's rule on values signed so that larger is better: not below the top
+    1/reduction_factor quantile of the peers' values (a NaN is never below it)."""
+    cutoff = np.nanpercentile(peers, (1 - 1 / reduction_factor) * 100)
+    return not value < cutoff
+
+
 class OrderedASHA(FIFOScheduler):
     _supports_buffered_results = False  # one result at a time: no epoch runs past a rung
 
@@ -118,15 +125,23 @@ class OrderedASHA(FIFOScheduler):
     # ---- the rule --------------------------------------------------------------------------
     def _record(self, trial: Trial, result: dict) -> float | None:
         """The rung this result reaches for the first time (its value recorded), or None."""
-        epoch, value = result.get(self._time_attr), result.get(self._metric)
-        if epoch is None or value is None:
+        epoch = result.get(self._time_attr)
+        if epoch is None:
             return None
         values = self._values[trial.trial_id]
         rungs = self._rungs_of(trial)
         rung = next((r for r in reversed(rungs) if epoch >= r and r not in values), None)
-        if rung is not None:
-            values[rung] = self._sign * float(value)
+        value = None if rung is None else self._rung_value(result)
+        if value is None:
+            return None
+        values[rung] = value
         return rung
+
+    def _rung_value(self, result: dict):
+        """What a result records at a rung (None: nothing). Here the metric, signed so that
+        larger is better; sweep/mo_asha.py records a vector of objectives instead."""
+        value = result.get(self._metric)
+        return None if value is None else self._sign * float(value)
 
     def _decide(self, trial: Trial, rung: float) -> str | None:
         """STOP or CONTINUE from the earlier trials' values at this rung; None: not yet."""
@@ -142,9 +157,12 @@ class OrderedASHA(FIFOScheduler):
                 return None  # still on its way to this rung
         if not peers:
             return TrialScheduler.CONTINUE
-        cutoff = np.nanpercentile(peers, (1 - 1 / self._rf) * 100)
-        below = self._values[trial.trial_id][rung] < cutoff
-        return TrialScheduler.STOP if below else TrialScheduler.CONTINUE
+        keeps = self._keeps(self._values[trial.trial_id][rung], peers)
+        return TrialScheduler.CONTINUE if keeps else TrialScheduler.STOP
+
+    def _keeps(self, value, peers: list) -> bool:
+        """The one comparison sweep/mo_asha.py replaces (with a rank of objective vectors)."""
+        return quantile_keeps(value, peers, self._rf)
 
     def _rungs_of(self, trial: Trial) -> list[float]:
         brackets = getattr(self, "bracket_rungs", [self.rungs])  # pickled before brackets
