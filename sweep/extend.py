@@ -9,11 +9,13 @@ starts, the saved state is raised to N, and the sweep is then resumed as any int
 that a driver killed between two of them leaves a run directory that `extend` (or `resume`)
 continues:
 
-1. the study rewound (below), if the searcher's tells must be taken back;
+1. the study rewound (below), if the searcher's tells must be taken back, and rewritten under
+   a changed space (further below);
 2. SweepSearch's saved state: `_total` = N, early tells held again
-   (searcher_state.take_back_early_tells);
+   (searcher_state.take_back_early_tells), a changed space's distributions and sampler;
 3. the SearchGenerator's saved state: `total_samples` = N, not finished;
-4. the records: experiment.yaml and its fingerprint say N; extensions.json says where.
+4. the records: experiment.yaml and its fingerprint say N (and the space); extensions.json says
+   where, and which trials a changed space left out.
 
 Why the study is rewound: in reproducible mode a sweep of K trials told its last trials at once
 (no more asks would come), but a sweep of N trials asks trial K having told only trials
@@ -22,6 +24,14 @@ trial from K on may differ. Optuna cannot untell a trial, so the journal is rewr
 Optuna's public API with those trials RUNNING (params, intermediate values and attributes kept),
 and the searcher tells them again, in order, when the lag rule allows. Then a sweep of K trials
 extended to N gives the N trials a sweep of N gives (tests/test_extend.py).
+
+A changed space (``--space.lr='{loguniform: [1.0e-5, 1.0e-3]}'``, an added choice, a removed
+dimension with ``--space.KEY=null``) takes the same path: step 1 rewrites every trial of the
+study under the new space (sweep/respace.py: those inside it told with the new distributions,
+the others kept as FAIL, marked), step 2 gives the searcher the new distributions and a fresh
+sampler, and ASHA keeps every earlier trial (its rungs are rebuilt from the trials' results).
+Any other change is refused in one line naming the key, before anything is written
+(sweep/same_problem.py says why each cannot be honoured; docs/EXTEND.md).
 """
 from __future__ import annotations
 
@@ -36,8 +46,17 @@ from pathlib import Path
 import yaml
 
 from sweep.experiment import Experiment, load_saved_experiment
-from sweep.fingerprint import changed_keys, check_same_start, experiment_values, read_record
+from sweep.fingerprint import (
+    MISSING,
+    changed_keys,
+    check_same_start,
+    experiment_values,
+    flatten,
+    read_record,
+    short,
+)
 from sweep.recover import check_before_resume, newest
+from sweep.respace import Respace
 from sweep.rundir import (
     EXPERIMENT_FILE,
     EXPERIMENT_FINGERPRINT_FILE,
@@ -51,64 +70,112 @@ from sweep.rundir import (
     write_json,
     write_text,
 )
-from sweep.searcher_state import take_back_early_tells
-from training.settings import ConfigError
+from sweep.same_problem import may_change_on_extension, why_fixed
+from sweep.searcher_state import take_back_early_tells, use_space
+from training.settings import ConfigError, merge, parse_overrides
 
 log = logging.getLogger(__name__)
 
-EXTENDABLE = "search.trials"  # the one setting an extension changes
 TOLD_ATTRS = ("status", "reason")  # set on a study trial when it is told (SweepSearch)
 
 
-def prepare_extension(run_dir: Path, storage: TrialStorage, trials: int) -> Experiment:
-    """Raise the sweep in ``run_dir`` (its lock held) to ``trials`` trials in all: checks, then
-    steps 1-4 above; runner.extend_experiment then resumes it. ConfigError (one line) when
-    there is no sweep, ``trials`` is not above its total, or experiment.yaml was edited in
-    anything but search.trials."""
-    experiment = load_saved_experiment(run_dir / EXPERIMENT_FILE)
+def prepare_extension(run_dir: Path, storage: TrialStorage, trials: int,
+                      overrides: list[str] | tuple = (), make_sampler=None) -> Experiment:
+    """Raise the sweep in ``run_dir`` (its lock held) to ``trials`` trials in all, its space
+    changed by ``overrides`` (``--space.KEY=...``): checks, then steps 1-4 above;
+    runner.extend_experiment then resumes it. ConfigError (one line, nothing written) when
+    there is no sweep, ``trials`` is not above its total, or anything but search.trials and
+    the space would change. ``make_sampler(search, scheduler)``: sweep.search's, for a changed
+    space (handed in: importing sweep.search here would pull the trainable and torch in)."""
+    recorded = load_saved_experiment(run_dir / EXPERIMENT_FILE)
     if not storage.is_dir(TUNE_DIR):
         raise ConfigError(f"{run_dir}: no sweep to extend here (no {TUNE_DIR}/ folder at "
                           f"{storage.where(TUNE_DIR)})")
-    experiment = check_extendable(run_dir, experiment)
-    before, started = saved_total(storage), experiment.search.trials
+    started, extended = check_extendable(run_dir, recorded, trials, overrides)
+    before = saved_total(storage)
     # trials == before > started: an extension to `trials` stopped before its records
     # were written; running it again finishes it.
-    if trials < before or trials == before <= started:
+    if trials < before or trials == before <= started.search.trials:
         raise ConfigError(f"{run_dir}: the sweep already has a total of {before} trials; "
                           f"--trials is the new total and must be above it")
+    respace = Respace(extended.space, extended.train.to_dict()) \
+        if extended.space != started.space else None
     # Damage a resume would repair or refuse: before anything is changed.
-    for note in check_before_resume(run_dir, experiment.scheduler.max_epochs,
-                                    experiment.name, storage):
+    for note in check_before_resume(run_dir, started.scheduler.max_epochs,
+                                    started.name, storage):
         log.warning("recovered: %s", note)
-    raise_saved_state(run_dir, storage, experiment, trials)
-    record_extension(run_dir, experiment, trials)
-    log.info("extending sweep %s from %d to %d trials", experiment.name, started, trials)
-    return experiment
+    sampler = fresh_sampler(extended, run_dir, make_sampler) if respace is not None else None
+    raise_saved_state(run_dir, storage, extended, trials, respace, sampler)
+    record_extension(run_dir, started, extended, respace)
+    log.info("extending sweep %s from %d to %d trials", started.name, started.search.trials,
+             trials)
+    if respace is not None:
+        log.info("space changed: %d earlier trial(s) outside it are kept in the report but "
+                 "not told to the sampler (%s)", len(respace.outside), STUDY_FILE)
+    return extended
 
 
 # ---- what may change ---------------------------------------------------------------------------
-def check_extendable(run_dir: Path, experiment: Experiment) -> Experiment:
-    """The experiment as the sweep began, once experiment.yaml differs from it in search.trials
-    at most (and the data set not at all); refused in one line otherwise."""
-    saved = read_record(run_dir / EXPERIMENT_FINGERPRINT_FILE)  # None: a run dir from before it
-    if saved is not None:
-        others = [key for key in changed_keys(saved, experiment_values(experiment))
-                  if key != EXTENDABLE]
-        if others:
-            raise ConfigError(f"extend changes only {EXTENDABLE}; {', '.join(others)} changed "
-                              f"in {run_dir / EXPERIMENT_FILE} since the sweep started: put "
-                              f"them back (a changed space or setting is a new sweep)")
-        started = saved.get("search", {}).get("trials", experiment.search.trials)
-        experiment = with_trials(experiment, started)
-    check_same_start(run_dir, experiment)  # now the data set alone can differ: refused
-    return experiment
+def check_extendable(run_dir: Path, recorded: Experiment, trials: int,
+                     overrides) -> tuple[Experiment, Experiment]:
+    """(the sweep as it stands, the sweep as extended), once they differ in search.trials and
+    the space at most, and the data set not at all; refused in one line naming the key
+    otherwise. ``recorded``: experiment.yaml, which may have been edited since the sweep began
+    (its fingerprint record says how it began; a run dir from before the record has none)."""
+    saved = read_record(run_dir / EXPERIMENT_FINGERPRINT_FILE) or experiment_values(recorded)
+    now = with_overrides(recorded.to_dict(), overrides, run_dir)
+    now["search"] = {**now["search"], "trials": trials}
+    extended = Experiment.from_dict(now, f"extend {run_dir}")  # a bad value: its own line
+    fixed = [key for key in changed_keys(saved, experiment_values(extended))
+             if not may_change_on_extension(key)]
+    if fixed:
+        raise ConfigError(refusal(run_dir, fixed[0], saved, experiment_values(extended),
+                                  experiment_values(recorded)))
+    values = recorded.to_dict()
+    values["space"] = saved.get("space", values["space"])
+    values["search"] = {**values["search"],
+                        "trials": saved.get("search", {}).get("trials", recorded.search.trials)}
+    started = Experiment.from_dict(values, str(run_dir / EXPERIMENT_FINGERPRINT_FILE))
+    check_same_start(run_dir, started)  # now the data set alone can differ: refused
+    return started, extended
 
 
-def with_trials(experiment: Experiment, trials: int) -> Experiment:
-    """The same experiment with another trial count, validated as a file would be."""
-    values = experiment.to_dict()
-    values["search"] = {**values["search"], "trials": trials}
-    return Experiment.from_dict(values, f"extend --trials {trials}")
+def with_overrides(values: dict, overrides, run_dir: Path) -> dict:
+    """experiment.yaml's values with ``--key=value`` overrides; ``--space.KEY=null`` takes KEY
+    out of the space (its trials then train with train.KEY). A new distribution replaces the
+    old one whole, as `run` does."""
+    given = parse_overrides(list(overrides), f"extend {run_dir} (command line)")
+    space = given.pop("space", {})
+    values = merge(values, given)
+    if not isinstance(space, dict):
+        raise ConfigError(f"extend {run_dir} (command line): space must be set key by key, "
+                          f"e.g. --space.lr='{{loguniform: [1.0e-5, 1.0e-3]}}'")
+    values["space"] = {**values["space"], **space}
+    values["space"] = {key: numbers_of(spec) for key, spec in values["space"].items()
+                       if spec is not None}
+    return values
+
+
+def numbers_of(spec):
+    """A range's bounds written as text made numbers: YAML reads 1e-5 (no dot) as text, and
+    experiment.yaml should record what the searcher samples. Anything else is left to the
+    validation, which names it."""
+    try:
+        (kind, bounds), = spec.items()
+        cast = {"loguniform": float, "uniform": float, "int": int}[kind]
+        return {kind: [cast(bound) if isinstance(bound, str) else bound for bound in bounds]}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return spec
+
+
+def refusal(run_dir: Path, key: str, saved: dict, now: dict, recorded: dict) -> str:
+    """One line: the key, its values, where the change came from, and why it cannot be."""
+    old, new = flatten(saved).get(key, MISSING), flatten(now).get(key, MISSING)
+    edited = flatten(recorded).get(key, MISSING) != old
+    where = f"edited in {run_dir / EXPERIMENT_FILE}; put it back" if edited else "command line"
+    return (f"extend cannot change {key} ({short(old)} -> {short(new)}, {where}): "
+            f"{why_fixed(key)}; an extension changes only search.trials and space.* "
+            f"(docs/EXTEND.md)")
 
 
 # ---- Ray's saved state -------------------------------------------------------------------------
@@ -133,8 +200,9 @@ def load_gen_state(storage: TrialStorage) -> tuple[str, dict]:
 
 
 def raise_saved_state(run_dir: Path, storage: TrialStorage, experiment: Experiment,
-                      trials: int) -> None:
-    """Steps 1-3 of the module docstring: what Ray restores becomes a sweep of ``trials``."""
+                      trials: int, respace: Respace | None = None, sampler=None) -> None:
+    """Steps 1-3 of the module docstring: what Ray restores becomes a sweep of ``trials``
+    (searching ``respace``'s space with ``sampler``, when given)."""
     from ray import cloudpickle
 
     searcher_name = newest(storage, SEARCHER_STATE)
@@ -144,23 +212,44 @@ def raise_saved_state(run_dir: Path, storage: TrialStorage, experiment: Experime
         log.warning("%s: this sweep's searcher predates the record of its last tells; the new "
                     "trials are right but may differ from those of one sweep of %d trials",
                     run_dir, trials)
+    if taken or respace is not None:
+        rewind_study(run_dir, experiment.name, taken or [], respace)
     if taken:
-        rewind_study(run_dir, experiment.name, taken)
         log.info("study: trials %s running again, told when the lag rule allows", taken)
+    if respace is not None:
+        use_space(searcher, respace.distributions, sampler)
     storage.write_bytes(pickle.dumps(searcher), TUNE_DIR, searcher_name)
     name, state = load_gen_state(storage)
     state.update(total_samples=trials, finished=False)
     storage.write_bytes(cloudpickle.dumps(state), TUNE_DIR, name)
 
 
-def rewind_study(run_dir: Path, study_name: str, numbers: list[int]) -> None:
+def fresh_sampler(experiment: Experiment, run_dir: Path, make_sampler):
+    """The sampler of a sweep whose space changed: the old one keeps what it inferred from the
+    old space (TPE's intersection search space is cached by trial number). Seeded from the
+    sweep's seed and the extension's index, so the same extension gives the same trials."""
+    import dataclasses
+
+    import numpy as np
+
+    index = len(read_extensions(run_dir)) + 1
+    seed = int(np.random.SeedSequence([experiment.search.seed, index]).generate_state(1)[0])
+    return make_sampler(dataclasses.replace(experiment.search, seed=seed), experiment.scheduler)
+
+
+def rewind_study(run_dir: Path, study_name: str, numbers: list[int],
+                 respace: Respace | None = None) -> None:
     """The study as it was before trials ``numbers`` were told: they are RUNNING again, with
-    their params, intermediate values and attributes but the told ones. Written beside the
-    journal and renamed over it: a reader sees the old study or the new one, never half.
-    Trials are added in number order, so each keeps its storage id, by which the searcher's
-    pickled optuna Trials address it. The file backend pickled with them remembers byte
-    offsets of the old file; the resume gives it a fresh one (SweepSearch.use_journal_of)."""
+    their params, intermediate values and attributes but the told ones; and, with ``respace``,
+    every trial rewritten under the new space (sweep/respace.py; a trial outside it is not
+    rewound: it stays out). Written beside the journal and renamed over it: a reader sees the
+    old study or the new one, never half. Trials are added in number order, so each keeps its
+    storage id, by which the searcher's pickled optuna Trials address it. The file backend
+    pickled with them remembers byte offsets of the old file; the resume gives it a fresh one
+    (SweepSearch.use_journal_of)."""
     import optuna
+
+    from sweep.respace import OUTSIDE_ATTR
 
     old = optuna.load_study(study_name=study_name, storage=journal_storage(run_dir))
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".extend-") as folder:
@@ -169,7 +258,11 @@ def rewind_study(run_dir: Path, study_name: str, numbers: list[int]) -> None:
         for key, value in old.user_attrs.items():
             new.set_user_attr(key, value)
         for trial in old.get_trials(deepcopy=True):
-            new.add_trial(running_again(trial) if trial.number in numbers else trial)
+            if respace is not None:
+                trial = respace(trial)
+            if trial.number in numbers and OUTSIDE_ATTR not in trial.user_attrs:
+                trial = running_again(trial)
+            new.add_trial(trial)
         assert [t.number for t in new.get_trials(deepcopy=False)] == \
             [t.number for t in old.get_trials(deepcopy=False)]  # numbers (and ids) kept
         os.replace(Path(folder) / STUDY_FILE, run_dir / STUDY_FILE)
@@ -191,15 +284,23 @@ def running_again(trial):
 
 
 # ---- the records -------------------------------------------------------------------------------
-def record_extension(run_dir: Path, experiment: Experiment, trials: int) -> None:
-    """Step 4: experiment.yaml and its fingerprint say the new total (so `resume` continues the
-    extension, and still refuses any edit), and extensions.json says where the sweep grew."""
-    extended = with_trials(experiment, trials)
+def record_extension(run_dir: Path, started: Experiment, extended: Experiment,
+                     respace: Respace | None = None) -> None:
+    """Step 4: experiment.yaml and its fingerprint say the new total and space (so `resume`
+    continues the extension, and still refuses any edit), and extensions.json says where the
+    sweep grew and, for a changed space, which trials it left out."""
     write_text(run_dir / EXPERIMENT_FILE, yaml.safe_dump(extended.to_dict(), sort_keys=False))
     write_json(run_dir / EXPERIMENT_FINGERPRINT_FILE, experiment_values(extended))
     history = read_extensions(run_dir)
-    history.append({"from_trials": experiment.search.trials, "to_trials": trials,
-                    "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    entry = {"from_trials": started.search.trials, "to_trials": extended.search.trials,
+             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if respace is not None:
+        entry["space"] = {
+            "changed": [key for key in changed_keys(experiment_values(started),
+                                                    experiment_values(extended))
+                        if key.startswith("space.")],
+            "outside": {str(number): why for number, why in sorted(respace.outside.items())}}
+    history.append(entry)
     write_json(run_dir / EXTENSIONS_FILE, history)
 
 

@@ -29,3 +29,12 @@ def take_back_early_tells(state: dict, total: int) -> list[int] | None:
         state["_told"] = taken[0]  # a suffix of the told trials: numbers are told in order
         state["_ended"].update((number, early.pop(number)) for number in taken)
     return taken
+
+
+def use_space(state: dict, distributions: dict, sampler) -> None:
+    """A saved SweepSearch state (``__dict__``) that asks from another space: OptunaSearch asks
+    ``study.ask(fixed_distributions=self._space)``, with ``self._sampler`` as the study's
+    sampler. ``sampler`` is a fresh one (sweep/extend.py fresh_sampler says why)."""
+    state["_space"] = distributions
+    state["_sampler"] = sampler
+    state["_ot_study"].sampler = sampler
