@@ -85,9 +85,10 @@ resume: install
 	$(PY) -m sweep resume $(RUN)
 
 # More trials for a sweep, same study and run dir: make extend RUN=runs/quickstart TRIALS=24
-# (TRIALS: the new total).
+# (TRIALS: the new total); a changed space in ARGS, e.g. ARGS="--space.lr='{loguniform: [1.0e-5,
+# 1.0e-3]}'" (docs/EXTEND.md).
 extend: install
-	$(PY) -m sweep extend $(RUN) --trials $(TRIALS)
+	$(PY) -m sweep extend $(RUN) --trials $(TRIALS) $(ARGS)
 
 confirm: install
 	$(PY) -m sweep confirm $(RUN) $(ARGS)
@@ -114,8 +115,9 @@ submit: install
 report: install
 	$(PY) -m sweep report $(RUN) $(ARGS)
 
-# Benchmarks (issue 6): every CPU one, full size (~30 min on 2 cores); writes bench/results.json
-# and bench/results.md. `make bench ARGS=loop` runs one; `make bench-tiny` proves the code runs.
+# Benchmarks (issue 6): every CPU one, full size; writes bench/results.json and regenerates
+# docs/BENCHMARKS.md and the README's summary. `make bench ARGS=loop` runs one; `make bench-tiny`
+# proves the code runs.
 # `make bench ARGS="search-dev search"` replays searches on the committed bench/lc_tables/ (make lc-tables).
 .PHONY: bench bench-tiny
 bench: install
@@ -123,6 +125,13 @@ bench: install
 
 bench-tiny: install
 	$(PY) -m bench --tiny $(ARGS)
+
+# docs/BENCHMARKS.md and the README's summary block, generated from the committed results
+# (bench/results.json, the GPU result files, bench/lc_tables/); tests/test_benchmarks_doc.py
+# fails when they are stale.
+.PHONY: docs
+docs: install
+	$(PY) -m bench docs
 
 # The learning-curve tables of the search benchmarks (issue 21): ~1 h each on 2 idle cores,
 # resumable (run it again after an interruption: finished runs are kept). Then commit

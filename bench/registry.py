@@ -52,6 +52,21 @@ BENCHMARKS = {b.name: b for b in [
               "trial-epochs until the returned configuration's held-out-seed mean is in the "
               "top 5 %", ">= 3x fewer than random (90 % CI >= 2x), >= 1.25x fewer than random "
               "+ ASHA", "bench.lc_search:run"),
+    Benchmark("warm-start", "the shipped search method warm-started (search.warm_start's "
+              "rule) from a 16-trial search of a neighbouring table (unet_thin -> unet_crisp, "
+              "unet_crop) and of the same table vs a cold start, replayed at concurrency 2 on "
+              "the held-out search seeds: trial-epochs to the top-5 % target",
+              "warm from a neighbour: fewer trial-epochs (90 % CI above 1x)",
+              "bench.lc_warm:run"),
+    Benchmark("pareto-dev", "multi-objective search variants (MO-ASHA, TPE, NSGA-II, random) "
+              "replayed on the development learning-curve table and search seeds, val_dice vs "
+              "seconds per epoch (bench/lc_pareto.py): the ranking behind the Pareto defaults",
+              "names the best method", "bench.lc_pareto:run_development"),
+    Benchmark("pareto", "MO-ASHA + multi-objective TPE (experiments/quickstart_pareto.yaml) vs "
+              "random search without stopping on the held-out tables and search seeds, "
+              "reproducible mode, concurrency 1, 2, 4: trial-epochs until the returned front "
+              "holds 80 % of the table's best hypervolume (val_dice vs seconds per epoch)",
+              ">= 2x fewer than random", "bench.lc_pareto:run"),
     Benchmark("search-live", "the replay's top two search methods as real sweeps (the live "
               "loop, not the table) on the table's problem: trial-epochs to a target, 3 seeds",
               "the replay's ranking holds", "bench.lc_live:run"),
@@ -64,6 +79,11 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("cache", "training samples/s from the memory-mapped decoded cache (page cache "
               "warm, and cold every epoch) vs the same pixels in RAM; cache build rate and size",
               ">= 0.95x", "bench.cache_bench:run"),
+    Benchmark("costs", "the cost metrics of every epoch's row (latencies, peak memory, params, "
+              "FLOPs) on the tests' tiny model and experiments/smoke.yaml's: their medians, "
+              "their noise over runs and rows, the load they were measured under, and what "
+              "measuring them costs per epoch", "measurement <= 5 % of a later epoch (median, "
+              "smoke model)", "bench.costs_bench:run"),
     Benchmark("slots", "effective concurrency of a shipped sweep (epoch compute / wall) and its "
               "overhead vs the ideal, beside raw Ray Tune replaying the same trials",
               ">= 0.9 x concurrency", "bench.slots:run"),
@@ -73,6 +93,12 @@ BENCHMARKS = {b.name: b for b in [
               "trainings sharing the GPU", ">= 2x; >= 2.5x", "bench.gpu_bench:run",
               needs="gpu"),
 ]}
+
+# Commands of `python -m bench` that are not benchmarks: name -> ("module:main", what it does).
+COMMANDS = {
+    "docs": ("bench.docs:main", "write docs/BENCHMARKS.md and the README's summary from the "
+                                "committed results (--check: exit 1 if stale)"),
+}
 
 
 def select(names: list[str]) -> list[Benchmark]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from sweep.distributions import to_distribution
 from sweep.wandb_mirror.settings import WandbSettings
 from training.config import TrainConfig
+from training.cost_keys import LOAD_DEPENDENT, LOAD_INDEPENDENT
 from training.settings import (
     ConfigError,
     build,
@@ -39,8 +40,9 @@ SPACE_KINDS = ("loguniform", "uniform", "int", "choice")
 # machine's load (README, "Reproducible sweeps"); async: Ray's ASHA, Optuna told at once.
 SEARCH_MODES = ("reproducible", "async")
 SPEED_KNOBS = ("num_workers", "pin_memory")  # change speed, never results (sweep/speed.py)
-# Optuna's TPESampler, RandomSampler, GPSampler; bohb: sweep/rung_sampler.py (TPE on ASHA's rungs)
-SAMPLERS = ("tpe", "random", "gp", "bohb")
+# Optuna's TPESampler, RandomSampler, GPSampler, NSGAIISampler; bohb: sweep/rung_sampler.py (TPE
+# on ASHA's rungs)
+SAMPLERS = ("tpe", "random", "gp", "bohb", "nsga2")
 # The sweep sets these for every trial; an experiment may neither fix nor search them.
 SWEEP_OWNED = {"epochs": "set scheduler.max_epochs instead (every trial's epoch budget)",
                "out_dir": "each trial writes under the run directory",
@@ -53,6 +55,21 @@ SEARCH_BOUNDS = {"trials": 100_000, "concurrency": 1024, "startup_trials": 100_0
 RUNG_METRICS = {"val_dice": "max", "val_iou": "max", "val_loss": "min"}
 MAX_RUNGS = 100  # ASHA keeps one list per rung: reduction_factor 1.000000001 would make ~1e9
 MAX_CHOICES = 1000
+# search.objectives (docs/PARETO.md): what a multi-objective sweep may trade. The loop's scores,
+# and the costs training/costs.py records every epoch (training/cost_keys.py): params and flops
+# are counted, the others measured, so a busy machine changes them (samples_per_s too).
+SCORE_OBJECTIVES = ("val_dice", "val_iou", "val_loss")
+# Recorded beside the costs, but they describe the measurement, not the model.
+NOT_OBJECTIVES = {"cpu_load": "the machine's load while the latency was timed",
+                  "latency_ms_spread": "the noise of the latency measurement"}
+FIXED_COSTS = LOAD_INDEPENDENT
+LOAD_DEPENDENT_COSTS = (*(key for key in LOAD_DEPENDENT if key not in NOT_OBJECTIVES),
+                        "samples_per_s")
+OBJECTIVE_METRICS = SCORE_OBJECTIVES + FIXED_COSTS + LOAD_DEPENDENT_COSTS
+MAX_OBJECTIVES = 4  # the hypervolume is exact by recursion: cheap up to a few objectives
+# Optuna samplers that search several objectives (checked in Optuna 5.0: GPSampler's logEHVI);
+# bohb fits TPE to one rung metric.
+MULTI_OBJECTIVE_SAMPLERS = ("tpe", "nsga2", "random", "gp")
 
 
 @dataclass
@@ -61,9 +78,11 @@ class SearchSettings:
     concurrency: int = setting(2, "Trials at once (also capped by the CPUs and GPUs Ray has)")
     seed: int = setting(0, "Seed of Optuna's sampler: same seed, same suggestions")
     sampler: str = setting("tpe", "Optuna sampler: tpe, random (no model), gp (Gaussian "
-                                  "process; learns from completed trials only) or bohb (TPE "
+                                  "process; learns from completed trials only), bohb (TPE "
                                   "fitted at the largest ASHA rung with startup_trials "
-                                  "finished trials, on the rung metric)")
+                                  "finished trials, on the rung metric) or nsga2 (NSGA-II: "
+                                  "generations of startup_trials trials, the first random; "
+                                  "meant for search.objectives)")
     startup_trials: int = setting(10, "Random trials before TPE (or GP) starts modelling the "
                                       "space")
     # Optuna 5's own defaults, written out so that another Optuna version searches the same way.
@@ -87,6 +106,23 @@ class SearchSettings:
                           "whatever the timing; 0 = twice the concurrency. Larger: a slot "
                           "seldom waits for one long trial, TPE learns a little later. "
                           "Unused with sampler random (nothing to wait for)")
+    warm_start: list[str] = setting([], "Run directories of earlier sweeps of the same "
+                                        "problem (docs/EXTEND.md) whose finished trials the "
+                                        "sampler is told before its first suggestion, without "
+                                        "training them again; they count toward no trial total")
+    objectives: list = setting([], "Multi-objective sweep: 2 to 4 {metric: max or min}, e.g. "
+                                   "[{val_dice: max}, {flops: min}]; metrics: val_dice, "
+                                   "val_iou, val_loss, params, flops, and (async mode only) "
+                                   "latency_ms, latency_eval_ms, peak_mem_mb, samples_per_s. "
+                                   "The first is the primary (W&B's metric, pick's default); "
+                                   "the front goes to pareto.csv (docs/PARETO.md). Empty: "
+                                   "val_dice alone")
+
+    def objective_list(self) -> list[tuple[str, str]]:
+        """[(metric, mode), ...] of a multi-objective sweep, primary first; [] when the sweep
+        optimises val_dice alone (no objectives, or just {val_dice: max})."""
+        pairs = [next(iter(entry.items())) for entry in self.objectives]
+        return pairs if len(pairs) > 1 else []
 
     def effective_lag(self) -> int:
         """How many trials back a reproducible ask waits for (0 in async mode)."""
@@ -103,7 +139,9 @@ class SchedulerSettings:  # ASHA
     reduction_factor: float = setting(2.0, "ASHA keeps 1 in this many trials at each rung")
     metric: str = setting("val_dice", "What ASHA compares at its rungs: val_dice, val_iou "
                                       "(higher is better) or val_loss (lower); TPE, the "
-                                      "winner and the report always use val_dice")
+                                      "winner and the report use val_dice (with "
+                                      "search.objectives: those, and this replaces a primary "
+                                      "val_dice/val_iou/val_loss at the rungs)")
     brackets: int = setting(1, "Hyperband brackets: bracket b's first rung is at "
                                "grace_period * reduction_factor**b (reproducible mode: trial "
                                "n is in bracket n % brackets; async: Ray's ASHA draws it)")
@@ -212,6 +250,10 @@ class Experiment:
                 search.probe_steps, "0 (no probe) up to 10000")
         require(search.mode in SEARCH_MODES, source, "search.mode", search.mode,
                 " or ".join(SEARCH_MODES))
+        check_objectives(search, source)
+        for i, path in enumerate(search.warm_start):
+            require(isinstance(path, str) and path.strip() != "", source,
+                    f"search.warm_start[{i}]", path, "a run directory (text)")
         require(search.mode == "async" or not search.time_budget_s, source,
                 "search.time_budget_s", search.time_budget_s,
                 "0 in reproducible mode (a time budget stops trials by the clock; "
@@ -310,6 +352,44 @@ def check_sweep_owned(values: dict, source: str) -> None:
             if isinstance(given, dict) and key in given:
                 raise ConfigError(f"{source}: {section}.{key} = {quote(given[key])} cannot be set "
                                   f"here: {SWEEP_OWNED[key]}")
+
+
+def check_objectives(search: SearchSettings, source: str) -> None:
+    """search.objectives: one line naming the entry that is wrong, and why."""
+    objectives = search.objectives
+    require(isinstance(objectives, list), source, "search.objectives", objectives,
+            "a list of {metric: max or min}, e.g. [{val_dice: max}, {flops: min}]")
+    seen = set()
+    for i, entry in enumerate(objectives):
+        where = f"search.objectives[{i}]"
+        require(isinstance(entry, dict) and len(entry) == 1, source, where, entry,
+                "one {metric: max or min}, e.g. {flops: min}")
+        metric, mode = next(iter(entry.items()))
+        if metric in NOT_OBJECTIVES:
+            raise ConfigError(f"{source}: {where} = {quote(entry)}: {metric} is "
+                              f"{NOT_OBJECTIVES[metric]}, not a cost of the model")
+        require(metric in OBJECTIVE_METRICS, source, where, entry,
+                "a metric among " + ", ".join(OBJECTIVE_METRICS))
+        require(mode in ("max", "min"), source, where, entry, f"{{{metric}: max}} or "
+                f"{{{metric}: min}}")
+        require(metric not in seen, source, where, entry, f"a metric not listed before "
+                f"({metric} is)")
+        seen.add(metric)
+        if metric in LOAD_DEPENDENT_COSTS and search.mode == "reproducible":
+            raise ConfigError(
+                f"{source}: {where} = {quote(entry)}: {metric} depends on the machine's load, so "
+                f"in reproducible mode it would make the trials depend on the load; use "
+                f"search.mode=async, or a cost that does not ({', '.join(FIXED_COSTS)})")
+    if len(objectives) == 1:  # the default, said out loud, is fine; anything else is a slip
+        require(objectives[0] == {"val_dice": "max"}, source, "search.objectives", objectives,
+                "2 or more objectives (a sweep of one objective optimises val_dice: leave "
+                "search.objectives empty)")
+    require(len(objectives) <= MAX_OBJECTIVES, source, "search.objectives", objectives,
+            f"at most {MAX_OBJECTIVES} objectives")
+    if len(objectives) > 1:
+        require(search.sampler in MULTI_OBJECTIVE_SAMPLERS, source, "search.sampler",
+                search.sampler, ", ".join(MULTI_OBJECTIVE_SAMPLERS) + f" with "
+                f"{len(objectives)} search.objectives (bohb fits its model to one metric)")
 
 
 def check_space_entry(train: TrainConfig, key: str, spec, source: str,

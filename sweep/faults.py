@@ -15,6 +15,7 @@ import json
 import os
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -104,11 +105,36 @@ def damage_file(path) -> None:
         file.write(data)
 
 
-# The other test hook: per-epoch sleeps by trial number (JSON list of seconds), read on the
-# driver like the faults and handed to every trial, to slow trials unevenly and swap the order
-# they report in (tests/test_sweep_repro.py).
+# The other test hook: how each trial is paced, by trial number (a JSON list), read on the
+# driver like the faults and handed to every trial, to make trials report in an order a test
+# chooses (tests/test_sweep_repro.py). An item is either seconds of sleep per epoch, or
+# {"after": m}: before reporting epoch e, wait until trial m has reported epoch e or has ended
+# (as the driver's trial_status.json says). The second gives a strict order without sleeping
+# for seconds "to be sure"; a wait gives up after PACE_TIMEOUT_S so a sweep never hangs on it.
 EPOCH_DELAYS_ENV = "CRACK_SWEEP_TEST_EPOCH_DELAYS"
+PACE_TIMEOUT_S = 120.0
 
 
-def injected_epoch_delays(environ=os.environ) -> tuple[float, ...]:
-    return tuple(float(d) for d in json.loads(environ.get(EPOCH_DELAYS_ENV) or "[]"))
+def injected_epoch_delays(environ=os.environ) -> tuple[float | dict, ...]:
+    items = json.loads(environ.get(EPOCH_DELAYS_ENV) or "[]")
+    return tuple(item if isinstance(item, dict) else float(item) for item in items)
+
+
+def pace(item: float | dict, epoch: int, run_dir: Path | None) -> None:
+    """Trial pacing before epoch ``epoch`` is reported (0 or absent outside tests)."""
+    import time
+
+    if not isinstance(item, dict):
+        time.sleep(item)
+        return
+    if run_dir is None:
+        return
+    from sweep.rundir import read_statuses
+
+    deadline = time.monotonic() + PACE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for entry in read_statuses(run_dir).values():
+            if entry.get("number") == item["after"] and (
+                    entry.get("status") != "running" or entry.get("epochs", 0) >= epoch):
+                return
+        time.sleep(0.05)

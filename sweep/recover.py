@@ -190,9 +190,12 @@ def read_searcher_facts(storage: TrialStorage) -> SearcherFacts | None:
             if isinstance(outcome, tuple) and outcome}
     told = {t for t in state.get("_completed_trials") or () if t in numbers and t not in held}
     metric = state.get("_metric")
+    # Several search.objectives: a list of metrics, and no intermediate values in the study
+    # (Optuna refuses them there), so no reported epoch to look for.
     reported = {trial_id: result["epoch"] for trial_id, result in (state.get("_last") or {}).items()
                 if trial_id in numbers and trial_id not in held and isinstance(result, dict)
-                and isinstance(result.get("epoch"), int) and result.get(metric) is not None}
+                and isinstance(result.get("epoch"), int) and result.get(metric) is not None} \
+        if isinstance(metric, str) else {}
     return SearcherFacts(state.get("_study_name") or "", numbers, told, reported)
 
 

@@ -38,6 +38,7 @@ STUDY_FILE = "study.journal"  # Optuna's journal storage
 EXPERIMENT_FINGERPRINT_FILE = "experiment_fingerprint.json"  # the experiment the sweep began
 DATA_FINGERPRINT_FILE = "data_fingerprint.json"  # the data set it began on (sweep/fingerprint.py)
 EXTENSIONS_FILE = "extensions.json"  # each `extend`: [{from_trials, to_trials, at}, ...]
+WARM_START_FILE = "warm_start.json"  # search.warm_start: the sources and what each told
 SPEED_PROBE_FILE = "speed_probe.json"  # the speed probe's table and the knobs every trial got
 STATUS_FILE = "trial_status.json"  # {trial_id: {status, reason, epochs, config, best_val_dice}}
 BEST_CHECKPOINT = "best.pth"
@@ -51,6 +52,7 @@ DATASET_FILE = "wandb/dataset.json"  # the data set artifact's file
 ARTIFACT_STAGING_DIR = "wandb/data"  # W&B's artifact staging, so `wandb-sync` finds it here
 WANDB_SWEEP_FILE = "wandb_sweep.yaml"  # the experiment as a W&B sweep config
 REPORT_HTML, REPORT_MD, TRIALS_CSV = "report.html", "report.md", "trials.csv"
+PARETO_CSV = "pareto.csv"  # several search.objectives: the front's trials (sweep/front.py)
 LOCK_FILE = "sweep.lock"  # flock'd by the live run/resume/confirm: "pid N (command) since T"
 # Inside a trial's folder:
 CHECKPOINT_DIRS = "checkpoint_*"  # Ray's checkpoint_NNNNNN/ folders
@@ -104,6 +106,24 @@ def best_so_far(statuses: dict) -> tuple[float, str]:
 
 
 # ---- study.journal: the Optuna study -----------------------------------------------------------
+# Optuna's journal lock: a symlink it makes beside the journal while it appends (optuna.storages
+# .journal: JournalFileSymlinkLock, the file's name + ".lock").
+STUDY_LOCK_FILE = STUDY_FILE + ".lock"
+
+
+def clear_stale_study_lock(run_dir: str | Path) -> bool:
+    """Remove a journal lock a killed driver left (True if there was one). Only for a process
+    holding the run directory (sweep/runlock.py): no other process appends to the journal then,
+    so any lock found is stale. Why it matters: Optuna breaks a stale lock only after a grace
+    period, and never when the symlink's target is gone (a moved run dir: its ``os.stat``
+    fails and it retries at once, forever, at full CPU)."""
+    lock = Path(run_dir) / STUDY_LOCK_FILE
+    if not (lock.is_symlink() or lock.exists()):
+        return False
+    lock.unlink(missing_ok=True)
+    return True
+
+
 def journal_storage(run_dir: str | Path):
     """The study's Optuna storage: a journal file under the run directory."""
     from optuna.storages import JournalStorage

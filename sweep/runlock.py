@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sweep.rundir import LOCK_FILE
+from sweep.rundir import LOCK_FILE, clear_stale_study_lock
 from training.settings import ConfigError
 
 
@@ -40,6 +40,7 @@ def hold(run_dir: str | Path) -> Iterator[Path]:
                              f"stop it), then try again") from None
         os.ftruncate(fd, 0)
         os.write(fd, describe_self().encode())
+        clear_stale_study_lock(run_dir)  # a killed driver's; ours now to clear
         yield path
     finally:
         if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:

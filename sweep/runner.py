@@ -14,12 +14,15 @@ from pathlib import Path
 import yaml
 
 from sweep import runlock
+from sweep.best_model import write_best_model
 from sweep.diskspace import StopWhenDiskFull
 from sweep.experiment import Experiment, load_saved_experiment
 from sweep.extend import prepare_extension
 from sweep.fingerprint import check_same_start, record_start, recorded_storage, sweep_already_in
+from sweep.front import write_front
 from sweep.outage import StopWhenStorageUnreachable
 from sweep.outcome import TrialOutcomes
+from sweep.pick import default_pick
 from sweep.ray_session import fit, start_ray, stop_ray
 from sweep.recover import check_before_resume
 from sweep.rundir import (
@@ -32,8 +35,9 @@ from sweep.rundir import (
     INFEASIBLE_DIR,
     LOCK_FILE,
     METRIC,
+    MODE,
+    PARETO_CSV,
     RESULT_FILE,
-    RETRAIN_DIR,
     RUNNING,
     SCORED,
     SPEED_PROBE_FILE,
@@ -55,6 +59,7 @@ from sweep.rundir import (
 from sweep.search import (
     build_tuner,
     load_data_for,
+    make_sampler,
     restore_tuner,
     restored_callbacks,
     trial_outcomes,
@@ -63,6 +68,7 @@ from sweep.speed import fix_speed_knobs
 from sweep.status import TrialStatusLog
 from sweep.wandb_mirror.callback import WandbMirrorCallback
 from sweep.wandb_mirror.integration import mirror_callback
+from sweep.warm_start import add_warm_trials, read_sources
 from training.atomic import check_writable_folder
 from training.errors import error_line
 from training.settings import ConfigError
@@ -81,6 +87,7 @@ class RunSummary:
     best_params: dict = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)  # every configuration's (search.seeds)
     best_std: float | None = None  # val_dice's std over the seeds at the best epoch
+    front: int | None = None  # trials on the Pareto front (None: one objective)
     dashboard_url: str | None = None
     report: Path | None = None
     recovered: list[str] = field(default_factory=list)  # what a resume rebuilt from Ray's results
@@ -97,7 +104,10 @@ def sweep_callbacks(experiment: Experiment, run_dir: Path, storage: TrialStorage
     """Every Tune callback of a sweep, built in one place (the W&B mirror joins here). The
     status log and the mirror take each trial's end from ``outcomes``, as the searcher does."""
     status_log = TrialStatusLog(run_dir, storage, outcomes, experiment.search.trials)
-    mirror = mirror_callback(experiment, run_dir, data, outcomes)  # None: W&B turned off
+    # W&B's sweep metric: val_dice, or the primary of several search.objectives.
+    metric, mode = (experiment.search.objective_list() or [(METRIC, MODE)])[0]
+    mirror = mirror_callback(experiment, run_dir, data, outcomes, metric=metric,
+                             mode=mode)  # None: W&B turned off
     stops = [StopWhenDiskFull(run_dir, storage), StopWhenStorageUnreachable(run_dir, storage)]
     return [status_log, *stops] + ([mirror] if mirror else [])
 
@@ -112,6 +122,7 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
                    fresh: bool = False) -> RunSummary:
     run_dir = Path(runs_dir) / experiment.name
     check_writable_places(experiment, run_dir)
+    warm = read_sources(experiment, run_dir)  # search.warm_start: a bad source before anything
     with runlock.hold(run_dir):  # one line naming the live sweep, if there is one
         storage = open_storage(run_dir, experiment)
         # Whatever storage the earlier sweep used: a new --storage must not hide it.
@@ -121,7 +132,7 @@ def run_experiment(experiment: Experiment, runs_dir: str | Path = "runs",
                                   f"sweep resume {run_dir}` continues it, --fresh starts over "
                                   f"(deletes it)")
             clear_run(run_dir, storage, recorded_storage(run_dir))
-        return run_locked(experiment, run_dir, storage)
+        return run_locked(experiment, run_dir, storage, warm)
 
 
 def check_writable_places(experiment: Experiment, run_dir: Path) -> None:
@@ -133,7 +144,8 @@ def check_writable_places(experiment: Experiment, run_dir: Path) -> None:
     experiment.train.check_cache_dir()
 
 
-def run_locked(experiment: Experiment, run_dir: Path, storage: TrialStorage) -> RunSummary:
+def run_locked(experiment: Experiment, run_dir: Path, storage: TrialStorage,
+               warm: list | None = None) -> RunSummary:
     start = time.perf_counter()
     connection = start_ray(experiment)  # first: a missing GPU fails before anything is written
     try:
@@ -145,8 +157,9 @@ def run_locked(experiment: Experiment, run_dir: Path, storage: TrialStorage) -> 
         record_start(run_dir, experiment)  # what a resume must find unchanged
         outcomes = trial_outcomes(experiment, storage)  # the searcher's and the callbacks'
         callbacks = sweep_callbacks(experiment, run_dir, storage, outcomes, data)
-        known = fit(build_tuner(experiment, run_dir, storage, data, outcomes, callbacks),
-                    run_dir, storage)
+        tuner = build_tuner(experiment, run_dir, storage, data, outcomes, callbacks)
+        add_warm_trials(run_dir, experiment.name, warm or [])  # the searcher made the study
+        known = fit(tuner, run_dir, storage)
     finally:
         stop_ray(connection)
     return finish(experiment, run_dir, storage, known, time.perf_counter() - start,
@@ -161,15 +174,18 @@ def resume_experiment(run_dir: str | Path) -> RunSummary:
         return resume_locked(run_dir)
 
 
-def extend_experiment(run_dir: str | Path, trials: int) -> RunSummary:
-    """`extend`: the sweep in ``run_dir`` raised to ``trials`` trials in all (sweep/extend.py),
-    then resumed; a RunSummary of the whole sweep."""
+def extend_experiment(run_dir: str | Path, trials: int,
+                      overrides: list[str] | tuple = ()) -> RunSummary:
+    """`extend`: the sweep in ``run_dir`` raised to ``trials`` trials in all, its space changed
+    by ``overrides`` (``--space.KEY=...``; sweep/extend.py), then resumed; a RunSummary of the
+    whole sweep."""
     run_dir = Path(run_dir)
     if not (run_dir / EXPERIMENT_FILE).is_file():
         raise ConfigError(f"{run_dir}: no sweep to extend here (no {EXPERIMENT_FILE})")
     with runlock.hold(run_dir):
         experiment = load_saved_experiment(run_dir / EXPERIMENT_FILE)
-        prepare_extension(run_dir, open_storage(run_dir, experiment), trials)
+        prepare_extension(run_dir, open_storage(run_dir, experiment), trials, overrides,
+                          make_sampler=make_sampler)
         return resume_locked(run_dir)
 
 
@@ -232,9 +248,9 @@ def rebind_restored(callbacks: list, experiment: Experiment, run_dir: Path,
 def retarget_restored(callbacks: list, experiment: Experiment, run_dir: Path) -> None:
     """The callbacks Tune unpickled count to the trial total experiment.yaml records now, not
     the one they were built with: an extended sweep (sweep/extend.py) shows its progress out
-    of the new total, and its W&B sweep config caps that many runs. A plain resume changes
-    nothing (the totals agree)."""
-    from sweep.wandb_mirror.sweep_config import write_sweep_yaml
+    of the new total, and its W&B sweep config caps that many runs and lists the space the
+    extension searches. A plain resume changes nothing (the totals agree)."""
+    from sweep.wandb_mirror.sweep_config import wandb_parameter, write_sweep_yaml
 
     total = experiment.search.trials
     for callback in callbacks:
@@ -242,9 +258,15 @@ def retarget_restored(callbacks: list, experiment: Experiment, run_dir: Path) ->
             callback.total = total
     mirror = sweep_mirror(callbacks)
     config = mirror.plan.get("sweep_config") if mirror is not None else None
-    if config and config.get("run_cap") not in (None, total):
-        mirror.plan = {**mirror.plan, "sweep_config": {**config, "run_cap": total}}
-        write_sweep_yaml(run_dir / WANDB_SWEEP_FILE, mirror.plan["sweep_config"])
+    if not config:
+        return
+    # A changed space (extend --space.KEY=...): the W&B sweep searches the new one.
+    parameters = {key: wandb_parameter(key, spec) for key, spec in experiment.space.items()}
+    retargeted = {**config, "parameters": parameters,
+                  **({"run_cap": total} if config.get("run_cap") is not None else {})}
+    if retargeted != config:
+        mirror.plan = {**mirror.plan, "sweep_config": retargeted}
+        write_sweep_yaml(run_dir / WANDB_SWEEP_FILE, retargeted)
 
 
 def fix_speed_knobs_once(experiment: Experiment, run_dir: Path, data) -> Experiment:
@@ -312,20 +334,19 @@ def finish(experiment: Experiment, run_dir: Path, storage: TrialStorage, known: 
     summary = RunSummary(experiment.name, run_dir, wall_s, tally(statuses),
                          dashboard_url=dashboard_url, seeds=experiment.seeds())
     best_model = {}
-    if best := best_of(storage, statuses):
+    # Several objectives: the Pareto table, and its default pick as the model handed over.
+    front = write_front_safely(experiment, run_dir, storage)
+    summary.front = None if front is None else len(front)
+    picked = default_pick(experiment, front)
+    if best := ((picked.record, picked.row) if picked else best_of(storage, statuses)):
         record, row = best
-        storage.download(record.checkpoint_parts(row), run_dir / BEST_CHECKPOINT)
-        config = experiment.trial_config(record.params, out_dir=str(run_dir / RETRAIN_DIR))
-        best_config = {k: v for k, v in config.to_dict().items() if k != "load"}
-        write_text(run_dir / BEST_CONFIG, seeds_header(experiment, row)
-                   + yaml.safe_dump(best_config, sort_keys=False))
+        primary = experiment.search.objective_list()[0][0] if picked else ""
+        note = (f"the default pick of the Pareto front: its best {primary} (python -m sweep "
+                f"pick picks another)" if picked else "")
+        best_model = write_best_model(experiment, run_dir, storage, record, row, note=note)
         summary.best_trial, summary.best_val_dice = record.trial_id, float(row[METRIC])
         summary.best_epoch, summary.best_params = int(row["epoch"]), record.params
         summary.best_std = row.get(f"{METRIC}_std")
-        best_model = {"best_checkpoint": run_dir / BEST_CHECKPOINT, "best_config": best_config,
-                      "best_metrics": {METRIC: summary.best_val_dice,
-                                       "epoch": summary.best_epoch},
-                      "best_trial": record.trial_id}
     if mirror is not None:  # W&B: the best model handed over, every run finished, waited for
         mirror.finish(**best_model)
     summary.report = write_report_safely(run_dir)
@@ -345,15 +366,16 @@ def best_of(storage: TrialStorage, statuses: dict) -> tuple[TrialRecord, dict] |
                default=None)
 
 
-def seeds_header(experiment: Experiment, row: dict) -> str:
-    """best_config.yaml's first lines: the seeds behind its val_dice (`seed` below is the
-    first; `train --config` trains that one, --seed another)."""
-    seeds = experiment.seeds()
-    spread = (f" +- {row[METRIC + '_std']:.4f} (std over seeds: "
-              + ", ".join(f"{s}: {row[f'{METRIC}_seed{s}']:.4f}" for s in seeds) + ")"
-              if len(seeds) > 1 and f"{METRIC}_std" in row else "")
-    return (f"# seeds: {seeds}\n# {METRIC} at epoch {row['epoch']}: {row[METRIC]:.4f}{spread}"
-            f"{' (mean)' if len(seeds) > 1 else ''}\n")
+def write_front_safely(experiment: Experiment, run_dir: Path, storage: TrialStorage):
+    """The Pareto table of a sweep with several objectives (sweep/front.py) and its points;
+    None with one objective. Like the report, a fault here must not fail a finished sweep:
+    logged, and `python -m sweep report` writes it again."""
+    try:
+        return write_front(experiment, run_dir, storage)
+    except Exception as error:  # noqa: BLE001 (the trials' results are on disk already)
+        log.warning("%s not written (%s: %s); retry with: python -m sweep report %s",
+                    PARETO_CSV, type(error).__name__, error, run_dir)
+        return None
 
 
 def write_report_safely(run_dir: Path) -> Path | None:
@@ -403,7 +425,9 @@ def summary_text(summary: RunSummary) -> str:
                           for k, v in summary.best_params.items())
         spread = (f" +- {summary.best_std:.4f} (mean, std over seeds {summary.seeds})"
                   if summary.best_std is not None else "")
-        lines.append(f"best val_dice {summary.best_val_dice:.4f}{spread} (trial "
+        what = ("default pick of the Pareto front (its best primary objective, last epoch): "
+                if summary.front else "best ")
+        lines.append(f"{what}val_dice {summary.best_val_dice:.4f}{spread} (trial "
                      f"{summary.best_trial}, epoch {summary.best_epoch}): {params}")
     else:
         lines.append("no trial produced a checkpoint")
@@ -419,6 +443,10 @@ def summary_text(summary: RunSummary) -> str:
         f"  study        {run / STUDY_FILE}  (optuna-dashboard {run / STUDY_FILE})",
         f"  report       {summary.report or '(not written)'}  (python -m sweep report {run})",
     ]
+    if summary.front is not None:
+        lines.append(f"  pareto front {run / PARETO_CSV}  ({summary.front} trial"
+                     f"{'' if summary.front == 1 else 's'}; python -m sweep pick {run} "
+                     f"--max METRIC=VALUE)")
     if summary.best_trial:  # a scored trial to confirm
         lines.append(f"  seed check   python -m sweep confirm {run}")
     if counts.get("running") or summary.stopped:

@@ -5,6 +5,11 @@ RunConfig.
 What Tune sees reaches Optuna as Optuna means it: a trial ASHA stopped is PRUNED (with its
 intermediate values, so TPE still learns from it), one that ran out of memory is FAIL, and a
 finished one is COMPLETE with the best val_dice it reached (the epoch whose checkpoint is kept).
+With several ``search.objectives`` the study has one direction per objective and a finished
+trial is COMPLETE with its last epoch's objectives (sweep/front.py says why that epoch); Optuna 5
+takes no intermediate values in a multi-objective study (Trial.report raises
+NotImplementedError), so a stopped trial is told PRUNED without any (Study.tell accepts
+state=PRUNED there; its values stay None).
 
 In reproducible mode (``search.mode``) Optuna is told in trial-number order and trial n is
 suggested only once trials 0..n-lag are told, and nothing later is: TPE sees the same finished
@@ -27,6 +32,8 @@ from ray.tune.search.optuna import OptunaSearch
 from data_pipeline import SegmentationData
 from sweep.experiment import RUNG_METRICS, Experiment, SchedulerSettings, SearchSettings
 from sweep.faults import faults_from_env, injected_epoch_delays
+from sweep.front import final_values
+from sweep.mo_asha import AsyncMOASHA, OrderedMOASHA, rung_objectives
 from sweep.ordered_asha import OrderedASHA, rung_levels
 from sweep.outcome import TrialOutcomes
 from sweep.resumed_asha import ResumedASHA
@@ -57,6 +64,12 @@ class SweepSearch(OptunaSearch):
         self._released_early: dict[int, tuple] = {}
         self._last: dict[str, dict] = {}  # last result per trial (a paused trial's stop has none)
         super().__init__(**kwargs)
+
+    @property
+    def _objectives(self) -> list[str]:
+        """The metrics of a multi-objective sweep ([] for one objective): Ray's OptunaSearch
+        takes a list of metrics and modes for that, and so keeps them."""
+        return self.metric if isinstance(self.metric, list) else []
 
     def restore(self, checkpoint_path: str) -> None:
         """A resumed driver's searcher: the saved state, but the outcome owner it was built
@@ -132,7 +145,10 @@ class SweepSearch(OptunaSearch):
             trial.set_user_attr("ray_trial_id", trial_id)
             trial.set_user_attr("status", status)
             trial.set_user_attr("reason", reason)
-            self._tell(trial, status)
+            if self._objectives:
+                self._tell_objectives(trial, status, result)
+            else:
+                self._tell(trial, status)
         except Exception as error:  # noqa: BLE001 - e.g. told already, before a driver restart
             log.debug("optuna: cannot tell trial %s (%s): %s", trial_id, status, error)
 
@@ -147,11 +163,30 @@ class SweepSearch(OptunaSearch):
         else:
             self._ot_study.tell(trial, state=TrialState.FAIL)
 
+    def _tell_objectives(self, trial, status: str, result: dict | None) -> None:
+        """Several objectives: a complete trial's last epoch (the seeds' mean of each)."""
+        from optuna.trial import TrialState
+
+        values = final_values(result, self._objectives) if status == COMPLETE else None
+        if values is not None:
+            self._ot_study.tell(trial, values)
+        elif status in (COMPLETE, PRUNED):
+            if status == COMPLETE:  # validated metrics the loop always reports: a bug if not
+                log.warning("optuna: trial %s finished without every objective (%s) in its "
+                            "last result; told as pruned", trial.number, self._objectives)
+            self._ot_study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self._ot_study.tell(trial, state=TrialState.FAIL)
+
     def _report(self, trial_id: str, result: dict) -> None:
+        if self._objectives:
+            return  # a multi-objective study takes no intermediate values (module docstring)
         step, value = result.get("epoch"), result.get(self.metric)
         trial = self._ot_trials[trial_id]
         frozen = self._frozen(trial)
         if step is None or value is None or int(step) in frozen.intermediate_values:
+            return
+        if frozen.state.is_finished():  # kept out of a changed space (sweep/respace.py)
             return
         trial.report(float(value), int(step))
         rung_metric = getattr(self, "_rung_metric", "")  # absent in searchers saved before it
@@ -184,6 +219,9 @@ def make_sampler(search: SearchSettings, scheduler: SchedulerSettings | None = N
             multivariate=search.multivariate, constant_liar=search.constant_liar)
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
+    if search.sampler == "nsga2":  # a generation of startup_trials trials (the first: random)
+        return optuna.samplers.NSGAIISampler(seed=search.seed,
+                                             population_size=max(2, search.startup_trials))
     if search.sampler == "gp":
         return optuna.samplers.GPSampler(seed=search.seed, n_startup_trials=search.startup_trials)
     return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.startup_trials,
@@ -207,8 +245,11 @@ def make_searcher(experiment: Experiment, run_dir: Path, storage: TrialStorage |
     shared with its callbacks (default: the searcher's own, over ``storage``)."""
     search = experiment.search
     storage = storage if storage is not None else TrialStorage(run_dir)
+    objectives = search.objective_list()  # several: Ray's OptunaSearch takes lists
+    metric, mode = ([m for m, _ in objectives], [d for _, d in objectives]) if objectives \
+        else (METRIC, MODE)
     searcher = SweepSearch(
-        space=experiment.distributions(), metric=METRIC, mode=MODE,
+        space=experiment.distributions(), metric=metric, mode=mode,
         sampler=make_sampler(search, experiment.scheduler), study_name=experiment.name,
         storage=study_storage if study_storage is not None else journal_storage(run_dir),
         outcomes=outcomes or trial_outcomes(experiment, storage), total=search.trials,
@@ -221,6 +262,13 @@ def make_scheduler(experiment: Experiment):
     # time_attr="epoch": the loop's own count, which survives a resume unchanged.
     # Both rebuild their rungs from a restored trial's results (Ray saves no scheduler state):
     # a resumed or extended sweep prunes against every trial, not only the ones after it.
+    objectives = getattr(experiment.search, "objectives", None) or []
+    if len(objectives) > 1:  # MO-ASHA: the rungs rank objective vectors (sweep/mo_asha.py)
+        kind = OrderedMOASHA if reproducible(experiment) else AsyncMOASHA
+        return kind(objectives=rung_objectives(objectives, settings.metric, RUNG_METRICS),
+                    time_attr="epoch", max_t=settings.max_epochs,
+                    grace_period=settings.grace_period,
+                    reduction_factor=settings.reduction_factor, brackets=settings.brackets)
     kind = OrderedASHA if reproducible(experiment) else ResumedASHA
     # The rung metric may differ from the objective: early val_dice is mostly 0 (the thin
     # cracks are not found yet) and ranks the eventual best trials low; val_loss does not.

@@ -25,7 +25,7 @@ from ray import tune
 from data_pipeline import SegmentationData
 from sweep.experiment import Experiment
 from sweep.failures import is_out_of_memory, ride_out
-from sweep.faults import Faults, damage_file, fault_injector
+from sweep.faults import Faults, damage_file, fault_injector, pace
 from sweep.rundir import (
     CHECKPOINT_DIRS,
     CHECKPOINT_FILE,
@@ -43,6 +43,7 @@ from sweep.rundir import (
 from sweep.trials import number_from_name
 from sweep.wandb_mirror.val_images import val_panel_reporter
 from training.checkpoints import CheckpointError, load_checkpoint
+from training.cost_keys import COST_KEYS
 from training.errors import error_line
 from training.loop import EpochState
 from training.replicates import train_replicates
@@ -64,11 +65,11 @@ def out_of_memory(error: BaseException) -> bool:
 def train_trial(config: dict, *, data: SegmentationData, experiment: Experiment,
                 storage: TrialStorage,
                 candidates: list[dict] | None = None, finished: frozenset = frozenset(),
-                faults: Faults | None = None, epoch_delays: tuple[float, ...] = ()) -> None:
+                faults: Faults | None = None, epoch_delays: tuple[float | dict, ...] = ()) -> None:
     """One trial. ``config`` holds the searched settings, or (confirm runs) a candidate index
     and a seed; ``finished`` names trials the driver already recorded as done (resume). Test
     hooks, empty in real sweeps: ``faults`` (sweep/faults.py) and ``epoch_delays``, which
-    slows trial number i by epoch_delays[i] seconds an epoch."""
+    paces trial number i by epoch_delays[i] (seconds an epoch, or a trial it reports after)."""
     context = tune.get_context()
     trial_id = context.get_trial_id()
     if trial_id in finished:
@@ -98,7 +99,7 @@ def trial_params(config: dict, candidates: list[dict] | None) -> dict:
 
 
 def run_epochs(params: dict, data: SegmentationData, experiment: Experiment,
-               faults: Faults | None = None, delay: float = 0.0,
+               faults: Faults | None = None, delay: float | dict = 0.0,
                storage: TrialStorage | None = None) -> None:
     checkpoint = tune.get_checkpoint()
     # Confirm runs pin one seed in params; sweep trials train every seed of the experiment.
@@ -193,7 +194,8 @@ def report_last_result(storage: TrialStorage) -> None:
 # What the training loop reports each epoch (training.loop.train; with several seeds also
 # training/replicates.py's std and per-seed values), the node it ran on and the trial's GPUs.
 LOOP_KEYS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "epoch_seconds",
-             "samples_per_s", "gpu_peak_mem_mb", "train_samples", "gpu_ids", NODE_KEY)
+             "samples_per_s", "gpu_peak_mem_mb", "train_samples", "gpu_ids", NODE_KEY,
+             *COST_KEYS)
 
 
 def is_loop_key(key: str) -> bool:
@@ -201,7 +203,7 @@ def is_loop_key(key: str) -> bool:
 
 
 def make_reporter(experiment: Experiment, params: dict, data: SegmentationData | None = None,
-                  resumed: bool = False, faults: Faults | None = None, delay: float = 0.0,
+                  resumed: bool = False, faults: Faults | None = None, delay: float | dict = 0.0,
                   storage: TrialStorage | None = None, notice: str = ""):
     """``report(metrics, states)`` for training.loop.train. ``storage``: the trial storage; a
     URI one is waited for while it is unreachable (failures.ride_out) before and while Ray
@@ -220,7 +222,8 @@ def make_reporter(experiment: Experiment, params: dict, data: SegmentationData |
     def report(metrics: dict, states: list[EpochState]) -> None:
         nonlocal first_epoch
         damage = inject_faults(states[0].epoch)  # True: a damaged checkpoint (tests only)
-        time.sleep(delay)  # 0 outside tests
+        if delay:  # tests only (sweep/faults.py: pace)
+            pace(delay, states[0].epoch, storage.run_dir if storage is not None else None)
         if first_epoch is None:
             first_epoch = states[0].epoch
             # When this run of the trial took its first training step (the epoch's clock

@@ -64,3 +64,26 @@ def test_a_torn_last_record_is_cut_and_the_resume_agrees_everywhere(run_copy):
     assert {t.user_attrs["ray_trial_id"] for t in study.trials} == set(after)
     assert all(t.state.is_finished() for t in study.trials)
     assert (run_copy / "best.pth").is_file()
+
+
+def test_a_killed_drivers_journal_lock_is_cleared_when_the_run_dir_is_taken(run_copy):
+    """A driver killed while appending to the journal leaves Optuna's lock symlink. In a moved
+    run dir it points at a journal that is gone, and Optuna then retries forever at full CPU
+    (the resume of tests/test_copied_run.py hung so). Whoever takes the run dir clears it."""
+    import threading
+
+    import optuna
+
+    from sweep import runlock
+    from sweep.rundir import STUDY_LOCK_FILE, journal_storage
+
+    lock = run_copy / STUDY_LOCK_FILE
+    lock.symlink_to("/nonexistent/moved-away/study.journal")
+    with runlock.hold(run_copy):
+        assert not lock.is_symlink()
+        asked = []
+        study = optuna.load_study(study_name="smoke", storage=journal_storage(run_copy))
+        worker = threading.Thread(target=lambda: asked.append(study.ask()), daemon=True)
+        worker.start()
+        worker.join(timeout=30)  # an append takes the lock
+        assert asked, "the journal lock was never acquired"

@@ -34,11 +34,14 @@ def add_parser(subparsers) -> None:
         description="Raise a sweep's total to N trials: the same Optuna study, searcher "
                     "state, ASHA rungs, trial numbering and W&B sweep; nothing finished runs "
                     "again, unfinished trials continue first. In reproducible mode the N "
-                    "trials are those one sweep of N would give.")
+                    "trials are those one sweep of N would give. The space may change: "
+                    "--space.lr='{loguniform: [1.0e-5, 1.0e-3]}', --space.KEY=null removes a "
+                    "dimension; earlier trials inside the new space are told to the sampler, "
+                    "the others stay in the report, marked (docs/EXTEND.md).")
     extend.add_argument("run_dir", type=Path, help="runs/NAME")
     extend.add_argument("--trials", type=int, required=True, metavar="N",
                         help="the new total (above the sweep's current one)")
-    extend.set_defaults(func=extend_sweep)
+    extend.set_defaults(func=extend_sweep, takes_overrides=True)  # --space.KEY=...
 
     confirm = subparsers.add_parser(
         "confirm", help="rerun the top configurations with new seeds",
@@ -110,7 +113,7 @@ def extend_sweep(args: argparse.Namespace) -> int:
     before_ray()
     from sweep.runner import extend_experiment, summary_text
 
-    summary = extend_experiment(args.run_dir, args.trials)
+    summary = extend_experiment(args.run_dir, args.trials, split_overrides(args))
     summary.stopped = sigterm.received()
     print(summary_text(summary), flush=True)
     return exit_code(summary)

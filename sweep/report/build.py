@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweep.report import plots, sections, stats
+from sweep.report import history, pareto, plots, sections, stats
 from sweep.report.document import Bullets, Report, Section, Table, Text
 from sweep.report.html import render_html
 from sweep.report.load import STATUSES, RunData, load_run
@@ -19,12 +19,14 @@ from sweep.rundir import REPORT_HTML, REPORT_MD, TRIALS_CSV, write_text
 log = logging.getLogger(__name__)
 
 
-def write_report(run_dirs: list[Path]) -> dict[str, Path]:
-    """Write the compare-runs report; returns {"html": ..., "md": ..., "csv": ...} paths."""
+def write_report(run_dirs: list[Path], warm_start: str = "exclude") -> dict[str, Path]:
+    """Write the compare-runs report; returns {"html": ..., "md": ..., "csv": ...} paths.
+    ``warm_start``: "include" puts warm-start trials in the leaderboard (sweep/report/history.py
+    says why they are left out by default)."""
     if not run_dirs:
         raise ValueError("write_report needs at least one run directory")
-    runs = [load_run(Path(d)) for d in run_dirs]
-    report = build_report(runs)
+    runs = [history.marked(load_run(Path(d))) for d in run_dirs]
+    report = build_report(runs, warm_start)
     out = Path(run_dirs[0])
     paths = {"html": out / REPORT_HTML, "md": out / REPORT_MD, "csv": out / TRIALS_CSV}
     # Written aside, then renamed: a reader (or a browser refresh) never sees half a report.
@@ -43,24 +45,32 @@ def trials_csv(runs: list[RunData]) -> pd.DataFrame:
     return table[first + [c for c in table if c not in first]]
 
 
-def build_report(runs: list[RunData]) -> Report:
+def build_report(runs: list[RunData], warm_start: str = "exclude") -> Report:
     several = len(runs) > 1
     body: list[Section] = [comparison(runs)] if several else []
     for run in runs:
-        body.extend(run_sections(run, f" — {run.name}" if several else "", several))
+        body.extend(run_sections(run, f" — {run.name}" if several else "", several,
+                                 warm_start))
     names = ", ".join(run.name for run in runs)
     subtitle = (f"{', '.join(str(r.path) for r in runs)} · written "
                 f"{datetime.now().isoformat(timespec='seconds')}")
     return Report(f"Sweep report: {names}", subtitle, body)
 
 
-def run_sections(run: RunData, suffix: str, several: bool) -> list[Section]:
+def run_sections(run: RunData, suffix: str, several: bool,
+                 warm_start: str = "exclude") -> list[Section]:
     ranking, verdict = sections.ranking(run, suffix)
     space, edge = sections.search_space(run, suffix)
     summary = summary_section(run, suffix, verdict, edge)
+    if grown := history.summary_lines(run, warm_start):  # extensions, warm start
+        summary.blocks.insert(1, Bullets(grown))
     if several:
         summary.title = f"Run {run.name}"
-    chosen = [summary, sections.leaderboard(run, suffix), ranking, sections.curves(run, suffix),
+    board = history.with_warm_start(run) if warm_start == "include" else run
+    chosen = [summary, sections.leaderboard(board, suffix),
+              pareto.section(run, suffix),  # None with one objective
+              history.section(run, suffix),
+              ranking, sections.curves(run, suffix),
               space, sections.importance(run, suffix), sections.parallel(run, suffix),
               sections.throughput(run, suffix), sections.throughput_per_gpu(run, suffix),
               slots(run, suffix), sections.outcomes(run, suffix)]

@@ -14,13 +14,15 @@ import yaml
 
 from sweep import rundir
 from sweep.report.space import ParamSpec, space_from_experiment, space_from_study
+from training.cost_keys import COST_KEYS  # names only: no torch
 
 log = logging.getLogger(__name__)
 
 METRICS = ("val_dice", "val_iou", "val_loss")
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "epoch_seconds",
                 "samples_per_s", "gpu_peak_mem_mb", "time_total_s", "training_iteration",
-                "train_samples", "timestamp", "time_this_iter_s", rundir.REPORTED_AT_KEY)
+                "train_samples", "timestamp", "time_this_iter_s", rundir.REPORTED_AT_KEY,
+                *COST_KEYS)  # NaN in runs from before the loop measured them
 TEXT_KEYS = ("gpu_ids",)  # the GPUs Ray gave the trial, "0" or "0,1" ("" on CPU)
 UNKNOWN = "unknown"  # the report's word for a trial whose status file entry is missing
 STATUSES = (*rundir.STATUSES, UNKNOWN)
@@ -44,6 +46,17 @@ class RunData:
         if self.space:
             return [p for p in self.space if f"config/{p}" in self.trials]
         return varying_config_keys(self.trials)
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """search.objectives as [(metric, mode), ...], primary first; [] for a sweep of val_dice
+        alone (SearchSettings.objective_list's rule, read here from the saved YAML: importing
+        sweep/experiment.py would import torch)."""
+        search = self.experiment.get("search")
+        entries = search.get("objectives") if isinstance(search, dict) else None
+        pairs = [next(iter(entry.items())) for entry in entries or []
+                 if isinstance(entry, dict) and len(entry) == 1]
+        return pairs if len(pairs) > 1 else []
 
 
 def load_run(path: Path) -> RunData:
@@ -89,6 +102,9 @@ def read_json(file: Path, missing: list[str], what: str):
 
 
 SEED_PREFIX = "val_dice_seed"  # val_dice_seed<S>: one seed's val_dice in a several-seed trial
+# Every metric recorded per seed (training/replicates.py): a val_iou primary objective
+# shows its seeds' spread in the Pareto section too (sweep/report/pareto.py).
+SEED_PREFIXES = (SEED_PREFIX, "val_iou_seed")
 
 
 def read_tune_dir(storage: rundir.TrialStorage, missing: list[str]):
@@ -119,7 +135,7 @@ def read_tune_dir(storage: rundir.TrialStorage, missing: list[str]):
         configs[trial_id] = config if isinstance(config, dict) else {}
         dirs[trial_id] = trial_id
         for row in results:
-            seeds = {k: row[k] for k in row if k.startswith(SEED_PREFIX)}  # search.seeds > 1
+            seeds = {k: row[k] for k in row if k.startswith(SEED_PREFIXES)}  # search.seeds > 1
             rows.append({"trial_id": trial_id, NODE_COLUMN: row.get(rundir.NODE_KEY),
                          **{k: row.get(k) for k in (*HISTORY_KEYS, *TEXT_KEYS)}, **seeds})
     history = pd.DataFrame(rows)
@@ -176,6 +192,7 @@ def summarise_trial(trial_id, rows: pd.DataFrame, config, trial_dir, status) -> 
     config = config or status.get("config") or {}
     rows = rows.sort_values("epoch")
     row = {"trial_id": trial_id, "trial_dir": trial_dir,
+           "number": status.get("number"),  # the order the searcher suggested it in
            "status": str(status.get("status", "unknown")), "reason": str(status.get("reason", "")),
            "epochs": int(rows["epoch"].max()) if rows["epoch"].notna().any()
            else int(status.get("epochs", 0) or 0)}

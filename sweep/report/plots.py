@@ -99,7 +99,7 @@ def scatter_param(ax, trials: pd.DataFrame, name: str, spec: ParamSpec | None) -
     ax.grid(alpha=0.3)
 
 
-def importance_bars(importances: dict[str, float]) -> Figure | None:
+def importance_bars(importances: dict[str, float], metric: str = "val_dice") -> Figure | None:
     if not importances:
         return None
     names = list(importances)[::-1]  # largest on top
@@ -108,7 +108,7 @@ def importance_bars(importances: dict[str, float]) -> Figure | None:
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
     for y, name in enumerate(names):
         ax.text(importances[name], y, f" {importances[name]:.2f}", va="center", fontsize=9)
-    ax.set(xlabel="importance for val_dice (PED-ANOVA, sums to 1)", xlim=(0, 1.1))
+    ax.set(xlabel=f"importance for {metric} (PED-ANOVA, sums to 1)", xlim=(0, 1.1))
     ax.grid(axis="x", alpha=0.3)
     return figure
 
@@ -182,15 +182,19 @@ def throughput(run: RunData) -> Figure | None:
     figure = Figure(figsize=(4.6 * len(present), 3.4))
     jitter = np.random.default_rng(0).uniform(-0.08, 0.08, len(trials))  # unstack equal x
     for ax, name in zip(np.atleast_1d(figure.subplots(1, len(present))), present):
-        colours = trials.status.map(STATUS_COLOURS).fillna("tab:gray")
-        x = trials[f"config/{name}"].astype(float)
+        # Trials that did not search it (a dimension an extension took out) are not drawn.
+        searched = trials[f"config/{name}"].notna().to_numpy()
+        shown = trials[searched]
+        colours = shown.status.map(STATUS_COLOURS).fillna("tab:gray")
+        x = shown[f"config/{name}"].astype(float)
         spread = (x.max() - x.min()) or 1.0
-        ax.scatter(x + jitter * spread, trials.samples_per_s, c=colours, s=30, alpha=0.8)
-        means = trials.groupby(f"config/{name}").samples_per_s.mean()
+        ax.scatter(x + jitter[searched] * spread, shown.samples_per_s, c=colours, s=30,
+                   alpha=0.8)
+        means = shown.groupby(f"config/{name}").samples_per_s.mean()
         ax.plot(means.index, means.to_numpy(), color="black", lw=1, marker="_", ms=16,
                 label="mean")
         ax.set(xlabel=name, ylabel="training samples/s")
-        ax.set_xticks(sorted(trials[f"config/{name}"].unique()))
+        ax.set_xticks(sorted(shown[f"config/{name}"].unique()))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     figure.tight_layout()
@@ -236,3 +240,96 @@ def best_curves(runs: list[RunData]) -> Figure | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return figure
+
+
+def dice_by_trial(run: RunData, extended_at: list[int]) -> Figure | None:
+    """Best val_dice of each trial by its number, the best so far as a line, and a dashed line
+    where each extension began (sweep/report/history.py). Trials outside the space a later
+    extension searched are drawn hollow."""
+    trials = scored(run)
+    if trials.empty or "number" not in trials or trials.number.isna().all():
+        return None
+    trials = trials.dropna(subset=["number"]).sort_values("number")
+    figure = Figure(figsize=(8, 3.6))
+    ax = figure.subplots()
+    outside = trials.get("outside_space", pd.Series("", index=trials.index)).astype(bool)
+    for status, group in trials.groupby("status"):
+        colour = STATUS_COLOURS.get(status, "tab:gray")
+        inside = ~outside[group.index]
+        ax.scatter(group.number[inside], group.best_val_dice[inside], s=22, color=colour,
+                   label=status)
+        if (~inside).any():
+            ax.scatter(group.number[~inside], group.best_val_dice[~inside], s=22,
+                       facecolors="none", edgecolors=colour)
+    ax.plot(trials.number, trials.best_val_dice.cummax(), color="black", lw=1, alpha=0.6,
+            drawstyle="steps-post", label="best so far")
+    for at in extended_at:
+        ax.axvline(at - 0.5, color="tab:purple", ls="--", lw=1)
+        ax.text(at - 0.5, 1.0, f" extended at {at}", color="tab:purple", fontsize=8,
+                va="top", transform=ax.get_xaxis_transform())
+    ax.set(xlabel="trial number", ylabel="best val_dice")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+STAIRCASE = "front staircase"  # the gid of the line joining the front's trials
+
+
+def pareto_fronts(points: pd.DataFrame, objectives: list[tuple[str, str]]) -> Figure | None:
+    """The primary objective against each other objective, one axis each. ``points``: one row
+    per complete trial (sweep/report/pareto.py): its objectives, ``number``, ``on_front`` and
+    the primary's lowest and highest seed (``low``, ``high``). Front trials are strong and
+    numbered, joined by a step line through those the front keeps in that view (all of them
+    with two objectives); dominated trials are faded; the seeds' spread is an error bar."""
+    if points.empty:
+        return None
+    (primary, primary_mode), others = objectives[0], objectives[1:]
+    figure = Figure(figsize=(5.4 * len(others), 4.2))
+    front = points[points.on_front]
+    for ax, (cost, mode) in zip(np.atleast_1d(figure.subplots(1, len(others))), others):
+        for group, label, colour, alpha in ((points[~points.on_front], "dominated", "tab:gray",
+                                             0.35), (front, "Pareto front", "tab:blue", 1.0)):
+            if group.empty:
+                continue
+            ax.errorbar(group[cost], group[primary], yerr=seed_bars(group, primary),
+                        fmt="none", ecolor=colour, alpha=alpha, capsize=3, lw=1)
+            ax.scatter(group[cost], group[primary], s=40, color=colour, alpha=alpha,
+                       label=label, zorder=3)
+        kept = front_in_view(front, (primary, primary_mode), (cost, mode))
+        # The staircase of what the front attains: hold a value until the next cost.
+        ax.plot(kept[cost], kept[primary], color="tab:blue", lw=1.2, gid=STAIRCASE,
+                drawstyle="steps-post" if mode == "min" else "steps-pre")
+        for _, trial in front.dropna(subset=["number"]).iterrows():
+            ax.annotate(f"#{int(trial['number'])}", (trial[cost], trial[primary]), fontsize=8,
+                        textcoords="offset points", xytext=(4, 4))
+        values = points[cost].to_numpy(dtype=float)
+        if (values > 0).all() and values.max() >= 10 * values.min():  # FLOPs span decades
+            ax.set_xscale("log")
+        ax.set(xlabel=f"{cost} ({mode})", ylabel=f"{primary} ({primary_mode})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def seed_bars(group: pd.DataFrame, primary: str) -> np.ndarray | None:
+    """Asymmetric error bars from each trial's lowest to highest seed (none with one seed)."""
+    if group[["low", "high"]].isna().all().all():
+        return None
+    below = (group[primary] - group["low"]).to_numpy(dtype=float)
+    above = (group["high"] - group[primary]).to_numpy(dtype=float)
+    return np.nan_to_num(np.vstack([below, above]), nan=0.0)
+
+
+def front_in_view(front: pd.DataFrame, primary: tuple[str, str],
+                  cost: tuple[str, str]) -> pd.DataFrame:
+    """The front trials no other front trial beats on these two objectives, by cost: with more
+    than two objectives a front trial can be dominated in one view (it wins on a third)."""
+    from sweep.pareto import pareto_front  # numpy only
+
+    pairs = front[[primary[0], cost[0]]].to_numpy(dtype=float)
+    kept = front.iloc[pareto_front(pairs, [primary[1], cost[1]])] if len(front) else front
+    return kept.sort_values(cost[0], kind="stable")

@@ -33,6 +33,8 @@ def leaderboard(run: RunData, suffix: str) -> Section:
     trials = run.trials
     table = pd.DataFrame({"#": range(1, len(trials) + 1), "trial": trials.trial_id,
                           "status": trials.status})
+    if "source" in trials:  # warm-start trials included (sweep/report/history.py)
+        table["source"] = trials.source.fillna("this run").astype(str)
     for name in run.params:
         table[name] = trials[f"config/{name}"].map(stats.fmt)
     table["best dice"] = trials.best_val_dice.map(number)
@@ -47,6 +49,9 @@ def leaderboard(run: RunData, suffix: str) -> Section:
     table["wall s"] = trials.wall_s.map(lambda v: number(v, 1))
     if "nodes" in trials and trials.nodes.astype(str).str.len().gt(0).any():
         table["nodes"] = trials.nodes.astype(str)  # the Ray nodes it ran on, in order
+    if "outside_space" in trials and trials.outside_space.fillna("").astype(bool).any():
+        # outside the space a later extension searched: kept, not told to the sampler
+        table["outside space"] = trials.outside_space.fillna("").astype(str)
     section.add(Text("Sorted by best val_dice over the epochs each trial ran. Pruned trials ran "
                      "fewer epochs, so their numbers are not comparable with complete ones."),
                 Table(table.astype(str), f"{len(trials)} trials of {run.name}"))
@@ -128,12 +133,16 @@ def search_space(run: RunData, suffix: str) -> tuple[Section, list[stats.EdgeWar
 
 
 def importance(run: RunData, suffix: str) -> Section:
-    values, note = stats.param_importances(run.study)
+    # Several objectives: the primary one's importance (Optuna's target), said in the caption.
+    primary = run.objectives[0][0] if run.objectives else "val_dice"
+    values, note = stats.param_importances(run.study, primary)
     section = Section(f"Parameter importance{suffix}")
     section.add(Text(note, "note" if values else "missing"))
+    caption = (f"Optuna's importance of each parameter for {primary}"
+               + (", the primary objective (Optuna's target)." if run.objectives else "."))
     if values:
-        section.add(figure_block(plots.importance_bars(values), "parameter importance",
-                                 "Optuna's importance of each parameter for val_dice.", ""))
+        section.add(figure_block(plots.importance_bars(values, primary), "parameter importance",
+                                 caption, ""))
     return section
 
 

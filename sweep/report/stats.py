@@ -159,8 +159,11 @@ def edge_warnings(run: RunData, top: int = 3) -> list[EdgeWarning]:
     return out
 
 
-def param_importances(study) -> tuple[dict[str, float], str]:
-    """Optuna's parameter importances on the persisted study, or why there are none."""
+def param_importances(study, primary: str = "val_dice") -> tuple[dict[str, float], str]:
+    """Optuna's parameter importances on the persisted study, or why there are none. A study of
+    several objectives is given a target, its first (``primary``) objective: without one,
+    Optuna 5's PED-ANOVA measures what takes a trial onto the Pareto front, which is not what
+    a caption "for val_dice" says."""
     if study is None:
         return {}, "No Optuna study could be read, so no parameter importance."
     import optuna
@@ -176,17 +179,32 @@ def param_importances(study) -> tuple[dict[str, float], str]:
             # PED-ANOVA, named so the note below is true whatever Optuna's default becomes:
             # how the best trials' values differ from all trials'. Needs no scikit-learn.
             evaluator = optuna.importance.PedAnovaImportanceEvaluator()
-            values = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            values = optuna.importance.get_param_importances(
+                study, evaluator=evaluator, target=primary_target(study))
     except (ValueError, RuntimeError, ZeroDivisionError) as error:
         return {}, f"Optuna could not compute importances: {error}"
     note = (f"Optuna's PedAnovaImportanceEvaluator on the {len(complete)} complete "
             "trials of the study: how much the best trials' values of each parameter differ "
             "from those of all trials.")
+    if len(study.directions) > 1:
+        note += (f" The study has {len(study.directions)} objectives: the importance is for "
+                 f"the primary one, {primary} (given to Optuna as its target).")
     if len(complete) < 20:
         note += " With so few trials, treat the ranking as a hint, not a measurement."
     if "seed" in values:
         note += " A large share for `seed` means seed noise is as large as real effects."
     return values, note
+
+
+def primary_target(study):
+    """None for a study of one objective (Optuna scores its value); else the first objective,
+    negated when maximised: with a target, PED-ANOVA counts lower as better."""
+    from optuna.study import StudyDirection
+
+    if len(study.directions) == 1:
+        return None
+    sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
+    return lambda trial: sign * trial.values[0]
 
 
 def status_counts(trials: pd.DataFrame) -> pd.DataFrame:

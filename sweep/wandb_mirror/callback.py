@@ -25,7 +25,9 @@ def make_wandb_callback(settings: dict | WandbSettings | None, experiment_name: 
                         run_dir: str | Path, *, metric: str = "val_dice", mode: str = "max",
                         max_epochs: int | None = None, sweep_config: dict | None = None,
                         dataset: dict | None = None, fixed_config: dict | None = None,
-                        outcomes: TrialOutcomes | None = None) -> WandbMirrorCallback | None:
+                        outcomes: TrialOutcomes | None = None,
+                        objectives: list[tuple[str, str]] | None = None
+                        ) -> WandbMirrorCallback | None:
     """The mirror for one sweep, or None when W&B is disabled.
 
     ``sweep_config`` (from ``sweep_config.build_sweep_config``) is written to
@@ -33,7 +35,8 @@ def make_wandb_callback(settings: dict | WandbSettings | None, experiment_name: 
     ``fixed_config`` holds the settings every trial shares (a run's config is those plus the
     trial's own); ``outcomes``, the sweep's outcome owner, gives each trial's final state (by
     default one of the mirror's own, over the trial storage the run directory's
-    experiment.yaml names).
+    experiment.yaml names); ``objectives``, a multi-objective sweep's [(metric, mode), ...]
+    (``metric`` is the first): the summary run then holds the Pareto front.
     """
     if not isinstance(settings, WandbSettings):
         settings = WandbSettings.from_dict(settings, "wandb")
@@ -53,6 +56,8 @@ def make_wandb_callback(settings: dict | WandbSettings | None, experiment_name: 
         "sweep_config": sweep_config, "metric": metric, "metric_mode": mode,
         "max_epochs": max_epochs, "dataset": dataset or {}, "artifacts": settings.artifacts,
         "fixed_config": records.json_safe(fixed_config or {}),
+        # several search.objectives: the summary run holds their Pareto front (pareto.csv)
+        "objectives": [list(pair) for pair in objectives or []],
     }
     outcomes = outcomes or TrialOutcomes(rundir.storage_of(run_dir), max_epochs or 0)
     return WandbMirrorCallback(plan, settings.drain_timeout_s, outcomes)

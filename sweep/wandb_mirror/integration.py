@@ -24,7 +24,8 @@ def mirror_callback(experiment, run_dir: str | Path, data=None, outcomes=None,
         experiment.name, experiment.space, metric, mode,
         scheduler={"max_t": scheduler.max_epochs, "grace_period": scheduler.grace_period,
                    "reduction_factor": scheduler.reduction_factor},
-        trials=experiment.search.trials, sampler=experiment.search.sampler)
+        trials=experiment.search.trials, sampler=experiment.search.sampler,
+        objectives=experiment.search.objective_list())
     fixed = {k: v for k, v in experiment.train.to_dict().items() if k not in RUNTIME_KEYS}
     fixed["epochs"] = scheduler.max_epochs
     probe = Path(run_dir) / SPEED_PROBE_FILE  # which num_workers every trial got, and why
@@ -35,4 +36,5 @@ def mirror_callback(experiment, run_dir: str | Path, data=None, outcomes=None,
                "mask_values": list(data.mask_values)} if data is not None else None
     return make_wandb_callback(settings, experiment.name, run_dir, metric=metric, mode=mode,
                                max_epochs=scheduler.max_epochs, sweep_config=sweep_config,
-                               dataset=dataset, fixed_config=fixed, outcomes=outcomes)
+                               dataset=dataset, fixed_config=fixed, outcomes=outcomes,
+                               objectives=experiment.search.objective_list())

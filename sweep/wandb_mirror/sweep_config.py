@@ -18,23 +18,27 @@ INTEGER = {"randint": "int_uniform", "int": "int_uniform", "lograndint": "q_log_
 CATEGORICAL = ("choice", "categorical", "values")
 
 
-# Optuna's sampler -> W&B's method: W&B has no TPE or GP of its own; `bayes` is the closest.
-WANDB_METHOD = {"random": "random", "tpe": "bayes", "gp": "bayes", "bohb": "bayes"}
+# Optuna's sampler -> W&B's method: W&B has no TPE, GP or NSGA-II of its own; `bayes` (chosen
+# from earlier results) is the closest.
+WANDB_METHOD = {"random": "random", "tpe": "bayes", "gp": "bayes", "bohb": "bayes",
+                "nsga2": "bayes"}
 SAMPLER_NAME = {"random": "RandomSampler", "tpe": "TPE", "gp": "GPSampler",
-                "bohb": "TPE fitted on ASHA's rungs"}
+                "bohb": "TPE fitted on ASHA's rungs", "nsga2": "NSGAIISampler"}
 
 
 def build_sweep_config(name: str, search_space: dict, metric: str, mode: str,
                        scheduler: dict | None = None, trials: int | None = None,
-                       constants: dict | None = None, sampler: str = "tpe") -> dict:
-    """A W&B sweep config for a sweep whose trials Optuna's ``sampler`` chose."""
+                       constants: dict | None = None, sampler: str = "tpe",
+                       objectives: list[tuple[str, str]] | None = None) -> dict:
+    """A W&B sweep config for a sweep whose trials Optuna's ``sampler`` chose. ``objectives``:
+    a multi-objective sweep's [(metric, mode), ...]; W&B's sweep takes one metric, the primary
+    (``metric``, the first), and the description names them all."""
     parameters = {key: wandb_parameter(key, spec) for key, spec in search_space.items()}
     for key, value in (constants or {}).items():
         parameters.setdefault(key, {"value": value})
     config = {
         "name": name,
-        "description": f"Mirrored from Ray Tune: Optuna ({SAMPLER_NAME[sampler]}) chose the "
-                       "trials, ASHA stopped the weak ones; each run is one trial.",
+        "description": describe(sampler, objectives),
         "method": WANDB_METHOD[sampler],
         "metric": {"name": metric, "goal": "maximize" if mode == "max" else "minimize"},
         "parameters": parameters,
@@ -44,6 +48,17 @@ def build_sweep_config(name: str, search_space: dict, metric: str, mode: str,
     if scheduler:
         config["early_terminate"] = hyperband(scheduler)
     return config
+
+
+def describe(sampler: str, objectives: list[tuple[str, str]] | None) -> str:
+    if not objectives:
+        return (f"Mirrored from Ray Tune: Optuna ({SAMPLER_NAME[sampler]}) chose the trials, "
+                "ASHA stopped the weak ones; each run is one trial.")
+    said = ", ".join(f"{metric} ({mode})" for metric, mode in objectives)
+    return (f"Mirrored from Ray Tune: Optuna ({SAMPLER_NAME[sampler]}) chose the trials on "
+            f"{len(objectives)} objectives, {said}, MO-ASHA stopped the weak ones; each run is "
+            f"one trial. W&B's metric is the primary one, {objectives[0][0]}; the Pareto front "
+            "is the summary run's pareto_front table.")
 
 
 def wandb_parameter(key: str, spec) -> dict:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweep import rundir
+from sweep.wandb_mirror.front import front_rows
+from sweep.wandb_mirror.history import sweep_history
 from sweep.wandb_mirror.records import IMAGE_KEY, best_summary, metric_row, step_of
 from training.atomic import DiskFullError
 from training.errors import error_line
@@ -217,8 +219,9 @@ class MirrorWriter:
         self.runs.clear()
         if not interrupted and not self.broken and self.wandb:
             self.guarded("settling lost trials", self.settle_lost_trials)
-        if not interrupted and not self.broken and self.wandb and self.plan.get("artifacts"):
-            self.guarded("logging artifacts", self.log_artifacts)
+        if not interrupted and not self.broken and self.wandb and (
+                self.plan.get("artifacts") or self.plan.get("objectives")):
+            self.guarded("writing the summary run", self.write_summary_run)
         self.save_status()
 
     def settle_lost_trials(self) -> None:
@@ -236,19 +239,44 @@ class MirrorWriter:
                             final["status"], final.get("reason", ""))
             entry["state"] = final["status"]
 
-    def log_artifacts(self) -> None:
+    def write_summary_run(self) -> None:
+        """The data set and best model (wandb.artifacts), and a multi-objective sweep's front."""
         # Its own run, not tied to the sweep: W&B's sweep views then hold trials only.
         config = {"experiment": self.plan["experiment"]}
+        objectives = self.plan.get("objectives")  # absent from a plan pickled before they were
+        if objectives:
+            config["objectives"] = [{metric: mode} for metric, mode in objectives]
         if self.sweep_id:  # online: which W&B sweep it summarises (the run itself joins none)
             config["sweep_id"] = self.sweep_id
+        # Where the sweep was extended and what warm-started it (sweep/wandb_mirror/history.py)
+        history = sweep_history(self.root)
+        if "warm_start" in history:
+            config["warm_start"] = history["warm_start"]
         run = self.init_run(self.plan["summary_run_id"], f"{self.plan['experiment']}-summary",
                             config, job_type="sweep-summary")
-        run.log_artifact(self.dataset_artifact())
-        if self.model and Path(self.model["path"]).is_file():
-            run.log_artifact(self.model_artifact(self.model), aliases=["best", "latest"])
-            run.summary.update({f"best/{k}": v for k, v in self.model["metrics"].items()})
+        run.summary.update(history)
+        if self.plan.get("artifacts"):
+            run.log_artifact(self.dataset_artifact())
+            if self.model and Path(self.model["path"]).is_file():
+                run.log_artifact(self.model_artifact(self.model), aliases=["best", "latest"])
+                run.summary.update({f"best/{k}": v for k, v in self.model["metrics"].items()})
+        if objectives and (front := front_rows(self.root)):
+            self.log_front(run, objectives, *front)
         self.status["summary_run"] = {"run_id": run.id, "dir": self.relative(run)}
         run.finish()
+
+    def log_front(self, run, objectives: list, columns: list[str], rows: list[list]) -> None:
+        """pareto.csv as the `pareto_front` table, and W&B's scatter of the primary objective
+        against the first cost over it (the report's figure adds the dominated trials)."""
+        (primary, _), (cost, _) = objectives[0], objectives[1]
+        # Mixed: a seeds' range is empty (None) where a trial lacks a seed's value.
+        table = self.wandb.Table(columns=columns, data=rows, allow_mixed_types=True)
+        plot = self.wandb.plot.scatter(table, x=cost, y=primary,
+                                       title=f"Pareto front: {primary} against {cost}")
+        run.log({"pareto_front": table, "pareto_front_plot": plot})
+        run.summary.update({"pareto/front_trials": len(rows),
+                            "pareto/default_pick": rows[0][columns.index("number")] if rows
+                            else None})
 
     def dataset_artifact(self):
         data = self.plan["dataset"]
