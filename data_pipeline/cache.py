@@ -21,7 +21,8 @@ names, mask values, fingerprint and a hash of index.npy.
   or resume) the pixel files are also checked against their sha256 in the manifest: a cache
   file edited in place is rebuilt rather than trained on (an out-of-range mask value from such
   an edit used to end in a traceback). A trial reads no pixel to open a cache, the driver's
-  checked one or its node's own. A cache written before the checksums existed has none: it is rebuilt once.
+  checked one or its node's own. A cache written before the checksums existed has none: it is
+rebuilt once.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Reproducible sweeps: the same experiment run twice at concurrency 3, its trials slowed
-unevenly (a per-epoch sleep by trial number, set on the driver through an environment variable)
-so that they report in opposite orders, gives the same trials, statuses, metrics, Optuna study
-and best trial. The same pair of runs in async mode differs, so the comparison can fail."""
+"""Reproducible sweeps: the same experiment run twice at concurrency 3, its first trials paced
+(each reports an epoch only after another has, set on the driver through an environment
+variable) so that they report in opposite orders, gives the same trials, statuses, metrics,
+Optuna study and best trial. The same pair of runs in async mode differs, so the comparison
+can fail."""
 from __future__ import annotations
 
 import json
@@ -26,11 +27,12 @@ TINY = ["--train.width=4", "--train.synthetic_images=40", "--train.synthetic_siz
         "--search.lag=3"]
 METRICS = ("epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr")  # no timing keys
 CLOCK_KEYS = ("placed_at", "first_step_at", "startup_s", "compute_s", "ended_at")
-# Seconds of sleep per epoch for trials 0, 1, 2 (later trials: none). In the first run trial 0
-# reports first and finishes first; in the second trial 2 does. An epoch takes ~0.5 s, but a
-# trial's start varies by seconds on a loaded machine: the delay must dwarf both.
-DELAY = 5.0
-ORDERS = {"forward": [0, DELAY, 2 * DELAY], "backward": [2 * DELAY, DELAY, 0]}
+# How trials 0, 1 and 2 are paced (sweep/faults.py: pace; later trials: not at all). "forward":
+# trial 1 reports each epoch only after trial 0 has (or has ended), trial 2 after trial 1, so
+# trial 0 reports and finishes first; "backward": the other way round. A strict order, without
+# per-epoch sleeps long enough to outlast a loaded machine's start-up skew.
+ORDERS = {"forward": [0, {"after": 0}, {"after": 1}],
+          "backward": [{"after": 1}, {"after": 2}, 0]}
 
 
 def sweep(mode: str, order: str, runs_dir: Path, monkeypatch, *overrides: str) -> dict:
@@ -56,7 +58,12 @@ def outcome(summary) -> dict:
              t.user_attrs.get("status"), t.user_attrs.get("reason")) for t in study.trials]
     best = (status[summary.best_trial]["number"], summary.best_val_dice, summary.best_epoch,
             summary.best_params)
+    # The order trials 0-2 reported their first epoch in: what the pacing was meant to set.
+    first_reports = {entry["number"]: records[trial_id].rows[0]["reported_at"]
+                     for trial_id, entry in status.items() if entry["number"] < 3}
+    order = sorted(first_reports, key=first_reports.get)
     return {"trials": trials, "study": told, "best": best, "counts": summary.counts,
+            "order": order,
             "best_config": (run_dir / "best_config.yaml").read_text().replace(str(run_dir), "")}
 
 
@@ -70,6 +77,7 @@ def test_reproducible_sweep_ignores_the_order_trials_finish_in(runs, monkeypatch
     first = sweep("reproducible", "forward", runs, monkeypatch, "--search.seeds=2")
     second = sweep("reproducible", "backward", runs, monkeypatch, "--search.seeds=2")
     assert sorted(first["trials"]) == list(range(5))
+    assert (first["order"], second["order"]) == ([0, 1, 2], [2, 1, 0])  # the orders differed
     for number in range(5):
         assert first["trials"][number] == second["trials"][number], f"trial {number}"
     assert first["study"] == second["study"]
