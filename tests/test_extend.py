@@ -89,13 +89,16 @@ def test_an_extended_sweep_is_the_sweep_run_at_once(reproducible):
 
 
 def test_resume_still_refuses_an_edited_experiment_after_an_extension(reproducible, tmp_path):
-    _, run_dir, _ = reproducible
-    if not read_extensions(run_dir):
-        pytest.skip("needs the extension of the test above")
-    copy = shutil.copytree(run_dir, tmp_path / "smoke")
+    _, run_dir, pristine = reproducible
+    if read_extensions(run_dir):  # extended by the test above (test-all)
+        copy, total = shutil.copytree(run_dir, tmp_path / "smoke"), TOTAL
+    else:  # one trial more is extension enough for this
+        copy, total = copy_of(pristine, tmp_path), FIRST + 1
+        extend_experiment(copy, total)
     path = copy / "experiment.yaml"
-    path.write_text(path.read_text().replace(f"trials: {TOTAL}", "trials: 30"))
-    with pytest.raises(ConfigError, match=r"search\.trials changed \(search\.trials: 24 -> 30\)"):
+    path.write_text(path.read_text().replace(f"trials: {total}", "trials: 30"))
+    with pytest.raises(ConfigError,
+                       match=rf"search\.trials changed \(search\.trials: {total} -> 30\)"):
         resume_experiment(copy)
 
 
