@@ -4,6 +4,8 @@ run by exactly the code `sweep run` runs. ``shipped`` is read from experiments/q
 the benchmark measures whatever the project ships, not a copy of it."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.child import REPO_ROOT
 
 SHIPPED_FILE = REPO_ROOT / "experiments" / "quickstart.yaml"
@@ -52,11 +54,12 @@ BASELINE = "random"
 STOPPING_BASELINE = "random_asha"
 
 
-def shipped_sections() -> tuple[dict, dict]:
-    """quickstart.yaml's search and scheduler sections (what `make sweep` runs)."""
+def shipped_sections(file: Path = SHIPPED_FILE) -> tuple[dict, dict]:
+    """An experiment file's search and scheduler sections (default quickstart.yaml: what `make
+    sweep` runs)."""
     from training.settings import load_yaml
 
-    values = load_yaml(SHIPPED_FILE)
+    values = load_yaml(file)
     search = {k: v for k, v in values.get("search", {}).items()
               if k in ("sampler", "startup_trials", "multivariate", "constant_liar")}
     scheduler = {k: v for k, v in values.get("scheduler", {}).items()

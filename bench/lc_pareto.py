@@ -44,13 +44,12 @@ from __future__ import annotations
 
 import functools
 import math
-import multiprocessing
 import statistics
 import time
 from pathlib import Path
 
 from bench.child import REPO_ROOT, BenchError
-from bench.lc_methods import NO_STOP
+from bench.lc_methods import NO_STOP, shipped_sections
 from bench.lc_replay import Table, key_of, simulate
 from bench.lc_search import (
     DEVELOPMENT_SEARCH_SEEDS,
@@ -60,6 +59,7 @@ from bench.lc_search import (
     available_tables,
     median_time,
     ratio_between,
+    run_jobs,
 )
 from bench.registry import Context, Outcome
 from sweep.pareto import dominates, hypervolume
@@ -132,25 +132,13 @@ SETUP = {
 PLOT_FILE = REPO_ROOT / "bench" / "pareto_curves.png"
 
 
-def shipped_sections() -> tuple[dict, dict]:
-    """quickstart_pareto.yaml's search and scheduler sections (what the MO example runs)."""
-    from training.settings import load_yaml
-
-    values = load_yaml(SHIPPED_FILE)
-    search = {k: v for k, v in values.get("search", {}).items()
-              if k in ("sampler", "startup_trials", "multivariate", "constant_liar")}
-    scheduler = {k: v for k, v in values.get("scheduler", {}).items()
-                 if k in ("grace_period", "reduction_factor", "metric", "brackets")}
-    return search, scheduler
-
-
 def method_sections(method: str, max_epochs: int) -> tuple[dict, dict]:
     """A method's search and scheduler sections for trials of ``max_epochs`` epochs."""
     if method not in METHODS:
         raise BenchError(f"unknown Pareto method {method!r}; choose from {', '.join(METHODS)}")
     search, scheduler, _ = METHODS[method]
     if method == SHIPPED:
-        search, scheduler = shipped_sections()
+        search, scheduler = shipped_sections(SHIPPED_FILE)
     search, scheduler = dict(search), dict(scheduler)
     if scheduler.get("grace_period") == NO_STOP:
         scheduler["grace_period"] = max_epochs
@@ -362,27 +350,10 @@ def jobs_for(tables, methods, concurrencies, seeds, s: dict, context=()) -> list
 def replay_all(tables: dict[str, ParetoTable], jobs: list[tuple], processes: int) -> dict:
     """{(table, method, concurrency): [front path per seed]}, spread over processes; the
     slowest (model-based with MO-ASHA: hundreds of trials) first, so none comes last alone."""
-    from tqdm import tqdm
-
     _TABLES.clear()
     _TABLES.update(tables)
     order = sorted(range(len(jobs)), key=lambda i: jobs[i][1] in ("random", "motpe", "nsga2"))
-    progress = tqdm(total=len(jobs), desc="Pareto searches", unit="search", mininterval=10)
-    paths: list = [None] * len(jobs)
-    if processes > 1:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:  # inherit tables
-            for i, result in zip(order, pool.imap(_replay, [jobs[i] for i in order])):
-                paths[i] = result
-                progress.update()
-    else:
-        for i in order:
-            paths[i] = _replay(jobs[i])
-            progress.update()
-    progress.close()
-    out: dict = {}
-    for job, path in zip(jobs, paths):
-        out.setdefault(job[:3], []).append(path)
-    return out
+    return run_jobs(jobs, order, _replay, processes, "Pareto searches")
 
 
 def summarise(paths: dict, tables: dict[str, ParetoTable], s: dict) -> dict:
@@ -532,7 +503,7 @@ def run(ctx: Context) -> Outcome:
 def heldout_outcome(summary, tables, missing, seeds, s, replay_s, plot: Path) -> Outcome:
     names, conc, horizon = list(tables), list(s["concurrency"]), s["horizon"]
     vs = ratio_between(summary, names, BASELINE, SHIPPED, conc, HEADLINE, horizon)
-    search, scheduler = shipped_sections()
+    search, scheduler = shipped_sections(SHIPPED_FILE)
     per_table = {name: {**table_figures(tables[name]),
                         "ratio_vs_random": ratio_between(summary, [name], BASELINE, SHIPPED,
                                                          conc, HEADLINE, horizon),

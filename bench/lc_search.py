@@ -184,22 +184,29 @@ def replay_all(tables: dict[str, Table], methods, concurrencies, seeds, s: dict)
                     continue
                 for seed in seeds[:limit.get("seeds", len(seeds))]:
                     jobs.append((name, method, concurrency, seed, s["horizon"]))
-    from tqdm import tqdm
 
     _TABLES.clear()
     _TABLES.update(tables)
     # GP jobs first, so the slowest do not come last; a progress bar on stderr (many minutes)
     order = sorted(range(len(jobs)), key=lambda i: not jobs[i][1].startswith("gp"))
-    progress = tqdm(total=len(jobs), desc="searches replayed", unit="search", mininterval=10)
+    return run_jobs(jobs, order, _replay, s["processes"], "searches replayed")
+
+
+def run_jobs(jobs: list[tuple], order: list[int], replay, processes: int, desc: str) -> dict:
+    """{job[:3]: [replay(job) per seed]}: the jobs replayed in ``order`` over ``processes``
+    forked workers (they inherit the tables the caller's module holds), with a progress bar."""
+    from tqdm import tqdm
+
+    progress = tqdm(total=len(jobs), desc=desc, unit="search", mininterval=10)
     paths: list = [None] * len(jobs)
-    if s["processes"] > 1:
-        with multiprocessing.get_context("fork").Pool(s["processes"]) as pool:  # inherit tables
-            for i, result in zip(order, pool.imap(_replay, [jobs[i] for i in order])):
+    if processes > 1:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            for i, result in zip(order, pool.imap(replay, [jobs[i] for i in order])):
                 paths[i] = result
                 progress.update()
     else:
         for i in order:
-            paths[i] = _replay(jobs[i])
+            paths[i] = replay(jobs[i])
             progress.update()
     progress.close()
     out: dict = {}

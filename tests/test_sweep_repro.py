@@ -16,6 +16,8 @@ from sweep.faults import EPOCH_DELAYS_ENV
 from sweep.ordered_asha import rung_levels
 from sweep.rundir import journal_storage, read_trials, storage_of
 from sweep.runner import run_experiment
+from tests.fake_trials import FakeController, FakeTrial
+from tests.fake_trials import simulate as simulate_trials
 
 SMOKE = Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml"
 TINY = ["--train.width=4", "--train.synthetic_images=40", "--train.synthetic_size=32",
@@ -122,60 +124,15 @@ def test_rung_levels_are_ashas_below_max_t():
 
 
 # ---- OrderedASHA alone, against many arrival orders (no Ray run) -------------------------
-class FakeTrial:
-    def __init__(self, number: int):
-        self.trial_id, self.status, self.path = f"t{number}", "RUNNING", None
-        self.experiment_tag = f"{number + 1}_lr=0.001"  # Ray's "<counter>_<params>"
-        self.has_reported_at_least_once = False
-
-
-class FakeController:
-    def __init__(self, scheduler):
-        self.scheduler = scheduler
-
-    def stop_trial(self, trial):
-        self.scheduler.on_trial_remove(self, trial)
-        trial.status = "TERMINATED"
-
-
 def simulate(curves: list[list[float]], seed: int, metric: str = "val_dice",
              mode: str = "max") -> list[tuple[str, int]]:
-    """Trials report their epochs in a random interleaving (new trials start as others end,
-    3 at a time); returns each trial's (status, epochs trained)."""
-    import random
-
-    from ray.tune.schedulers import TrialScheduler
-
+    """OrderedASHA on trials reporting ``curves`` in a random interleaving, 3 at a time
+    (tests/fake_trials.py); returns each trial's (status, epochs trained)."""
     from sweep.ordered_asha import OrderedASHA
 
-    rng = random.Random(seed)
     scheduler = OrderedASHA(metric=metric, mode=mode, max_t=len(curves[0]), grace_period=1,
                             reduction_factor=2)
-    controller = FakeController(scheduler)
-    trials, epochs = [], [0] * len(curves)
-    while True:
-        live = [t for t in trials if t.status in ("RUNNING", "PAUSED")]
-        if len(live) < 3 and len(trials) < len(curves):
-            trials.append(FakeTrial(len(trials)))
-            scheduler.on_trial_add(controller, trials[-1])
-            continue
-        chosen = scheduler.choose_trial_to_run(controller)
-        if chosen is not None and chosen.status == "PAUSED":
-            chosen.status = "RUNNING"
-        running = [t for t in trials if t.status == "RUNNING"]
-        if not running:
-            break
-        trial = rng.choice(running)
-        number = int(trial.trial_id[1:])
-        epochs[number] += 1
-        result = {"epoch": epochs[number], metric: curves[number][epochs[number] - 1]}
-        decision = scheduler.on_trial_result(controller, trial, result)
-        if decision == TrialScheduler.PAUSE:
-            trial.status = "PAUSED"
-        elif decision == TrialScheduler.STOP or epochs[number] == len(curves[number]):
-            trial.status = "TERMINATED"
-            scheduler.on_trial_complete(controller, trial, result)
-    return [(t.status, epochs[int(t.trial_id[1:])]) for t in trials]
+    return simulate_trials(scheduler, [[{metric: v} for v in curve] for curve in curves], seed)
 
 
 def test_ordered_asha_decides_the_same_whatever_the_arrival_order():
