@@ -25,6 +25,7 @@ from sweep.outcome import TrialOutcomes
 from sweep.pick import default_pick
 from sweep.ray_session import fit, start_ray, stop_ray
 from sweep.recover import check_before_resume
+from sweep.result_log import result_loggers
 from sweep.rundir import (
     BEST_CHECKPOINT,
     BEST_CONFIG,
@@ -109,7 +110,7 @@ def sweep_callbacks(experiment: Experiment, run_dir: Path, storage: TrialStorage
     mirror = mirror_callback(experiment, run_dir, data, outcomes, metric=metric,
                              mode=mode)  # None: W&B turned off
     stops = [StopWhenDiskFull(run_dir, storage), StopWhenStorageUnreachable(run_dir, storage)]
-    return [status_log, *stops] + ([mirror] if mirror else [])
+    return [*result_loggers(), status_log, *stops] + ([mirror] if mirror else [])
 
 
 def sweep_mirror(callbacks: list) -> WandbMirrorCallback | None:

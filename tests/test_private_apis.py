@@ -488,6 +488,45 @@ def test_a_trial_folder_holds_ray_s_files_by_the_names_we_read(tune_run):
         "sweep/recover.py and the report read a trial's config and error there")
 
 
+@pytest.mark.parametrize("logger_name, file_name", [("JsonLoggerCallback", "result.json"),
+                                                     ("CSVLoggerCallback", "progress.csv")])
+def test_tune_s_loggers_copy_the_stored_file_over_the_driver_s_when_a_trial_starts(
+        tmp_path, logger_name, file_name):
+    """Each start of a trial with a checkpoint (a PAUSED trial continuing, too) goes through
+    ``_restore_from_remote(file_name, trial)``, which copies the storage's file over the
+    driver's newer one. sweep/result_log.py overrides that method to keep the driver's."""
+    import pyarrow.fs
+    import ray.tune.logger as loggers
+
+    class Trial:  # what the loggers read of a trial
+        config, checkpoint = {}, object()
+        local_path, storage = str(tmp_path / "driver"), SimpleNamespace(
+            trial_fs_path=str(tmp_path / "stored"),
+            storage_filesystem=pyarrow.fs.LocalFileSystem())
+
+        def init_local_path(self):
+            Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+    for folder, text in (("driver", "driver's newer rows\n"), ("stored", "uploaded\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / file_name).write_text(text)
+    logger = getattr(loggers, logger_name)()
+    calls = []
+    restore = logger._restore_from_remote
+    logger._restore_from_remote = lambda name, trial: (calls.append(name), restore(name, trial))
+    trial = Trial()
+    logger.log_trial_start(trial) if hasattr(logger, "_trial_configs") else \
+        logger._setup_trial(trial)
+    logger.log_trial_end(trial)
+    assert calls == [file_name], broken(
+        "ray", f"{logger_name}._restore_from_remote(file_name, trial) on a trial's start",
+        "sweep/result_log.py overrides it so a continued trial keeps the driver's rows")
+    assert (tmp_path / "driver" / file_name).read_text() == "uploaded\n", broken(
+        "ray", f"{logger_name} copying the stored {file_name} over the driver's",
+        "sweep/result_log.py keeps the driver's copy; with Ray fixed, it is no longer needed",
+        change="no longer happens")
+
+
 def test_a_failed_trial_s_error_is_readable_when_the_callback_runs(tune_run):
     assert tune_run.error_file_text.strip().splitlines()[-1:] == [ERROR_LINE], broken(
         "ray", "Trial.error_file (the driver's error.txt, the exception last)",
