@@ -2,11 +2,10 @@
 parts on made-up inputs, and their tiny modes end to end through the real sweep runner and a
 shared Ray session."""
 import json
-import multiprocessing
-import os
+import subprocess
+import sys
 import time
 
-import numpy as np
 import pytest
 
 from bench.memory_probe import PeakSampler, check_supported, descendants, tree_pss_mb
@@ -41,32 +40,51 @@ def test_slope_of_peaks_per_trial():
     assert slope({1: 100.0, 2: 150.0, 4: 250.0}) == pytest.approx(50.0)
 
 
-def hold(array, seconds):
-    array.sum()  # read every page: mapped in this process too
-    time.sleep(seconds)
+# A fresh interpreter that, told to, maps 64 MB, forks two children that read all of it, and
+# holds it. Measured there, not in the test's own process tree: a pytest-xdist worker's tree
+# also holds its Ray session, whose workers' memory moves by tens of MB meanwhile.
+SHARER = """
+import os, sys, time
+import numpy as np
+print("ready", flush=True)
+sys.stdin.readline()
+shared = np.ones(64 * 2**20, dtype=np.uint8)
+children = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        shared.sum()  # read every page: mapped in this process too
+        print("child", flush=True)
+        time.sleep(30)
+        os._exit(0)
+    children.append(pid)
+sys.stdin.readline()
+for pid in children:
+    os.kill(pid, 9)
+"""
 
 
 def test_pss_counts_memory_shared_by_forked_processes_once():
     check_supported()
-    before = tree_pss_mb(os.getpid())
-    shared = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MB, inherited copy-on-write by children
-    context = multiprocessing.get_context("fork")
-    children = [context.Process(target=hold, args=(shared, 3)) for _ in range(2)]
-    for child in children:
-        child.start()
-    time.sleep(1)
+    sharer = subprocess.Popen([sys.executable, "-c", SHARER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     try:
-        assert {c.pid for c in children} <= set(descendants(os.getpid()))
-        with PeakSampler(os.getpid(), interval_s=0.1) as sampler:
+        assert sharer.stdout.readline() == "ready\n"
+        before = tree_pss_mb(sharer.pid)
+        sharer.stdin.write("go\n")
+        sharer.stdin.flush()
+        assert [sharer.stdout.readline() for _ in range(2)] == ["child\n"] * 2
+        assert len(descendants(sharer.pid)) == 3
+        with PeakSampler(sharer.pid, interval_s=0.1) as sampler:
             time.sleep(0.5)
         grown = sampler.peak_mb - before
-        assert 60 < grown < 64 * 2 + 40  # counted once (plus interpreters), not three times
+        assert 60 < grown < 64 * 2 + 40  # counted once (plus the children's own), not 3 times
         # The anonymous peak is attributed to process kinds, and the parts add up to it.
         assert sum(sampler.peak_anon_by_kind.values()) == pytest.approx(sampler.peak_anon_mb)
         assert sampler.samples >= 2 and 0.09 < sampler.mean_period_s() < 0.5
     finally:
-        for child in children:
-            child.join()
+        sharer.stdin.close()
+        sharer.wait(timeout=30)
 
 
 # ---- tiny modes through the real runner ------------------------------------------------------
